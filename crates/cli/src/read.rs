@@ -1,0 +1,411 @@
+//! `tunnelwatch read`: capture files → sensor → record sinks, a progress bar on a
+//! terminal, and a summary at the end.
+//!
+//! A damaged capture stops that capture only: every packet before the damage has been
+//! processed, every flow record produced is written, the error (with its byte offset)
+//! is reported, and the exit code is 1. Unreadable inputs do not stop the others.
+
+use std::fs::File;
+use std::io::{self, BufWriter, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use tunnelwatch_capture::CaptureFile;
+use tunnelwatch_decode::LinkType;
+use tunnelwatch_flow::ChecksumMode;
+use tunnelwatch_model::{FlowRecord, Timestamp};
+use tunnelwatch_output::{jsonl, table, zeek};
+use tunnelwatch_sensor::{Sensor, SensorConfig};
+
+/// Output format on standard output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// JSON lines (the flow-record schema).
+    Json,
+    /// A readable table.
+    Table,
+    /// Zeek conn.log TSV.
+    Zeek,
+}
+
+/// Checksum policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Checksums {
+    /// Verify IP/TCP/UDP/ICMP checksums; ignore packets that fail (as Zeek does).
+    Verify,
+    /// Do not verify (captures with NIC checksum offloading).
+    Ignore,
+}
+
+/// Arguments of `read`.
+#[derive(Args, Debug)]
+pub struct ReadArgs {
+    /// Capture files (pcap or pcapng, optionally .gz); read in order as one stream.
+    #[arg(required = true, value_name = "CAPTURE")]
+    captures: Vec<PathBuf>,
+    /// Write flow records as JSON lines to FILE (`-` for standard output).
+    #[arg(long, value_name = "FILE")]
+    flows: Option<String>,
+    /// Write a Zeek conn.log to FILE (`-` for standard output).
+    #[arg(long = "zeek-conn", value_name = "FILE")]
+    zeek_conn: Option<String>,
+    /// Format of the records printed on standard output when neither --flows nor
+    /// --zeek-conn writes there [default: table].
+    #[arg(long, value_enum)]
+    format: Option<OutputFormat>,
+    /// Do not write to the store (accepted so scripts keep working once the store
+    /// exists; this version keeps no store).
+    #[arg(long = "no-store")]
+    no_store: bool,
+    /// Checksum policy.
+    #[arg(long, value_enum, default_value = "verify")]
+    checksums: Checksums,
+    /// Same as --checksums ignore (Zeek's -C).
+    #[arg(short = 'C')]
+    ignore_checksums: bool,
+    /// Interim records for flows longer than this many seconds (0: none).
+    #[arg(long, value_name = "SECONDS", default_value_t = 1800.0)]
+    active_timeout: f64,
+    /// No progress bar even on a terminal.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+enum Sink {
+    Json(Box<dyn Write>),
+    Zeek { out: Box<dyn Write>, header: bool },
+    Table { out: Box<dyn Write>, header: bool },
+}
+
+impl Sink {
+    fn write(&mut self, r: &FlowRecord, open: Timestamp) -> io::Result<()> {
+        match self {
+            Sink::Json(o) => jsonl::write_record(o, r),
+            Sink::Zeek { out, header } => {
+                if !*header {
+                    zeek::write_header(out, open)?;
+                    *header = true;
+                }
+                zeek::write_record(out, r)
+            }
+            Sink::Table { out, header } => {
+                if !*header {
+                    table::write_header(out)?;
+                    *header = true;
+                }
+                table::write_record(out, r)
+            }
+        }
+    }
+
+    fn finish(&mut self, open: Timestamp, close: Timestamp) -> io::Result<()> {
+        match self {
+            Sink::Json(o) => o.flush(),
+            Sink::Zeek { out, header } => {
+                if !*header {
+                    zeek::write_header(out, open)?;
+                }
+                zeek::write_footer(out, close)?;
+                out.flush()
+            }
+            Sink::Table { out, .. } => out.flush(),
+        }
+    }
+}
+
+fn open_out(target: &str) -> Result<Box<dyn Write>> {
+    if target == "-" {
+        Ok(Box::new(BufWriter::with_capacity(
+            1 << 16,
+            io::stdout().lock(),
+        )))
+    } else {
+        let f =
+            File::create(target).with_context(|| format!("cannot create output file {target}"))?;
+        Ok(Box::new(BufWriter::with_capacity(1 << 16, f)))
+    }
+}
+
+/// Runs `read`.
+pub fn run(args: ReadArgs) -> Result<ExitCode> {
+    let _ = args.no_store; // nothing to skip until the store exists
+    let mode = if args.ignore_checksums || args.checksums == Checksums::Ignore {
+        ChecksumMode::Ignore
+    } else {
+        ChecksumMode::Verify
+    };
+    let mut config = SensorConfig::default().with_checksums(mode);
+    config.flow.active_timeout = (args.active_timeout.max(0.0) * 1e9) as i64;
+
+    let mut sinks: Vec<Sink> = Vec::new();
+    let mut stdout_used = false;
+    if let Some(t) = &args.flows {
+        stdout_used |= t == "-";
+        sinks.push(Sink::Json(open_out(t)?));
+    }
+    if let Some(t) = &args.zeek_conn {
+        stdout_used |= t == "-";
+        sinks.push(Sink::Zeek {
+            out: open_out(t)?,
+            header: false,
+        });
+    }
+    if !stdout_used && (args.format.is_some() || sinks.is_empty()) {
+        let out = open_out("-")?;
+        sinks.push(match args.format.unwrap_or(OutputFormat::Table) {
+            OutputFormat::Json => Sink::Json(out),
+            OutputFormat::Zeek => Sink::Zeek { out, header: false },
+            OutputFormat::Table => Sink::Table { out, header: false },
+        });
+    }
+
+    let total_bytes: u64 = args
+        .captures
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
+    let bar = if !args.no_progress && io::stderr().is_terminal() {
+        let b = ProgressBar::new(total_bytes);
+        b.set_style(
+            ProgressStyle::with_template(
+                "{spinner} {bytes}/{total_bytes} {wide_bar} {bytes_per_sec} eta {eta} {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        b.enable_steady_tick(Duration::from_millis(200));
+        Some(b)
+    } else {
+        None
+    };
+
+    let mut sensor = Sensor::new(config);
+    let mut records: Vec<FlowRecord> = Vec::with_capacity(1024);
+    let mut errors: Vec<String> = Vec::new();
+    let mut written = 0u64;
+    let mut done_bytes = 0u64;
+    let mut reader_odd = tunnelwatch_capture::ReaderCounters::default();
+    let mut io_error: Option<io::Error> = None;
+
+    let mut drain = |records: &mut Vec<FlowRecord>,
+                     sinks: &mut Vec<Sink>,
+                     open: Timestamp,
+                     written: &mut u64| {
+        for r in records.drain(..) {
+            *written += 1;
+            for s in sinks.iter_mut() {
+                if let Err(e) = s.write(&r, open) {
+                    if io_error.is_none() {
+                        io_error = Some(e);
+                    }
+                }
+            }
+        }
+    };
+
+    for path in &args.captures {
+        let mut cap = match CaptureFile::open(path) {
+            Ok(c) => c,
+            Err(e) => {
+                errors.push(e.to_string());
+                continue;
+            }
+        };
+        if let Some(b) = &bar {
+            b.set_message(path.display().to_string());
+        }
+        let mut n = 0u64;
+        loop {
+            match cap.next_packet() {
+                Ok(Some(p)) => {
+                    sensor.packet(p.ts, LinkType(p.link.0), p.data, p.orig_len, &mut records);
+                    n += 1;
+                    if !records.is_empty() {
+                        let open = sensor.counters().first_ts.unwrap_or_default();
+                        drain(&mut records, &mut sinks, open, &mut written);
+                    }
+                    if n % 8192 == 0 {
+                        if let Some(b) = &bar {
+                            b.set_position(done_bytes + cap.input_bytes_read());
+                        }
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    errors.push(e.to_string());
+                    break;
+                }
+            }
+        }
+        done_bytes += cap.input_len().unwrap_or_else(|| cap.input_bytes_read());
+        let c = cap.counters();
+        reader_odd.empty_records += c.empty_records;
+        reader_odd.over_snaplen += c.over_snaplen;
+        reader_odd.skipped_blocks += c.skipped_blocks;
+        reader_odd.unknown_interface += c.unknown_interface;
+        reader_odd.caplen_over_origlen += c.caplen_over_origlen;
+        reader_odd.records += c.records;
+    }
+    sensor.finish(&mut records);
+    let open = sensor.counters().first_ts.unwrap_or_default();
+    let close = sensor.counters().last_ts.unwrap_or_default();
+    drain(&mut records, &mut sinks, open, &mut written);
+    for s in &mut sinks {
+        if let Err(e) = s.finish(open, close) {
+            if io_error.is_none() {
+                io_error = Some(e);
+            }
+        }
+    }
+    drop(sinks);
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    summary(&sensor, &reader_odd, args.captures.len(), written);
+    if let Some(e) = io_error {
+        if e.kind() != io::ErrorKind::BrokenPipe {
+            return Err(e).context("writing records");
+        }
+    }
+    if errors.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for e in &errors {
+            eprintln!("tunnelwatch: error: {e}");
+        }
+        eprintln!(
+            "tunnelwatch: {} input error(s); everything read before the damage was processed and written",
+            errors.len()
+        );
+        Ok(ExitCode::from(1))
+    }
+}
+
+fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u < UNITS.len() - 1 {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+fn summary(
+    sensor: &Sensor,
+    odd: &tunnelwatch_capture::ReaderCounters,
+    inputs: usize,
+    written: u64,
+) {
+    let c = sensor.counters();
+    let t = sensor.table_stats();
+    let mut e = io::stderr().lock();
+    let _ = writeln!(
+        e,
+        "tunnelwatch read: {} capture(s), {} packets, {} on the wire ({} captured), {} flows, {} records ({} interim)",
+        inputs,
+        c.packets,
+        human_bytes(c.wire_bytes),
+        human_bytes(c.captured_bytes),
+        t.flows,
+        written,
+        t.interim_records
+    );
+    if let (Some(a), Some(b)) = (c.first_ts, c.last_ts) {
+        let _ = writeln!(
+            e,
+            "  time span: {} .. {} UTC ({:.3} s)",
+            zeek::zeek_stamp(a),
+            zeek::zeek_stamp(b),
+            b.nanos_since(a) as f64 / 1e9
+        );
+    }
+    let anomalies: Vec<String> = c
+        .anomalies
+        .iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
+    let _ = writeln!(
+        e,
+        "  decode anomalies: {}",
+        if anomalies.is_empty() {
+            "none".to_string()
+        } else {
+            anomalies.join(", ")
+        }
+    );
+    if !c.unknown_link_types.is_empty() {
+        let v: Vec<String> = c
+            .unknown_link_types
+            .iter()
+            .map(|(l, n)| format!("linktype {l}: {n}"))
+            .collect();
+        let _ = writeln!(
+            e,
+            "  frames of unknown link types (not decoded): {}",
+            v.join(", ")
+        );
+    }
+    let non_ip: u64 = c.non_ip.values().sum();
+    if non_ip > 0 {
+        let v: Vec<String> = c
+            .non_ip
+            .iter()
+            .map(|(t, n)| format!("{t:#06x}: {n}"))
+            .collect();
+        let _ = writeln!(e, "  non-IP frames: {non_ip} ({})", v.join(", "));
+    }
+    let mut other = Vec::new();
+    if c.truncated_frames > 0 {
+        other.push(format!(
+            "{} snap-length truncated frames (counted at wire length)",
+            c.truncated_frames
+        ));
+    }
+    if t.time_backwards > 0 {
+        other.push(format!(
+            "{} packets with time going backwards",
+            t.time_backwards
+        ));
+    }
+    if t.bad_ip_checksums + t.bad_checksums > 0 {
+        other.push(format!(
+            "{} packets with bad checksums ignored (use -C for offloaded captures)",
+            t.bad_ip_checksums + t.bad_checksums
+        ));
+    }
+    if t.evicted > 0 {
+        other.push(format!("{} flows evicted early (table full)", t.evicted));
+    }
+    if t.fragments_attributed > 0 || sensor.unattributed_fragments() > 0 {
+        other.push(format!(
+            "{} IP fragments attributed, {} unattributed",
+            t.fragments_attributed,
+            sensor.unattributed_fragments()
+        ));
+    }
+    if t.icmp_errors_attributed > 0 {
+        other.push(format!(
+            "{} ICMP errors attributed to the flows they quote",
+            t.icmp_errors_attributed
+        ));
+    }
+    if odd.empty_records + odd.over_snaplen + odd.unknown_interface + odd.caplen_over_origlen > 0 {
+        other.push(format!(
+            "capture oddities: {} empty records, {} over snap length, {} from undescribed interfaces, {} captured > original length",
+            odd.empty_records, odd.over_snaplen, odd.unknown_interface, odd.caplen_over_origlen
+        ));
+    }
+    for o in other {
+        let _ = writeln!(e, "  {o}");
+    }
+}

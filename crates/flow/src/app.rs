@@ -1,0 +1,187 @@
+//! Application facts per flow: the first payloads of each direction are offered to the
+//! light parsers of `tunnelwatch_decode::app` (HTTP, TLS, SSH, DNS) until each has
+//! answered or a few payloads went by. State is allocated only for flows that carry
+//! payload, and a TLS ClientHello split over segments is buffered up to 16 KiB.
+
+use tunnelwatch_decode::app::{dns, http, ssh, tls};
+use tunnelwatch_model::{AppFacts, DnsFacts, SshFacts, TlsFacts};
+
+/// Payload packets examined per direction.
+const MAX_TRIES: u8 = 4;
+/// Largest TLS handshake buffered.
+const MAX_TLS_BUFFER: usize = 16 * 1024 + 5;
+
+/// Application-layer state of one flow.
+#[derive(Clone, Debug, Default)]
+pub struct AppState {
+    /// Facts learnt so far.
+    pub facts: AppFacts,
+    tries: [u8; 2],
+    tls_buf: Option<Vec<u8>>,
+}
+
+/// Transport of the payload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Carrier {
+    /// TCP stream bytes.
+    Tcp,
+    /// One UDP datagram.
+    Udp,
+}
+
+impl AppState {
+    /// True when nothing more will be learnt.
+    pub fn done(&self) -> bool {
+        self.tries[0] >= MAX_TRIES && self.tries[1] >= MAX_TRIES
+    }
+
+    /// Offers one payload of direction `orig` (true: originator).
+    pub fn offer(&mut self, orig: bool, payload: &[u8], carrier: Carrier, ports: (u16, u16)) {
+        let d = usize::from(!orig);
+        if self.tries[d] >= MAX_TRIES || payload.is_empty() {
+            return;
+        }
+        self.tries[d] += 1;
+        let dns_port = |p: u16| matches!(p, 53 | 5353 | 5355 | 137);
+        match carrier {
+            Carrier::Udp => {
+                if dns_port(ports.0) || dns_port(ports.1) {
+                    self.dns(payload, false);
+                }
+                // One datagram per direction says what it is.
+                self.tries[d] = MAX_TRIES;
+            }
+            Carrier::Tcp if orig => self.tcp_orig(payload, ports),
+            Carrier::Tcp => self.tcp_resp(payload, ports),
+        }
+    }
+
+    fn dns(&mut self, payload: &[u8], over_tcp: bool) {
+        let Some(m) = dns::parse(payload, over_tcp) else {
+            return;
+        };
+        let f = self.facts.dns.get_or_insert_with(DnsFacts::default);
+        if f.query.is_none() {
+            f.query = m.query;
+            f.qtype = m.qtype;
+        }
+        if m.is_response && f.rcode.is_none() {
+            f.rcode = Some(m.rcode);
+            f.answers = Some(m.answers);
+        }
+    }
+
+    fn tcp_orig(&mut self, payload: &[u8], ports: (u16, u16)) {
+        if let Some(buf) = self.tls_buf.as_mut() {
+            let room = MAX_TLS_BUFFER.saturating_sub(buf.len());
+            buf.extend_from_slice(&payload[..payload.len().min(room)]);
+            let need = tls::handshake_bytes_needed(buf).unwrap_or(0);
+            if buf.len() >= need || buf.len() >= MAX_TLS_BUFFER {
+                let buf = self.tls_buf.take().unwrap_or_default();
+                self.client_hello(&buf);
+            }
+            return;
+        }
+        if self.facts.http.is_none() {
+            if let Some(h) = http::parse_request(payload) {
+                self.facts.http = Some(h);
+                return;
+            }
+        }
+        if self.facts.tls.is_none() {
+            if let Some(need) = tls::handshake_bytes_needed(payload) {
+                if payload.len() < need && need <= MAX_TLS_BUFFER {
+                    self.tls_buf = Some(payload.to_vec());
+                    return;
+                }
+                self.client_hello(payload);
+                return;
+            }
+        }
+        if let Some(banner) = ssh::parse_banner(payload) {
+            self.facts
+                .ssh
+                .get_or_insert_with(SshFacts::default)
+                .client
+                .get_or_insert(banner);
+            return;
+        }
+        if ports.0 == 53 || ports.1 == 53 {
+            self.dns(payload, true);
+        }
+    }
+
+    fn client_hello(&mut self, bytes: &[u8]) {
+        if let Some(t) = tls::parse_client_hello(bytes) {
+            let prev = self.facts.tls.take().unwrap_or_default();
+            self.facts.tls = Some(TlsFacts {
+                server_version: prev.server_version,
+                server_cipher: prev.server_cipher,
+                ..t
+            });
+        }
+    }
+
+    fn tcp_resp(&mut self, payload: &[u8], ports: (u16, u16)) {
+        if let Some((version, status)) = http::parse_response(payload) {
+            let h = self.facts.http.get_or_insert_with(Default::default);
+            if h.status.is_none() {
+                h.status = Some(status);
+                h.resp_version = Some(version);
+            }
+            return;
+        }
+        if let Some((version, cipher)) = tls::parse_server_hello(payload) {
+            let t = self.facts.tls.get_or_insert_with(TlsFacts::default);
+            t.server_version = Some(version);
+            t.server_cipher = Some(cipher);
+            return;
+        }
+        if let Some(banner) = ssh::parse_banner(payload) {
+            self.facts
+                .ssh
+                .get_or_insert_with(SshFacts::default)
+                .server
+                .get_or_insert(banner);
+            return;
+        }
+        if ports.0 == 53 || ports.1 == 53 {
+            self.dns(payload, true);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_request_and_response_fill_one_fact() {
+        let mut a = AppState::default();
+        a.offer(
+            true,
+            b"GET /x HTTP/1.1\r\nHost: example.com\r\n\r\n",
+            Carrier::Tcp,
+            (40000, 80),
+        );
+        a.offer(
+            false,
+            b"HTTP/1.1 404 Not Found\r\n\r\n",
+            Carrier::Tcp,
+            (40000, 80),
+        );
+        let h = a.facts.http.unwrap();
+        assert_eq!(h.host.as_deref(), Some("example.com"));
+        assert_eq!(h.status, Some(404));
+    }
+
+    #[test]
+    fn ssh_banners_both_directions() {
+        let mut a = AppState::default();
+        a.offer(true, b"SSH-2.0-OpenSSH_9.2\r\n", Carrier::Tcp, (40000, 22));
+        a.offer(false, b"SSH-2.0-dropbear\r\n", Carrier::Tcp, (40000, 22));
+        let s = a.facts.ssh.unwrap();
+        assert_eq!(s.client.as_deref(), Some("SSH-2.0-OpenSSH_9.2"));
+        assert_eq!(s.server.as_deref(), Some("SSH-2.0-dropbear"));
+    }
+}

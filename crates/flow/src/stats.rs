@@ -1,0 +1,199 @@
+//! Per-direction packet dynamics: counters, streaming moments (Welford), TTL range,
+//! TCP flag summaries and idle periods. Constant memory per direction, no allocation.
+
+use tunnelwatch_decode::TcpFlags;
+use tunnelwatch_model::{DirectionStats, Stats, Timestamp};
+
+/// Streaming mean / min / max / variance (Welford's algorithm).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Running {
+    n: u64,
+    mean: f64,
+    m2: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Running {
+    /// Adds one value.
+    pub fn push(&mut self, x: f64) {
+        self.n += 1;
+        if self.n == 1 {
+            self.min = x;
+            self.max = x;
+            self.mean = x;
+            self.m2 = 0.0;
+            return;
+        }
+        if x < self.min {
+            self.min = x;
+        }
+        if x > self.max {
+            self.max = x;
+        }
+        let d = x - self.mean;
+        self.mean += d / self.n as f64;
+        self.m2 += d * (x - self.mean);
+    }
+
+    /// Values seen.
+    pub fn count(&self) -> u64 {
+        self.n
+    }
+
+    /// The summary, `None` when empty. Values are rounded to 6 decimals so that output
+    /// is stable text.
+    pub fn summary(&self) -> Option<Stats> {
+        if self.n == 0 {
+            return None;
+        }
+        let var = if self.n > 1 {
+            self.m2 / self.n as f64
+        } else {
+            0.0
+        };
+        Some(Stats {
+            mean: round6(self.mean),
+            min: round6(self.min),
+            max: round6(self.max),
+            stddev: round6(var.max(0.0).sqrt()),
+        })
+    }
+}
+
+fn round6(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
+}
+
+/// Counters and dynamics of one direction.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Direction {
+    /// Packets counted (Zeek's ConnSize semantics).
+    pub pkts: u64,
+    /// IP bytes (sum of IP total lengths).
+    pub ip_bytes: u64,
+    /// Transport payload bytes on the wire.
+    pub payload_bytes: u64,
+    /// UDP/ICMP payload bytes as Zeek counts them (from the UDP length / ICMP payload).
+    pub datagram_bytes: u64,
+    /// Whether any valid datagram was seen (Zeek's UDP endpoint "active").
+    pub active: bool,
+    flags: u16,
+    first_flags: [u16; 4],
+    n_first: u8,
+    iat: Running,
+    size: Running,
+    last_ts: Option<Timestamp>,
+    /// Idle periods (inter-arrival above the idle threshold).
+    pub idle_periods: u64,
+    /// Zero-window advertisements.
+    pub zero_windows: u64,
+    /// Retransmitted payload packets.
+    pub retransmissions: u64,
+    ttl_min: u8,
+    ttl_max: u8,
+    ttl_seen: bool,
+    /// Non-first fragments attributed.
+    pub fragments: u64,
+    /// Snap-length truncated packets.
+    pub truncated: u64,
+}
+
+impl Direction {
+    /// Records one packet's timing, size and TTL.
+    pub fn observe(&mut self, ts: Timestamp, payload_len: u32, ttl: u8, idle_threshold: i64) {
+        if let Some(prev) = self.last_ts {
+            let gap = ts.nanos_since(prev).max(0);
+            self.iat.push(gap as f64 / 1e9);
+            if gap > idle_threshold {
+                self.idle_periods += 1;
+            }
+        }
+        self.last_ts = Some(ts);
+        self.size.push(f64::from(payload_len));
+        if !self.ttl_seen {
+            self.ttl_min = ttl;
+            self.ttl_max = ttl;
+            self.ttl_seen = true;
+        } else {
+            self.ttl_min = self.ttl_min.min(ttl);
+            self.ttl_max = self.ttl_max.max(ttl);
+        }
+    }
+
+    /// Records a TCP segment's flags.
+    pub fn observe_flags(&mut self, flags: TcpFlags) {
+        self.flags |= flags.0;
+        if usize::from(self.n_first) < self.first_flags.len() {
+            self.first_flags[usize::from(self.n_first)] = flags.0;
+            self.n_first += 1;
+        }
+    }
+
+    /// The TCP flags union.
+    pub fn flags(&self) -> TcpFlags {
+        TcpFlags(self.flags)
+    }
+
+    /// Flags of the first packets.
+    pub fn first_flags(&self) -> &[u16] {
+        &self.first_flags[..usize::from(self.n_first)]
+    }
+
+    /// The record form.
+    pub fn to_stats(&self, tcp: bool) -> DirectionStats {
+        DirectionStats {
+            payload_bytes: self.payload_bytes,
+            flags: if tcp {
+                self.flags().letters()
+            } else {
+                String::new()
+            },
+            first_flags: if tcp {
+                self.first_flags()
+                    .iter()
+                    .map(|f| TcpFlags(*f).letters())
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            iat: self.iat.summary(),
+            size: self.size.summary(),
+            idle_periods: self.idle_periods,
+            zero_windows: self.zero_windows,
+            retransmissions: self.retransmissions,
+            ttl_min: self.ttl_seen.then_some(self.ttl_min),
+            ttl_max: self.ttl_seen.then_some(self.ttl_max),
+            fragments: self.fragments,
+            truncated: self.truncated,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn running_matches_textbook_values() {
+        let mut r = Running::default();
+        for x in [2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0] {
+            r.push(x);
+        }
+        let s = r.summary().unwrap();
+        assert_eq!((s.mean, s.min, s.max, s.stddev), (5.0, 2.0, 9.0, 2.0));
+    }
+
+    #[test]
+    fn direction_counts_idle_periods_above_threshold() {
+        let mut d = Direction::default();
+        let sec = 1_000_000_000;
+        d.observe(Timestamp(0), 0, 64, 5 * sec);
+        d.observe(Timestamp(sec), 10, 63, 5 * sec);
+        d.observe(Timestamp(10 * sec), 10, 65, 5 * sec);
+        assert_eq!(d.idle_periods, 1);
+        let s = d.to_stats(false);
+        assert_eq!((s.ttl_min, s.ttl_max), (Some(63), Some(65)));
+        assert_eq!(s.iat.unwrap().max, 9.0);
+    }
+}

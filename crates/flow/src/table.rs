@@ -1,0 +1,1030 @@
+//! The bidirectional flow table: decoded packets in, flow records out.
+//!
+//! One entry per conversation, found by a direction-free [`Key`]. The originator is the
+//! sender of the first SYN, else the first packet's sender unless Zeek's port heuristic
+//! says the first sender is the server. Per flow it keeps counters and dynamics per
+//! direction, a Zeek-compatible TCP state ([`TcpConn`]) and history, application facts
+//! and tunnel parents.
+//!
+//! Time only comes from packets. Expiry is driven by timers in packet time that mirror
+//! Zeek's (connection attempt, inactivity, TCP close linger and periodic expire checks)
+//! plus an active timeout that writes interim records (`cause: status`) under the same
+//! `uid`. Timers live in one heap; a flow's timers are invalidated by bumping its
+//! generation, so per packet the heap is only peeked. The table is bounded by
+//! [`FlowConfig::max_flows`]: when full, the flow closest to its own expiry is ended
+//! early (`cause: evicted`).
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::net::IpAddr;
+
+use hashbrown::HashMap;
+use tunnelwatch_decode::{
+    checksum, tcp_options, Decoded, Fragment, IcmpMessage, IpPacket, TcpSegment, Transport,
+};
+use tunnelwatch_model::{
+    Cause, ConnState, Dynamics, FlowRecord, IcmpFacts, IpProto, TcpFacts, Timestamp,
+};
+
+use crate::app::{AppState, Carrier};
+use crate::config::{ChecksumMode, FlowConfig};
+use crate::frag::{DatagramId, FragTable, Later, Owner};
+use crate::history::{bit, History, Scaled};
+use crate::key::{community_id, icmp_counterpart, uid, Endpoints, Key};
+use crate::stats::Direction;
+use crate::tcp::{Effects, SegmentInput, TcpConn};
+
+/// Counters of the table's own work, reported in `read`'s summary.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TableStats {
+    /// IP layers processed.
+    pub layers: u64,
+    /// Flows created.
+    pub flows: u64,
+    /// Final records written.
+    pub records: u64,
+    /// Interim records written.
+    pub interim_records: u64,
+    /// Flows ended early because the table was full.
+    pub evicted: u64,
+    /// Packets whose timestamp went backwards (processed at the later time).
+    pub time_backwards: u64,
+    /// Packets ignored for a bad IPv4 header checksum.
+    pub bad_ip_checksums: u64,
+    /// Packets ignored for a bad TCP/UDP/ICMP checksum.
+    pub bad_checksums: u64,
+    /// Later IP fragments credited to a flow.
+    pub fragments_attributed: u64,
+    /// ICMP errors credited to the flow they quote.
+    pub icmp_errors_attributed: u64,
+    /// Most flows alive at once.
+    pub peak_flows: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerKind {
+    Inactivity,
+    Expire,
+    Attempt,
+    Delete,
+    Status,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Timer {
+    at: Timestamp,
+    seq: u64,
+    slot: u32,
+    epoch: u32,
+    gen: u32,
+    kind: TimerKind,
+}
+
+/// TCP timing facts collected alongside the state machine.
+#[derive(Clone, Copy, Debug, Default)]
+struct TcpTiming {
+    syn: Option<Timestamp>,
+    synack: Option<Timestamp>,
+    ack: Option<Timestamp>,
+    close_start: Option<Timestamp>,
+    orig_mss: Option<u16>,
+    resp_mss: Option<u16>,
+    orig_wscale: Option<u8>,
+    resp_wscale: Option<u8>,
+}
+
+struct Flow {
+    key: Key,
+    uid: String,
+    community_id: String,
+    orig_h: IpAddr,
+    orig_p: u16,
+    resp_h: IpAddr,
+    resp_p: u16,
+    proto: IpProto,
+    start: Timestamp,
+    /// Zeek's `last_time`: the last packet that counts towards the duration.
+    last_time: Timestamp,
+    dirs: [Direction; 2],
+    history: History,
+    udp_chk: [Scaled; 2],
+    tcp: Option<Box<TcpConn>>,
+    timing: TcpTiming,
+    app: Option<Box<AppState>>,
+    icmp: Option<Box<IcmpFacts>>,
+    tunnel_parents: Vec<String>,
+    parent_ref: Option<(u32, u32)>,
+    vlan: Option<u16>,
+    inner_vlan: Option<u16>,
+    inactivity: i64,
+    /// Generation of all timers (bumped by Zeek's CancelTimers).
+    gen: u32,
+    /// Generation of the inactivity timer alone.
+    inact_gen: u32,
+    /// Next expire-check tick that was not scheduled because no check could act.
+    expire_dormant: Option<Timestamp>,
+    expire_scheduled: bool,
+}
+
+struct Slot {
+    flow: Option<Flow>,
+    epoch: u32,
+}
+
+/// The flow table. See the module documentation.
+pub struct FlowTable {
+    config: FlowConfig,
+    map: HashMap<Key, u32, foldhash::fast::RandomState>,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    timers: BinaryHeap<Reverse<Timer>>,
+    timer_seq: u64,
+    now: Timestamp,
+    started: bool,
+    frags: FragTable,
+    stats: TableStats,
+}
+
+/// Where a layer's flow sits, for its inner layers' `tunnel_parents`.
+#[derive(Clone, Copy, Debug)]
+struct LayerFlow {
+    slot: u32,
+    epoch: u32,
+}
+
+impl FlowTable {
+    /// An empty table.
+    pub fn new(config: FlowConfig) -> Self {
+        FlowTable {
+            config,
+            map: HashMap::default(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            timers: BinaryHeap::new(),
+            timer_seq: 0,
+            now: Timestamp(i64::MIN),
+            started: false,
+            frags: FragTable::default(),
+            stats: TableStats::default(),
+        }
+    }
+
+    /// The settings in use.
+    pub fn config(&self) -> &FlowConfig {
+        &self.config
+    }
+
+    /// Work counters so far.
+    pub fn stats(&self) -> &TableStats {
+        &self.stats
+    }
+
+    /// Later fragments that never found their flow.
+    pub fn unattributed_fragments(&self) -> u64 {
+        self.frags.unattributed
+    }
+
+    /// Flows alive now.
+    pub fn live_flows(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Processes one decoded frame captured at `ts`; `index` is the frame's position
+    /// in the input (it makes `uid`s unique). Ended flows are appended to `out`.
+    pub fn process(
+        &mut self,
+        ts: Timestamp,
+        index: u64,
+        decoded: &Decoded<'_>,
+        out: &mut Vec<FlowRecord>,
+    ) {
+        let ts = self.clock(ts, out);
+        let mut parent: Option<LayerFlow> = None;
+        for layer in &decoded.layers {
+            self.stats.layers += 1;
+            parent = self.layer(ts, index, layer, decoded, parent, out);
+            if parent.is_none() {
+                break;
+            }
+        }
+    }
+
+    /// Advances packet time to `ts` (never backwards) and fires due timers.
+    fn clock(&mut self, ts: Timestamp, out: &mut Vec<FlowRecord>) -> Timestamp {
+        if !self.started {
+            self.started = true;
+            self.now = ts;
+        }
+        if ts < self.now {
+            self.stats.time_backwards += 1;
+            return self.now;
+        }
+        self.advance(ts, out);
+        ts
+    }
+
+    /// Fires every timer due at or before `now` (Zeek runs timers before the packet).
+    pub fn advance(&mut self, now: Timestamp, out: &mut Vec<FlowRecord>) {
+        self.now = self.now.max(now);
+        while let Some(Reverse(t)) = self.timers.peek().copied() {
+            if t.at > now {
+                break;
+            }
+            self.timers.pop();
+            self.fire(t, out);
+        }
+        self.frags.sweep(now);
+    }
+
+    /// Ends every live flow (end of input) and writes their records, ordered by first
+    /// packet time then `uid` so that output does not depend on hashing.
+    pub fn flush(&mut self, out: &mut Vec<FlowRecord>) {
+        let mut slots: Vec<u32> = self.map.values().copied().collect();
+        slots.sort_unstable();
+        let mut recs = Vec::with_capacity(slots.len());
+        for s in slots {
+            if let Some(r) = self.end(s, Cause::End) {
+                recs.push(r);
+            }
+        }
+        recs.sort_by(|a, b| (a.ts, &a.uid).cmp(&(b.ts, &b.uid)));
+        out.extend(recs);
+        self.timers.clear();
+        self.frags.finish();
+    }
+
+    fn schedule(&mut self, slot: u32, at: Timestamp, kind: TimerKind) {
+        let Some(Slot {
+            flow: Some(f),
+            epoch,
+        }) = self.slots.get(slot as usize)
+        else {
+            return;
+        };
+        let gen = if kind == TimerKind::Inactivity {
+            f.inact_gen
+        } else {
+            f.gen
+        };
+        self.timer_seq += 1;
+        self.timers.push(Reverse(Timer {
+            at,
+            seq: self.timer_seq,
+            slot,
+            epoch: *epoch,
+            gen,
+            kind,
+        }));
+    }
+
+    fn fire(&mut self, t: Timer, out: &mut Vec<FlowRecord>) {
+        let Some(Slot {
+            flow: Some(f),
+            epoch,
+        }) = self.slots.get_mut(t.slot as usize)
+        else {
+            return;
+        };
+        if *epoch != t.epoch {
+            return;
+        }
+        let gen = if t.kind == TimerKind::Inactivity {
+            f.inact_gen
+        } else {
+            f.gen
+        };
+        if gen != t.gen {
+            return;
+        }
+        let c = &self.config;
+        match t.kind {
+            TimerKind::Inactivity => {
+                let due = f.last_time.add_nanos(f.inactivity);
+                if due <= t.at {
+                    self.finish(t.slot, Cause::Timeout, out);
+                } else {
+                    self.schedule(t.slot, due, TimerKind::Inactivity);
+                }
+            }
+            TimerKind::Expire => {
+                f.expire_scheduled = false;
+                let Some(tcp) = f.tcp.as_deref() else { return };
+                let quiet = f.last_time.add_nanos(c.tcp_connection_linger) < t.at;
+                if tcp.expire_check(quiet) {
+                    let cause = if tcp.orig().did_close || tcp.resp().did_close {
+                        Cause::End
+                    } else {
+                        Cause::Timeout
+                    };
+                    self.finish(t.slot, cause, out);
+                } else if tcp.is_active {
+                    if tcp.expire_relevant() {
+                        f.expire_scheduled = true;
+                        let next = t.at.add_nanos(c.tcp_session_timer);
+                        self.schedule(t.slot, next, TimerKind::Expire);
+                    } else {
+                        f.expire_dormant = Some(t.at);
+                    }
+                }
+            }
+            TimerKind::Attempt => {
+                let Some(tcp) = f.tcp.as_deref_mut() else {
+                    return;
+                };
+                if tcp.attempt_check() {
+                    self.finish(t.slot, Cause::Timeout, out);
+                }
+            }
+            TimerKind::Delete => self.finish(t.slot, Cause::End, out),
+            TimerKind::Status => {
+                if let Some(r) = self.record(t.slot, Cause::Status) {
+                    self.stats.interim_records += 1;
+                    out.push(r);
+                }
+                let next = t.at.add_nanos(self.config.active_timeout);
+                self.schedule(t.slot, next, TimerKind::Status);
+            }
+        }
+    }
+
+    fn finish(&mut self, slot: u32, cause: Cause, out: &mut Vec<FlowRecord>) {
+        if let Some(r) = self.end(slot, cause) {
+            out.push(r);
+        }
+    }
+
+    /// Removes a flow and returns its final record.
+    fn end(&mut self, slot: u32, cause: Cause) -> Option<FlowRecord> {
+        let rec = self.record(slot, cause)?;
+        let s = &mut self.slots[slot as usize];
+        let f = s.flow.take()?;
+        s.epoch = s.epoch.wrapping_add(1);
+        self.map.remove(&f.key);
+        self.free.push(slot);
+        self.stats.records += 1;
+        Some(rec)
+    }
+
+    /// Handles one IP layer; returns its flow for the next (inner) layer.
+    fn layer(
+        &mut self,
+        ts: Timestamp,
+        index: u64,
+        l: &IpPacket<'_>,
+        d: &Decoded<'_>,
+        parent: Option<LayerFlow>,
+        out: &mut Vec<FlowRecord>,
+    ) -> Option<LayerFlow> {
+        let verify = self.config.checksums == ChecksumMode::Verify;
+        if l.bad_ip_checksum && verify {
+            self.stats.bad_ip_checksums += 1;
+            return None;
+        }
+        if let Fragment::Later { id, .. } = l.fragment {
+            self.later_fragment(l, id, ts);
+            return None;
+        }
+        let ep = match endpoints(l) {
+            Some(ep) => ep,
+            None => return None,
+        };
+        let (key, _) = ep.key();
+
+        let mut slot = self.map.get(&key).copied();
+        if let (Some(s), Transport::Tcp(seg)) = (slot, &l.transport) {
+            let reuse = self.slots[s as usize]
+                .flow
+                .as_ref()
+                .and_then(|f| f.tcp.as_deref())
+                .is_some_and(|tcp| tcp.is_reuse(seg));
+            if reuse {
+                self.finish(s, Cause::End, out);
+                slot = None;
+            }
+        }
+        let slot = match slot {
+            Some(s) => s,
+            None => self.create(ts, index, key, &ep, l, d, out),
+        };
+        let epoch = self.slots[slot as usize].epoch;
+
+        if let Fragment::First { id } = l.fragment {
+            let did = DatagramId {
+                src: l.src,
+                dst: l.dst,
+                proto: l.proto.0,
+                id,
+            };
+            if let Some((bytes, count)) = self.frags.first(did, Owner { slot, epoch }, ts) {
+                let f = self.slots[slot as usize].flow.as_mut()?;
+                let is_orig = f.orig_h == l.src;
+                let dir = &mut f.dirs[usize::from(!is_orig)];
+                dir.ip_bytes += bytes;
+                dir.fragments += count;
+                self.stats.fragments_attributed += count;
+            }
+        }
+
+        self.update(slot, ts, l, &ep, parent);
+        Some(LayerFlow { slot, epoch })
+    }
+
+    fn later_fragment(&mut self, l: &IpPacket<'_>, id: u32, ts: Timestamp) {
+        let did = DatagramId {
+            src: l.src,
+            dst: l.dst,
+            proto: l.proto.0,
+            id,
+        };
+        let bytes = u64::from(l.payload_len);
+        if let Later::Owner(o) = self.frags.later(did, bytes, ts) {
+            let Some(Slot {
+                flow: Some(f),
+                epoch,
+            }) = self.slots.get_mut(o.slot as usize)
+            else {
+                return;
+            };
+            if *epoch != o.epoch {
+                return;
+            }
+            let dir = &mut f.dirs[usize::from(f.orig_h != l.src)];
+            dir.ip_bytes += bytes;
+            dir.fragments += 1;
+            self.stats.fragments_attributed += 1;
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn create(
+        &mut self,
+        ts: Timestamp,
+        index: u64,
+        key: Key,
+        ep: &Endpoints,
+        l: &IpPacket<'_>,
+        d: &Decoded<'_>,
+        out: &mut Vec<FlowRecord>,
+    ) -> u32 {
+        if self.map.len() >= self.config.max_flows.max(1) {
+            self.evict(out);
+        }
+        let flip = self.wants_flip(ep, l);
+        let (orig_h, orig_p, resp_h, resp_p) = if flip {
+            (ep.dst, ep.dport, ep.src, ep.sport)
+        } else {
+            (ep.src, ep.sport, ep.dst, ep.dport)
+        };
+        let oriented = Endpoints {
+            src: orig_h,
+            sport: orig_p,
+            dst: resp_h,
+            dport: resp_p,
+            ..*ep
+        };
+        let mut history = History::default();
+        if flip {
+            history.add(b'^');
+        }
+        let (inactivity, tcp) = match l.transport {
+            Transport::Tcp(_) => (self.config.tcp_handshake_inactivity, Some(Box::default())),
+            Transport::Udp(_) => (self.config.udp_inactivity, None),
+            Transport::Icmp(_) => (self.config.icmp_inactivity, None),
+            Transport::Other => (self.config.other_inactivity, None),
+        };
+        let flow = Flow {
+            key,
+            uid: uid(&key, ts, index),
+            community_id: community_id(&oriented),
+            orig_h,
+            orig_p,
+            resp_h,
+            resp_p,
+            proto: ep.proto,
+            start: ts,
+            last_time: ts,
+            dirs: [Direction::default(), Direction::default()],
+            history,
+            udp_chk: [Scaled::default(), Scaled::default()],
+            tcp,
+            timing: TcpTiming::default(),
+            app: None,
+            icmp: None,
+            tunnel_parents: Vec::new(),
+            parent_ref: None,
+            vlan: d.vlan,
+            inner_vlan: d.inner_vlan,
+            inactivity,
+            gen: 0,
+            inact_gen: 0,
+            expire_dormant: None,
+            expire_scheduled: false,
+        };
+        let slot = match self.free.pop() {
+            Some(s) => {
+                self.slots[s as usize].flow = Some(flow);
+                s
+            }
+            None => {
+                self.slots.push(Slot {
+                    flow: Some(flow),
+                    epoch: 0,
+                });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.map.insert(key, slot);
+        self.stats.flows += 1;
+        self.stats.peak_flows = self.stats.peak_flows.max(self.map.len() as u64);
+        self.schedule(slot, ts.add_nanos(inactivity), TimerKind::Inactivity);
+        if matches!(l.transport, Transport::Tcp(_)) {
+            // Zeek's first expire check comes tcp_SYN_timeout after the start.
+            let at = ts.add_nanos(self.config.tcp_syn_timeout);
+            if let Some(f) = self.slots[slot as usize].flow.as_mut() {
+                f.expire_scheduled = true;
+            }
+            self.schedule(slot, at, TimerKind::Expire);
+        }
+        if self.config.active_timeout > 0 {
+            self.schedule(
+                slot,
+                ts.add_nanos(self.config.active_timeout),
+                TimerKind::Status,
+            );
+        }
+        slot
+    }
+
+    /// Zeek's responder heuristic for a flow that does not start with a SYN.
+    fn wants_flip(&self, ep: &Endpoints, l: &IpPacket<'_>) -> bool {
+        if let IpAddr::V4(v4) = ep.dst {
+            if v4.is_broadcast() {
+                return false;
+            }
+        }
+        let c = &self.config;
+        match &l.transport {
+            Transport::Tcp(seg) => {
+                let f = seg.flags;
+                if f.syn() && !f.ack() {
+                    return false;
+                }
+                if !c.is_likely_server(ep.sport, true) {
+                    return false;
+                }
+                if c.is_likely_server(ep.dport, true) {
+                    !f.syn() && ep.sport < ep.dport
+                } else {
+                    true
+                }
+            }
+            Transport::Udp(_) => {
+                c.is_likely_server(ep.sport, false) && !c.is_likely_server(ep.dport, false)
+            }
+            _ => false,
+        }
+    }
+
+    fn evict(&mut self, out: &mut Vec<FlowRecord>) {
+        while let Some(Reverse(t)) = self.timers.pop() {
+            let valid = matches!(self.slots.get(t.slot as usize), Some(Slot { flow: Some(_), epoch }) if *epoch == t.epoch);
+            if valid {
+                self.stats.evicted += 1;
+                self.finish(t.slot, Cause::Evicted, out);
+                return;
+            }
+        }
+    }
+
+    /// Updates a flow with one packet.
+    fn update(
+        &mut self,
+        slot: u32,
+        ts: Timestamp,
+        l: &IpPacket<'_>,
+        ep: &Endpoints,
+        parent: Option<LayerFlow>,
+    ) {
+        let verify = self.config.checksums == ChecksumMode::Verify;
+        let idle = self.config.idle_threshold;
+        let app_on = self.config.app_facts;
+        let parent_uid = parent.and_then(|p| {
+            let s = self.slots.get(p.slot as usize)?;
+            (s.epoch == p.epoch)
+                .then(|| s.flow.as_ref().map(|f| (p, f.uid.clone())))
+                .flatten()
+        });
+        let mut schedule: Vec<(Timestamp, TimerKind)> = Vec::new();
+        let mut quoted_error: Option<(IcmpMessage, IpAddr)> = None;
+        let mut bad_checksum = false;
+        {
+            let Some(f) = self.slots[slot as usize].flow.as_mut() else {
+                return;
+            };
+            if let Some((p, puid)) = parent_uid {
+                if f.parent_ref != Some((p.slot, p.epoch)) {
+                    f.parent_ref = Some((p.slot, p.epoch));
+                    if !f.tunnel_parents.contains(&puid) {
+                        f.tunnel_parents.push(puid);
+                    }
+                }
+            }
+            let mut is_orig = f.orig_h == ep.src && f.orig_p == ep.sport;
+            if f.orig_h == f.resp_h && f.orig_p == f.resp_p {
+                is_orig = true;
+            }
+            let checksum_ok = if verify {
+                checksum::transport_ok(l)
+            } else {
+                None
+            };
+            let mut counted = true;
+            match &l.transport {
+                Transport::Tcp(seg) => {
+                    if checksum_ok == Some(false) {
+                        bad_checksum = true;
+                        if let Some(tcp) = f.tcp.as_deref_mut() {
+                            tcp.checksum_error(is_orig, &mut f.history);
+                        }
+                        counted = false;
+                    } else {
+                        let fx = tcp_packet(f, seg, l, is_orig, ts);
+                        if fx.flipped {
+                            flip_flow(f);
+                            is_orig = !is_orig;
+                        }
+                        apply_effects(f, &fx, ts, &self.config, &mut schedule);
+                    }
+                }
+                Transport::Udp(u) => {
+                    let d = usize::from(!is_orig);
+                    if checksum_ok == Some(false) {
+                        bad_checksum = true;
+                        if f.udp_chk[d].hit() {
+                            f.history.add(if is_orig { b'C' } else { b'c' });
+                        }
+                        counted = false;
+                    } else {
+                        let mask = if is_orig {
+                            bit::UDP_ORIG_DATA
+                        } else {
+                            bit::UDP_RESP_DATA
+                        };
+                        f.history.check(mask, if is_orig { b'D' } else { b'd' });
+                        let ulen = u64::from(u.length).saturating_sub(8);
+                        f.dirs[d].datagram_bytes += ulen;
+                        f.dirs[d].active = true;
+                        f.last_time = f.last_time.max(ts);
+                    }
+                }
+                Transport::Icmp(m) => {
+                    if checksum_ok == Some(false) {
+                        bad_checksum = true;
+                        counted = false;
+                    } else {
+                        let d = usize::from(!is_orig);
+                        f.dirs[d].datagram_bytes += u64::from(l.payload_len);
+                        f.dirs[d].active = true;
+                        f.last_time = f.last_time.max(ts);
+                        if m.is_echo() {
+                            let facts = f.icmp.get_or_insert_with(Default::default);
+                            if !facts.echo_ids.contains(&m.echo_id) && facts.echo_ids.len() < 16 {
+                                facts.echo_ids.push(m.echo_id);
+                            }
+                        }
+                        if m.is_error() && m.quoted.is_some() {
+                            quoted_error = Some((*m, l.src));
+                        }
+                    }
+                }
+                Transport::Other => {
+                    f.last_time = f.last_time.max(ts);
+                }
+            }
+            if counted {
+                let d = &mut f.dirs[usize::from(!is_orig)];
+                d.pkts += 1;
+                d.ip_bytes += u64::from(l.ip_len);
+                d.payload_bytes += u64::from(l.payload_len);
+                if !l.captured_all() {
+                    d.truncated += 1;
+                }
+                d.observe(ts, l.payload_len, l.ttl, idle);
+                if let Transport::Tcp(seg) = &l.transport {
+                    d.observe_flags(seg.flags);
+                    if seg.window == 0 && !seg.flags.rst() {
+                        d.zero_windows += 1;
+                    }
+                }
+                if app_on && !l.payload.is_empty() {
+                    let carrier = match l.transport {
+                        Transport::Tcp(_) => Some(Carrier::Tcp),
+                        Transport::Udp(_) => Some(Carrier::Udp),
+                        _ => None,
+                    };
+                    if let Some(carrier) = carrier {
+                        let app = f.app.get_or_insert_with(Default::default);
+                        if !app.done() {
+                            app.offer(is_orig, l.payload, carrier, (f.orig_p, f.resp_p));
+                        }
+                    }
+                }
+            }
+        }
+        if bad_checksum {
+            self.stats.bad_checksums += 1;
+        }
+        for (at, kind) in schedule {
+            if kind == TimerKind::Inactivity {
+                if let Some(f) = self.slots[slot as usize].flow.as_mut() {
+                    f.inact_gen = f.inact_gen.wrapping_add(1);
+                }
+            }
+            self.schedule(slot, at, kind);
+        }
+        self.ensure_expire(slot);
+        if let Some((m, from)) = quoted_error {
+            self.attribute_icmp_error(&m, from);
+        }
+    }
+
+    /// Schedules the next expire check when one could now act but none is pending.
+    fn ensure_expire(&mut self, slot: u32) {
+        let session = self.config.tcp_session_timer;
+        let now = self.now;
+        let Some(f) = self.slots[slot as usize].flow.as_mut() else {
+            return;
+        };
+        let Some(tcp) = f.tcp.as_deref() else { return };
+        if f.expire_scheduled || !tcp.expire_relevant() {
+            return;
+        }
+        let Some(base) = f.expire_dormant else { return };
+        // The chain fires at base + k·session; the next tick after now.
+        let elapsed = now.nanos_since(base).max(0);
+        let k = elapsed / session.max(1) + 1;
+        let at = base.add_nanos(k * session);
+        f.expire_scheduled = true;
+        f.expire_dormant = None;
+        self.schedule(slot, at, TimerKind::Expire);
+    }
+
+    fn attribute_icmp_error(&mut self, m: &IcmpMessage, from: IpAddr) {
+        let Some(q) = m.quoted else { return };
+        let (sport, dport, one_way) = if q.proto.is_icmp() {
+            let (cp, ow) = icmp_counterpart(
+                q.proto == IpProto::ICMPV6,
+                q.src_port as u8,
+                q.dst_port as u8,
+            );
+            (q.src_port, cp, ow)
+        } else {
+            (q.src_port, q.dst_port, false)
+        };
+        let ep = Endpoints {
+            src: q.src,
+            sport,
+            dst: q.dst,
+            dport,
+            proto: q.proto,
+            one_way,
+        };
+        let (key, _) = ep.key();
+        let Some(&slot) = self.map.get(&key) else {
+            return;
+        };
+        let Some(f) = self.slots[slot as usize].flow.as_mut() else {
+            return;
+        };
+        let facts = f.icmp.get_or_insert_with(Default::default);
+        facts.errors += 1;
+        facts.last_error_type = Some(m.icmp_type);
+        facts.last_error_code = Some(m.code);
+        facts.last_error_from = Some(from);
+        self.stats.icmp_errors_attributed += 1;
+    }
+
+    /// Builds the record of a live flow.
+    fn record(&self, slot: u32, cause: Cause) -> Option<FlowRecord> {
+        let f = self.slots.get(slot as usize)?.flow.as_ref()?;
+        Some(build_record(f, cause))
+    }
+}
+
+/// The endpoints of a layer, or `None` for layers that make no flow (a TCP/UDP/ICMP
+/// header that could not be decoded).
+fn endpoints(l: &IpPacket<'_>) -> Option<Endpoints> {
+    let (sport, dport, one_way) = match &l.transport {
+        Transport::Tcp(t) => (t.src_port, t.dst_port, false),
+        Transport::Udp(u) => (u.src_port, u.dst_port, false),
+        Transport::Icmp(m) => {
+            let (cp, ow) = icmp_counterpart(m.v6, m.icmp_type, m.code);
+            (u16::from(m.icmp_type), cp, ow)
+        }
+        Transport::Other => {
+            if matches!(
+                l.proto,
+                IpProto::TCP | IpProto::UDP | IpProto::ICMP | IpProto::ICMPV6
+            ) {
+                return None;
+            }
+            (0, 0, false)
+        }
+    };
+    Some(Endpoints {
+        src: l.src,
+        sport,
+        dst: l.dst,
+        dport,
+        proto: l.proto,
+        one_way,
+    })
+}
+
+fn tcp_packet(
+    f: &mut Flow,
+    seg: &TcpSegment<'_>,
+    l: &IpPacket<'_>,
+    is_orig: bool,
+    ts: Timestamp,
+) -> Effects {
+    let opts = if seg.flags.syn() {
+        Some(tcp_options::syn_options(seg.options))
+    } else {
+        None
+    };
+    let t = &mut f.timing;
+    if seg.flags.syn() {
+        if !seg.flags.ack() && is_orig && t.syn.is_none() {
+            t.syn = Some(ts);
+            t.orig_mss = opts.and_then(|o| o.mss);
+            t.orig_wscale = opts.and_then(|o| o.wscale);
+        } else if seg.flags.ack() && !is_orig && t.synack.is_none() {
+            t.synack = Some(ts);
+            t.resp_mss = opts.and_then(|o| o.mss);
+            t.resp_wscale = opts.and_then(|o| o.wscale);
+        }
+    } else if seg.flags.ack() && is_orig && t.synack.is_some() && t.ack.is_none() {
+        t.ack = Some(ts);
+    }
+    if (seg.flags.fin() || seg.flags.rst()) && t.close_start.is_none() {
+        t.close_start = Some(ts);
+    }
+    let input = SegmentInput {
+        is_orig,
+        seg,
+        len: l.payload_len,
+        payload_captured: l.payload.len() as u64 >= u64::from(l.payload_len),
+        syn_wscale: opts.and_then(|o| o.wscale),
+    };
+    let Some(tcp) = f.tcp.as_deref_mut() else {
+        return Effects::default();
+    };
+    let before = tcp.retransmissions_total();
+    let fx = tcp.process(input, &mut f.history);
+    let after = tcp.retransmissions_total();
+    let d = usize::from(!is_orig);
+    f.dirs[d].retransmissions += u64::from(after.saturating_sub(before));
+    fx
+}
+
+fn flip_flow(f: &mut Flow) {
+    std::mem::swap(&mut f.orig_h, &mut f.resp_h);
+    std::mem::swap(&mut f.orig_p, &mut f.resp_p);
+    f.dirs.swap(0, 1);
+    f.history.add(b'^');
+    let t = &mut f.timing;
+    std::mem::swap(&mut t.orig_mss, &mut t.resp_mss);
+    std::mem::swap(&mut t.orig_wscale, &mut t.resp_wscale);
+    let oriented = Endpoints {
+        src: f.orig_h,
+        sport: f.orig_p,
+        dst: f.resp_h,
+        dport: f.resp_p,
+        proto: f.proto,
+        one_way: false,
+    };
+    f.community_id = community_id(&oriented);
+}
+
+fn apply_effects(
+    f: &mut Flow,
+    fx: &Effects,
+    ts: Timestamp,
+    c: &FlowConfig,
+    schedule: &mut Vec<(Timestamp, TimerKind)>,
+) {
+    if fx.update_last_time {
+        f.last_time = f.last_time.max(ts);
+    }
+    if fx.attempt_timer {
+        schedule.push((ts.add_nanos(c.tcp_attempt_delay), TimerKind::Attempt));
+    }
+    if fx.established {
+        f.inactivity = c.tcp_inactivity;
+        schedule.push((f.last_time.add_nanos(f.inactivity), TimerKind::Inactivity));
+    }
+    if fx.close_complete {
+        // Zeek cancels every timer and deletes the connection after the close delay.
+        f.gen = f.gen.wrapping_add(1);
+        f.inact_gen = f.inact_gen.wrapping_add(1);
+        f.expire_scheduled = true; // no more expire checks
+        f.expire_dormant = None;
+        schedule.retain(|(_, k)| *k == TimerKind::Status);
+        schedule.push((f.last_time.add_nanos(c.tcp_close_delay), TimerKind::Delete));
+        if c.active_timeout > 0 {
+            // Interim records continue until the record is final.
+            schedule.push((ts.add_nanos(c.active_timeout), TimerKind::Status));
+        }
+    } else if fx.half_close && !f.expire_scheduled {
+        // Zeek starts another expire chain at the half close; one pending check per
+        // flow is enough, as a pending chain checks within one session interval.
+        f.expire_scheduled = true;
+        f.expire_dormant = None;
+        schedule.push((
+            f.last_time.add_nanos(c.tcp_session_timer),
+            TimerKind::Expire,
+        ));
+    }
+}
+
+fn build_record(f: &Flow, cause: Cause) -> FlowRecord {
+    let tcp = f.tcp.as_deref();
+    let history = f.history.as_str().to_string();
+    let (conn_state, orig_bytes, resp_bytes, missed) = match tcp {
+        Some(t) => {
+            let (o, r) = t.sizes();
+            (t.conn_state(&history), o, r, t.missed_bytes)
+        }
+        None => {
+            let (o, r) = (&f.dirs[0], &f.dirs[1]);
+            let state = if f.proto == IpProto::UDP {
+                match (o.active, r.active) {
+                    (true, true) => ConnState::SF,
+                    (true, false) => ConnState::S0,
+                    (false, true) => ConnState::SHR,
+                    (false, false) => ConnState::OTH,
+                }
+            } else {
+                ConnState::OTH
+            };
+            (state, o.datagram_bytes, r.datagram_bytes, 0)
+        }
+    };
+    let is_tcp = tcp.is_some();
+    let ti = &f.timing;
+    let secs = |a: Option<Timestamp>, b: Option<Timestamp>| match (a, b) {
+        (Some(a), Some(b)) => Some(FlowRecord::duration_of(a, b)),
+        _ => None,
+    };
+    let tcp_facts = is_tcp.then(|| TcpFacts {
+        syn_synack: secs(ti.syn, ti.synack),
+        synack_ack: secs(ti.synack, ti.ack),
+        teardown: ti
+            .close_start
+            .map(|s| FlowRecord::duration_of(s, f.last_time)),
+        orig_mss: ti.orig_mss,
+        resp_mss: ti.resp_mss,
+        orig_wscale: ti.orig_wscale,
+        resp_wscale: ti.resp_wscale,
+    });
+    let app = f
+        .app
+        .as_ref()
+        .map(|a| a.facts.clone())
+        .filter(|a| !a.is_empty());
+    FlowRecord {
+        uid: f.uid.clone(),
+        community_id: f.community_id.clone(),
+        ts: f.start,
+        last_ts: f.last_time,
+        duration: FlowRecord::duration_of(f.start, f.last_time),
+        proto: f.proto.transport_name().to_string(),
+        ip_proto: f.proto.0,
+        orig_h: f.orig_h,
+        orig_p: f.orig_p,
+        resp_h: f.resp_h,
+        resp_p: f.resp_p,
+        service: app.as_ref().and_then(|a| a.service()),
+        orig_pkts: f.dirs[0].pkts,
+        resp_pkts: f.dirs[1].pkts,
+        orig_bytes,
+        resp_bytes,
+        orig_ip_bytes: f.dirs[0].ip_bytes,
+        resp_ip_bytes: f.dirs[1].ip_bytes,
+        conn_state,
+        history,
+        cause,
+        missed_bytes: missed,
+        vlan: f.vlan,
+        inner_vlan: f.inner_vlan,
+        tunnel_parents: f.tunnel_parents.clone(),
+        dynamics: Dynamics {
+            orig: f.dirs[0].to_stats(is_tcp),
+            resp: f.dirs[1].to_stats(is_tcp),
+        },
+        tcp: tcp_facts,
+        icmp: f.icmp.as_deref().cloned(),
+        app,
+    }
+}

@@ -1,0 +1,58 @@
+//! The shared vocabulary of tunnelwatch: packet timestamps, IP protocol numbers, flow
+//! records and the names of their fields.
+//!
+//! Every other crate speaks in these types. They are plain data with `serde`
+//! serialisation; nothing here reads a clock, touches a socket or allocates on a hot
+//! path. The JSON field names of [`FlowRecord`] are a contract documented in
+//! `docs/specs/flow-record.md`: renaming one is a breaking change.
+#![deny(missing_docs)]
+
+mod record;
+mod time;
+
+pub use record::{
+    AppFacts, Cause, ConnState, DirectionStats, DnsFacts, Dynamics, FlowRecord, HttpFacts,
+    IcmpFacts, SshFacts, Stats, TcpFacts, TlsFacts,
+};
+pub use time::Timestamp;
+
+/// An IP protocol number (the IPv4 `protocol` / IPv6 `next header` field).
+///
+/// An open newtype: unknown values are values, not errors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct IpProto(pub u8);
+
+impl IpProto {
+    /// ICMP for IPv4 (RFC 792).
+    pub const ICMP: IpProto = IpProto(1);
+    /// IPv4 encapsulated in IP (RFC 2003).
+    pub const IPV4: IpProto = IpProto(4);
+    /// TCP (RFC 9293).
+    pub const TCP: IpProto = IpProto(6);
+    /// UDP (RFC 768).
+    pub const UDP: IpProto = IpProto(17);
+    /// IPv6 encapsulated in IP (RFC 4213, "6in4").
+    pub const IPV6: IpProto = IpProto(41);
+    /// Generic Routing Encapsulation (RFC 2784).
+    pub const GRE: IpProto = IpProto(47);
+    /// ICMP for IPv6 (RFC 4443).
+    pub const ICMPV6: IpProto = IpProto(58);
+    /// SCTP (RFC 9260).
+    pub const SCTP: IpProto = IpProto(132);
+
+    /// True for ICMP and ICMPv6.
+    pub fn is_icmp(self) -> bool {
+        self == Self::ICMP || self == Self::ICMPV6
+    }
+
+    /// The transport name used in flow records, as Zeek's `proto` column spells it:
+    /// `tcp`, `udp`, `icmp` (for both ICMP versions) or `unknown_transport`.
+    pub fn transport_name(self) -> &'static str {
+        match self {
+            Self::TCP => "tcp",
+            Self::UDP => "udp",
+            Self::ICMP | Self::ICMPV6 => "icmp",
+            _ => "unknown_transport",
+        }
+    }
+}

@@ -1,0 +1,428 @@
+//! The flow record: one bidirectional connection (or an interim report on one), with
+//! Zeek `conn.log`-compatible core fields and tunnelwatch's packet dynamics and
+//! application facts in named sub-objects.
+//!
+//! Field names follow `../shared/DESIGN.md` and are specified with an example in
+//! `docs/specs/flow-record.md`. Optional sub-objects are omitted when empty so that a
+//! UDP record does not carry an empty `tcp` object.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::time::{nanos_to_secs_micros, Timestamp};
+
+/// Why a record was written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Cause {
+    /// Final record: the connection closed (FIN/RST and linger) or the input ended.
+    End,
+    /// Interim record of a live flow (active timeout); a later record with the same
+    /// `uid` supersedes it.
+    Status,
+    /// Final record: the flow was idle longer than its protocol's inactivity timeout.
+    Timeout,
+    /// Final record: the flow table was full and this flow was expired early.
+    Evicted,
+}
+
+impl Cause {
+    /// The JSON spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::End => "end",
+            Cause::Status => "status",
+            Cause::Timeout => "timeout",
+            Cause::Evicted => "evicted",
+        }
+    }
+}
+
+/// Zeek's `conn_state` summary of a connection (see `docs/specs/flow-record.md`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[allow(missing_docs)] // the variants are Zeek's documented codes
+pub enum ConnState {
+    S0,
+    S1,
+    SF,
+    REJ,
+    S2,
+    S3,
+    RSTO,
+    RSTR,
+    RSTOS0,
+    RSTRH,
+    SH,
+    SHR,
+    OTH,
+}
+
+impl ConnState {
+    /// The code as Zeek prints it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnState::S0 => "S0",
+            ConnState::S1 => "S1",
+            ConnState::SF => "SF",
+            ConnState::REJ => "REJ",
+            ConnState::S2 => "S2",
+            ConnState::S3 => "S3",
+            ConnState::RSTO => "RSTO",
+            ConnState::RSTR => "RSTR",
+            ConnState::RSTOS0 => "RSTOS0",
+            ConnState::RSTRH => "RSTRH",
+            ConnState::SH => "SH",
+            ConnState::SHR => "SHR",
+            ConnState::OTH => "OTH",
+        }
+    }
+}
+
+/// Streaming summary of a series of values: mean, minimum, maximum and population
+/// standard deviation.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Arithmetic mean.
+    pub mean: f64,
+    /// Smallest value.
+    pub min: f64,
+    /// Largest value.
+    pub max: f64,
+    /// Population standard deviation.
+    pub stddev: f64,
+}
+
+/// Packet dynamics of one direction of a flow (originator → responder or back).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DirectionStats {
+    /// Transport payload bytes actually carried by this direction's packets, counting
+    /// retransmissions and bytes lost to the capture's snap length.
+    pub payload_bytes: u64,
+    /// Union of the TCP flags seen, as letters in the order `CEUAPRSF`, plus `N` for the
+    /// ECN-nonce bit and `r` for a reserved bit (empty for non-TCP flows).
+    pub flags: String,
+    /// TCP flags of this direction's first four packets, in the same letters.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub first_flags: Vec<String>,
+    /// Inter-arrival times between this direction's packets, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<Stats>,
+    /// Transport payload sizes of this direction's packets, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<Stats>,
+    /// Gaps between packets longer than the idle threshold (`idle` periods).
+    pub idle_periods: u64,
+    /// Packets advertising a zero TCP receive window.
+    pub zero_windows: u64,
+    /// TCP packets carrying payload at or below the highest sequence number already
+    /// seen (retransmissions).
+    pub retransmissions: u64,
+    /// Smallest IP TTL / hop limit seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_min: Option<u8>,
+    /// Largest IP TTL / hop limit seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_max: Option<u8>,
+    /// Non-first IP fragments attributed to this flow.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub fragments: u64,
+    /// Packets whose capture was cut short by the snap length (counted with their
+    /// wire length).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub truncated: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+/// TCP-specific timing and options of a connection.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TcpFacts {
+    /// Seconds from the originator's first SYN to the responder's SYN/ACK.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub syn_synack: Option<f64>,
+    /// Seconds from the SYN/ACK to the originator's first ACK (Argus `ackdat`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synack_ack: Option<f64>,
+    /// Seconds from the first FIN or RST to the last packet of the connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teardown: Option<f64>,
+    /// MSS option of the originator's SYN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orig_mss: Option<u16>,
+    /// MSS option of the responder's SYN/ACK.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resp_mss: Option<u16>,
+    /// Window-scale option of the originator's SYN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orig_wscale: Option<u8>,
+    /// Window-scale option of the responder's SYN/ACK.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resp_wscale: Option<u8>,
+}
+
+/// ICMP facts: for ICMP flows, the echo identifiers seen; for any flow, the ICMP
+/// errors (unreachable, time exceeded, …) that quoted one of its packets.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct IcmpFacts {
+    /// ICMP error messages that quoted a packet of this flow.
+    pub errors: u64,
+    /// Type of the last such error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error_type: Option<u8>,
+    /// Code of the last such error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error_code: Option<u8>,
+    /// Address that sent the last such error (a router for time-exceeded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error_from: Option<IpAddr>,
+    /// Distinct echo identifiers seen in an echo flow (capped at 16).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub echo_ids: Vec<u16>,
+}
+
+/// The first HTTP request and response of a connection.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HttpFacts {
+    /// Request method, as sent (any token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// Request target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
+    /// Request version, e.g. `1.1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// `Host` header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// `User-Agent` header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    /// Response status code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Response version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resp_version: Option<String>,
+}
+
+/// TLS handshake facts from the ClientHello and ServerHello.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TlsFacts {
+    /// Highest version the client offered (supported_versions aware), e.g. `TLSv1.3`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Server Name Indication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+    /// ALPN protocols offered by the client.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alpn: Vec<String>,
+    /// JA3 fingerprint string of the ClientHello.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ja3: Option<String>,
+    /// MD5 of the JA3 string.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ja3_hash: Option<String>,
+    /// JA4 fingerprint of the ClientHello.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ja4: Option<String>,
+    /// Version the server selected, from the ServerHello.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_version: Option<String>,
+    /// Cipher suite the server selected, as a hex code point (e.g. `0x1301`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_cipher: Option<String>,
+}
+
+/// SSH identification strings (RFC 4253 §4.2).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SshFacts {
+    /// The originator's banner, e.g. `SSH-2.0-OpenSSH_9.2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    /// The responder's banner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+}
+
+/// The first DNS query and its answer.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DnsFacts {
+    /// Query name of the first question.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// Query type code of the first question (1 = A, 16 = TXT, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qtype: Option<u16>,
+    /// Response code of the first response.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rcode: Option<u8>,
+    /// Answer records in the first response.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answers: Option<u16>,
+}
+
+/// Application facts learnt from the first payload bytes of each direction.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AppFacts {
+    /// HTTP request/response heads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpFacts>,
+    /// TLS ClientHello/ServerHello.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsFacts>,
+    /// SSH banners.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh: Option<SshFacts>,
+    /// DNS question and answer summary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsFacts>,
+}
+
+impl AppFacts {
+    /// True when no application facts were learnt.
+    pub fn is_empty(&self) -> bool {
+        self.http.is_none() && self.tls.is_none() && self.ssh.is_none() && self.dns.is_none()
+    }
+
+    /// The `service` names confirmed by these facts, Zeek-style (`http`, `ssl`, `ssh`,
+    /// `dns`), comma-joined, or `None`.
+    pub fn service(&self) -> Option<String> {
+        let mut names: Vec<&str> = Vec::new();
+        if self.dns.is_some() {
+            names.push("dns");
+        }
+        if self.http.is_some() {
+            names.push("http");
+        }
+        if self.ssh.is_some() {
+            names.push("ssh");
+        }
+        if self.tls.is_some() {
+            names.push("ssl");
+        }
+        if names.is_empty() {
+            None
+        } else {
+            Some(names.join(","))
+        }
+    }
+}
+
+/// Per-direction dynamics of a flow.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Dynamics {
+    /// Originator → responder.
+    pub orig: DirectionStats,
+    /// Responder → originator.
+    pub resp: DirectionStats,
+}
+
+/// One bidirectional flow record (see `docs/specs/flow-record.md`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FlowRecord {
+    /// Stable identifier of the connection; interim and final records share it.
+    pub uid: String,
+    /// Community ID v1 of the 5-tuple (`1:` + base64 of a SHA-1).
+    pub community_id: String,
+    /// Time of the first packet.
+    pub ts: Timestamp,
+    /// Time of the last packet that counted towards the duration.
+    pub last_ts: Timestamp,
+    /// `last_ts - ts` in seconds.
+    pub duration: f64,
+    /// Transport name: `tcp`, `udp`, `icmp` or `unknown_transport`.
+    pub proto: String,
+    /// IP protocol number from the header.
+    pub ip_proto: u8,
+    /// Originator address.
+    pub orig_h: IpAddr,
+    /// Originator port (ICMP: message type).
+    pub orig_p: u16,
+    /// Responder address.
+    pub resp_h: IpAddr,
+    /// Responder port (ICMP: counterpart type, or code for one-way messages).
+    pub resp_p: u16,
+    /// Application protocols confirmed from payload, comma-joined.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// Packets sent by the originator.
+    pub orig_pkts: u64,
+    /// Packets sent by the responder.
+    pub resp_pkts: u64,
+    /// Payload bytes sent by the originator (TCP: from sequence numbers, as Zeek).
+    pub orig_bytes: u64,
+    /// Payload bytes sent by the responder.
+    pub resp_bytes: u64,
+    /// IP-level bytes sent by the originator (sum of IP total lengths).
+    pub orig_ip_bytes: u64,
+    /// IP-level bytes sent by the responder.
+    pub resp_ip_bytes: u64,
+    /// Zeek-compatible connection state.
+    pub conn_state: ConnState,
+    /// Zeek-compatible history string.
+    pub history: String,
+    /// Why this record was written.
+    pub cause: Cause,
+    /// Bytes the TCP stream is missing (content gaps), as Zeek's `missed_bytes`.
+    pub missed_bytes: u64,
+    /// Outer VLAN tag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<u16>,
+    /// Inner VLAN tag (QinQ).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inner_vlan: Option<u16>,
+    /// `uid`s of the tunnel connections this flow was carried in.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tunnel_parents: Vec<String>,
+    /// Packet dynamics per direction.
+    pub dynamics: Dynamics,
+    /// TCP timing and options.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<TcpFacts>,
+    /// ICMP facts (echo identifiers, quoted ICMP errors).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icmp: Option<IcmpFacts>,
+    /// Application facts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<AppFacts>,
+}
+
+impl FlowRecord {
+    /// Duration in seconds at microsecond precision.
+    pub fn duration_of(ts: Timestamp, last_ts: Timestamp) -> f64 {
+        nanos_to_secs_micros(last_ts.nanos_since(ts).max(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cause_and_state_serialise_as_documented() {
+        assert_eq!(
+            serde_json::to_string(&Cause::Evicted).unwrap(),
+            "\"evicted\""
+        );
+        assert_eq!(
+            serde_json::to_string(&ConnState::RSTOS0).unwrap(),
+            "\"RSTOS0\""
+        );
+    }
+
+    #[test]
+    fn service_joins_in_stable_order() {
+        let app = AppFacts {
+            http: Some(HttpFacts::default()),
+            tls: Some(TlsFacts::default()),
+            ..AppFacts::default()
+        };
+        assert_eq!(app.service().as_deref(), Some("http,ssl"));
+        assert_eq!(AppFacts::default().service(), None);
+    }
+}
