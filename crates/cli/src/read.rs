@@ -386,11 +386,11 @@ fn summary(
     if t.evicted > 0 {
         other.push(format!("{} flows evicted early (table full)", t.evicted));
     }
-    if t.fragments_attributed > 0 || sensor.unattributed_fragments() > 0 {
+    let r = sensor.reassembly();
+    if r.fragments > 0 {
         other.push(format!(
-            "{} IP fragments attributed, {} unattributed",
-            t.fragments_attributed,
-            sensor.unattributed_fragments()
+            "{} IP fragments: {} datagrams reassembled, {} incomplete ({} fragments), {} overlapping, {} invalid",
+            r.fragments, r.datagrams, r.incomplete, r.incomplete_fragments, r.overlaps, r.invalid
         ));
     }
     if t.icmp_errors_attributed > 0 {

@@ -38,6 +38,11 @@ fn fold(mut acc: u64) -> u16 {
     acc as u16
 }
 
+/// The one's complement sum of `data` as 16-bit big-endian words (not inverted).
+pub fn ones_complement(data: &[u8]) -> u16 {
+    fold(add_words(data, 0))
+}
+
 /// True when an IPv4 header (with its checksum field) sums to 0xffff.
 pub fn ipv4_header_ok(header: &[u8]) -> bool {
     fold(add_words(header, 0)) == 0xffff

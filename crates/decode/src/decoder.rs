@@ -17,7 +17,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use etherparse::{
     IpAuthHeaderSlice, IpNumber, Ipv4HeaderSlice, Ipv6FragmentHeaderSlice, Ipv6HeaderSlice,
-    Ipv6RawExtHeaderSlice, TcpHeaderSlice,
+    Ipv6RawExtHeaderSlice,
 };
 use tunnelwatch_model::IpProto;
 
@@ -51,6 +51,21 @@ mod ether_type {
     pub const NSH: u16 = 0x894f;
 }
 
+/// Offsets of the fixed TCP header fields (RFC 9293 §3.1).
+mod tcp_field {
+    pub const SRC_PORT: usize = 0;
+    pub const DST_PORT: usize = 2;
+    pub const SEQ: usize = 4;
+    pub const ACK: usize = 8;
+    pub const DATA_OFFSET: usize = 12;
+    pub const FLAGS: usize = 13;
+    pub const WINDOW: usize = 14;
+    pub const CHECKSUM: usize = 16;
+    pub const URGENT: usize = 18;
+    /// Length of the fixed part.
+    pub const FIXED: usize = 20;
+}
+
 /// Decoder settings. The defaults follow the IANA ports of each tunnel protocol.
 #[derive(Clone, Debug)]
 pub struct DecoderConfig {
@@ -66,6 +81,12 @@ pub struct DecoderConfig {
     pub gtpu_ports: Vec<u16>,
     /// UDP ports carrying AYIYA.
     pub ayiya_ports: Vec<u16>,
+    /// UDP ports carrying GRE (GRE-in-UDP, RFC 8086).
+    pub gre_udp_ports: Vec<u16>,
+    /// Recognise Teredo on any UDP port when the payload is a well-formed IPv6 packet
+    /// of exactly the datagram's length to or from a Teredo (2001::/32) or link-local
+    /// address (relays and clients often use other ports than 3544).
+    pub teredo_any_port: bool,
     /// Whether to look inside tunnels at all.
     pub decapsulate: bool,
 }
@@ -79,6 +100,8 @@ impl Default for DecoderConfig {
             teredo_ports: vec![3544],
             gtpu_ports: vec![2152],
             ayiya_ports: vec![5072],
+            gre_udp_ports: vec![4754],
+            teredo_any_port: true,
             decapsulate: true,
         }
     }
@@ -120,6 +143,19 @@ impl Decoder {
     /// The settings in use.
     pub fn config(&self) -> &DecoderConfig {
         &self.config
+    }
+
+    /// Decodes an IP packet (version 4 or 6) and what it carries, for packets that do
+    /// not come from a link layer: reassembled fragments, or raw IP from an export.
+    /// The first layer is marked with `encap`.
+    pub fn decode_ip<'a>(&self, data: &'a [u8], version: u8, encap: Encap, out: &mut Decoded<'a>) {
+        out.clear();
+        let mut walk = Walk {
+            out,
+            config: &self.config,
+            link_depth: 0,
+        };
+        walk.ip(data, 0, encap, version);
     }
 
     /// Decodes one captured frame of link type `link` into `out` (cleared first).
@@ -536,6 +572,7 @@ impl<'a> Walk<'a, '_> {
             payload_len: (total - hlen) as u32,
             encap,
             frame_offset: off,
+            fragments: 0,
         };
         self.transport(pkt, off + hlen);
     }
@@ -551,8 +588,9 @@ impl<'a> Walk<'a, '_> {
             }
         };
         let mut total = 40 + usize::from(h.payload_length());
-        if h.payload_length() == 0 {
-            // Jumbogram or offloaded length: use what was captured.
+        if h.payload_length() == 0 && h.next_header() == IpNumber::IPV6_HEADER_HOP_BY_HOP {
+            // A jumbogram (RFC 2675) carries its length in a hop-by-hop option: use
+            // what was captured.
             total = d.len().max(40);
         }
         let end = total.min(d.len());
@@ -650,6 +688,7 @@ impl<'a> Walk<'a, '_> {
             payload_len: total.saturating_sub(hlen) as u32,
             encap,
             frame_offset: off,
+            fragments: 0,
         };
         self.transport(pkt, off + hlen);
     }
@@ -665,39 +704,44 @@ impl<'a> Walk<'a, '_> {
         let wire_l4 = pkt.payload_len as usize;
         match pkt.proto {
             IpProto::TCP => {
-                let h = match TcpHeaderSlice::from_slice(d) {
-                    Ok(h) => h,
-                    Err(etherparse::err::tcp::HeaderSliceError::Len(e)) => {
-                        self.out.layers.push(pkt);
-                        return self.stop(AnomalyKind::TcpTruncated, off, e.required_len, e.len);
-                    }
-                    Err(etherparse::err::tcp::HeaderSliceError::Content(_)) => {
-                        self.out.layers.push(pkt);
-                        let doff = d.get(12).map_or(0, |b| usize::from(b >> 4) * 4);
-                        return self.stop(AnomalyKind::TcpBadDataOffset, off, 20, doff);
-                    }
-                };
-                let hl = h.slice().len();
-                if hl > wire_l4 {
+                // The fixed 20 bytes are read here rather than through etherparse's
+                // TcpHeaderSlice, which needs the whole header: a header whose options
+                // were cut by the snap length still has all fixed fields, and the
+                // segment must still count.
+                if d.len() < tcp_field::FIXED || wire_l4 < tcp_field::FIXED {
                     self.out.layers.push(pkt);
-                    return self.stop(AnomalyKind::TcpBadDataOffset, off, hl, wire_l4);
+                    return self.stop(
+                        AnomalyKind::TcpTruncated,
+                        off,
+                        tcp_field::FIXED,
+                        d.len().min(wire_l4),
+                    );
                 }
-                let raw = h.slice();
+                let hl = usize::from(d[tcp_field::DATA_OFFSET] >> 4) * 4;
+                if hl < tcp_field::FIXED {
+                    self.out.layers.push(pkt);
+                    return self.stop(AnomalyKind::TcpBadDataOffset, off, tcp_field::FIXED, hl);
+                }
+                let malformed = hl > wire_l4;
+                let captured_hl = hl.min(d.len()).min(wire_l4);
                 pkt.transport = Transport::Tcp(TcpSegment {
-                    src_port: h.source_port(),
-                    dst_port: h.destination_port(),
-                    seq: h.sequence_number(),
-                    ack: h.acknowledgment_number(),
-                    flags: TcpFlags::from_bytes(raw[12], raw[13]),
-                    window: h.window_size(),
-                    urgent: h.urgent_pointer(),
-                    checksum: h.checksum(),
+                    src_port: be16(d, tcp_field::SRC_PORT).unwrap_or(0),
+                    dst_port: be16(d, tcp_field::DST_PORT).unwrap_or(0),
+                    seq: be32(d, tcp_field::SEQ).unwrap_or(0),
+                    ack: be32(d, tcp_field::ACK).unwrap_or(0),
+                    flags: TcpFlags::from_bytes(d[tcp_field::DATA_OFFSET], d[tcp_field::FLAGS]),
+                    window: be16(d, tcp_field::WINDOW).unwrap_or(0),
+                    urgent: be16(d, tcp_field::URGENT).unwrap_or(0),
+                    checksum: be16(d, tcp_field::CHECKSUM).unwrap_or(0),
                     header_len: hl as u8,
-                    options: &raw[20..hl],
+                    options: &d[tcp_field::FIXED..captured_hl],
                 });
-                pkt.payload = &d[hl..];
-                pkt.payload_len = (wire_l4 - hl) as u32;
+                pkt.payload = d.get(hl..).unwrap_or(&[]);
+                pkt.payload_len = wire_l4.saturating_sub(hl) as u32;
                 self.out.layers.push(pkt);
+                if malformed {
+                    self.stop(AnomalyKind::TcpBadDataOffset, off, hl, wire_l4);
+                }
             }
             IpProto::UDP => {
                 let (Some(sp), Some(dp), Some(len), Some(ck)) =
@@ -719,7 +763,8 @@ impl<'a> Walk<'a, '_> {
                 pkt.payload = &d[8..];
                 pkt.payload_len = (wire_l4 - 8) as u32;
                 let payload = pkt.payload;
-                let bad_len = usize::from(len) != wire_l4;
+                // A first fragment carries the whole datagram's UDP length.
+                let bad_len = usize::from(len) != wire_l4 && pkt.fragment == Fragment::No;
                 self.out.layers.push(pkt);
                 if bad_len {
                     self.stop(AnomalyKind::UdpBadLength, off, wire_l4, usize::from(len));
@@ -911,7 +956,11 @@ impl<'a> Walk<'a, '_> {
         } else if on(&cfg.gtpu_ports) {
             self.gtpu(d, off);
         } else if on(&cfg.teredo_ports) {
-            self.teredo(d, off);
+            self.teredo(d, off, false);
+        } else if on(&cfg.gre_udp_ports) {
+            let before = self.out.layers.len();
+            self.gre(d, off);
+            self.mark_encap_force(before, Encap::Gre);
         } else if on(&cfg.ayiya_ports) {
             // AYIYA: identity length and signature length in byte 0 (4-bit powers of
             // two, in bytes: 2^n), hash/auth nibbles, opcode, next header at byte 3.
@@ -929,6 +978,8 @@ impl<'a> Walk<'a, '_> {
                 41 => self.ip(inner, off + hl, Encap::Ayiya, 6),
                 _ => {}
             }
+        } else if cfg.teredo_any_port {
+            self.teredo(d, off, true);
         }
     }
 
@@ -975,7 +1026,9 @@ impl<'a> Walk<'a, '_> {
         }
     }
 
-    fn teredo(&mut self, d: &'a [u8], off: usize) {
+    /// Teredo (RFC 4380). With `strict` (a port not assigned to Teredo) the inner IPv6
+    /// packet must also involve a Teredo (2001::/32) or link-local address.
+    fn teredo(&mut self, d: &'a [u8], off: usize, strict: bool) {
         // Optional authentication (0x0001) and origin indication (0x0000) headers,
         // then an IPv6 packet whose payload length matches what follows.
         let mut pos = 0usize;
@@ -997,6 +1050,15 @@ impl<'a> Walk<'a, '_> {
         let plen = usize::from(u16::from_be_bytes([inner[4], inner[5]]));
         if 40 + plen != inner.len() {
             return; // not Teredo: length does not match the UDP payload
+        }
+        if strict {
+            let teredo_or_local = |a: &[u8]| {
+                (a[0] == 0x20 && a[1] == 0x01 && a[2] == 0 && a[3] == 0)
+                    || (a[0] == 0xfe && a[1] & 0xc0 == 0x80)
+            };
+            if !teredo_or_local(&inner[8..24]) && !teredo_or_local(&inner[24..40]) {
+                return;
+            }
         }
         self.ip(inner, off + pos, Encap::Teredo, 6);
     }

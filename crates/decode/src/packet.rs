@@ -343,6 +343,9 @@ pub struct IpPacket<'a> {
     pub encap: Encap,
     /// Offset of this IP header in the frame.
     pub frame_offset: usize,
+    /// For a datagram reassembled from IP fragments: how many fragments it was made of
+    /// (0 for a packet that was not fragmented).
+    pub fragments: u16,
 }
 
 impl IpPacket<'_> {

@@ -26,6 +26,9 @@ pub struct FlowConfig {
     pub tcp_handshake_inactivity: i64,
     /// Idle time for UDP flows (Zeek: 1 min).
     pub udp_inactivity: i64,
+    /// UDP DNS flows (responder port 53, 137, 5353 or 5355) end after this much quiet,
+    /// checked every this often (Zeek's `dns_session_timeout`: 10 s); 0 disables.
+    pub dns_session_timeout: i64,
     /// Idle time for ICMP flows (Zeek: 1 min).
     pub icmp_inactivity: i64,
     /// Idle time for other IP protocols (Zeek: 1 min).
@@ -83,6 +86,7 @@ impl Default for FlowConfig {
             tcp_inactivity: 300 * SEC,
             tcp_handshake_inactivity: 60 * SEC,
             udp_inactivity: 60 * SEC,
+            dns_session_timeout: 10 * SEC,
             icmp_inactivity: 60 * SEC,
             other_inactivity: 60 * SEC,
             tcp_syn_timeout: 5 * SEC,

@@ -3,14 +3,13 @@
 //! [`FlowTable`] keys packets by a direction-free 5-tuple, keeps per-direction counters
 //! and dynamics, tracks TCP exactly as Zeek does (so `conn_state` and `history` agree
 //! with Zeek's `conn.log`), learns application facts from the first payloads, credits
-//! IP fragments and ICMP errors to the flows they belong to, and ends flows on close,
+//! ICMP errors to the flows they quote, and ends flows on close,
 //! inactivity or memory pressure. It is sans-IO and deterministic: time comes from the
 //! packets, and the same input gives the same records byte for byte.
 #![deny(missing_docs)]
 
 pub mod app;
 pub mod config;
-pub mod frag;
 pub mod history;
 pub mod key;
 pub mod stats;
@@ -18,4 +17,4 @@ pub mod table;
 pub mod tcp;
 
 pub use config::{ChecksumMode, FlowConfig};
-pub use table::{FlowTable, TableStats};
+pub use table::{FlowTable, Frame, LayerRef, TableStats};

@@ -72,6 +72,9 @@ pub struct Direction {
     pub pkts: u64,
     /// IP bytes (sum of IP total lengths).
     pub ip_bytes: u64,
+    /// Bytes of the frames on the wire, link headers included (for comparison with
+    /// tools that count layer-2 bytes).
+    pub link_bytes: u64,
     /// Transport payload bytes on the wire.
     pub payload_bytes: u64,
     /// UDP/ICMP payload bytes as Zeek counts them (from the UDP length / ICMP payload).
@@ -93,7 +96,7 @@ pub struct Direction {
     ttl_min: u8,
     ttl_max: u8,
     ttl_seen: bool,
-    /// Non-first fragments attributed.
+    /// IP fragments merged into this direction's packets by reassembly.
     pub fragments: u64,
     /// Snap-length truncated packets.
     pub truncated: u64,
@@ -144,6 +147,7 @@ impl Direction {
     pub fn to_stats(&self, tcp: bool) -> DirectionStats {
         DirectionStats {
             payload_bytes: self.payload_bytes,
+            link_bytes: self.link_bytes,
             flags: if tcp {
                 self.flags().letters()
             } else {

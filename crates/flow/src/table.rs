@@ -28,7 +28,6 @@ use tunnelwatch_model::{
 
 use crate::app::{AppState, Carrier};
 use crate::config::{ChecksumMode, FlowConfig};
-use crate::frag::{DatagramId, FragTable, Later, Owner};
 use crate::history::{bit, History, Scaled};
 use crate::key::{community_id, icmp_counterpart, uid, Endpoints, Key};
 use crate::stats::Direction;
@@ -53,8 +52,9 @@ pub struct TableStats {
     pub bad_ip_checksums: u64,
     /// Packets ignored for a bad TCP/UDP/ICMP checksum.
     pub bad_checksums: u64,
-    /// Later IP fragments credited to a flow.
-    pub fragments_attributed: u64,
+    /// Later IP fragments given to the table without reassembly (they carry no ports
+    /// and are counted here only).
+    pub unreassembled_fragments: u64,
     /// ICMP errors credited to the flow they quote.
     pub icmp_errors_attributed: u64,
     /// Most flows alive at once.
@@ -64,6 +64,7 @@ pub struct TableStats {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum TimerKind {
     Inactivity,
+    Dns,
     Expire,
     Attempt,
     Delete,
@@ -141,15 +142,29 @@ pub struct FlowTable {
     timer_seq: u64,
     now: Timestamp,
     started: bool,
-    frags: FragTable,
     stats: TableStats,
 }
 
 /// Where a layer's flow sits, for its inner layers' `tunnel_parents`.
-#[derive(Clone, Copy, Debug)]
-struct LayerFlow {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LayerRef {
     slot: u32,
     epoch: u32,
+}
+
+/// Facts of the captured frame the layers come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Frame {
+    /// Capture time.
+    pub ts: Timestamp,
+    /// Position of the frame in the input (makes `uid`s unique).
+    pub index: u64,
+    /// Length of the frame on the wire, link header included.
+    pub wire_len: u32,
+    /// Outer VLAN tag.
+    pub vlan: Option<u16>,
+    /// Inner VLAN tag.
+    pub inner_vlan: Option<u16>,
 }
 
 impl FlowTable {
@@ -164,7 +179,6 @@ impl FlowTable {
             timer_seq: 0,
             now: Timestamp(i64::MIN),
             started: false,
-            frags: FragTable::default(),
             stats: TableStats::default(),
         }
     }
@@ -179,34 +193,35 @@ impl FlowTable {
         &self.stats
     }
 
-    /// Later fragments that never found their flow.
-    pub fn unattributed_fragments(&self) -> u64 {
-        self.frags.unattributed
-    }
-
     /// Flows alive now.
     pub fn live_flows(&self) -> usize {
         self.map.len()
     }
 
-    /// Processes one decoded frame captured at `ts`; `index` is the frame's position
-    /// in the input (it makes `uid`s unique). Ended flows are appended to `out`.
-    pub fn process(
+    /// Processes one decoded frame (see [`Frame`]). Ended flows are appended to `out`.
+    pub fn process(&mut self, frame: &Frame, decoded: &Decoded<'_>, out: &mut Vec<FlowRecord>) {
+        self.process_layers(frame, &decoded.layers, None, out);
+    }
+
+    /// Processes IP layers of one frame, outermost first; `parent` is the flow that
+    /// carried the first of them (for layers decoded from a reassembled datagram).
+    /// Returns the flow of the last layer processed, to parent further inner layers.
+    pub fn process_layers(
         &mut self,
-        ts: Timestamp,
-        index: u64,
-        decoded: &Decoded<'_>,
+        frame: &Frame,
+        layers: &[IpPacket<'_>],
+        mut parent: Option<LayerRef>,
         out: &mut Vec<FlowRecord>,
-    ) {
-        let ts = self.clock(ts, out);
-        let mut parent: Option<LayerFlow> = None;
-        for layer in &decoded.layers {
+    ) -> Option<LayerRef> {
+        let frame = Frame {
+            ts: self.clock(frame.ts, out),
+            ..*frame
+        };
+        for layer in layers {
             self.stats.layers += 1;
-            parent = self.layer(ts, index, layer, decoded, parent, out);
-            if parent.is_none() {
-                break;
-            }
+            parent = Some(self.layer(&frame, layer, parent, out)?);
         }
+        parent
     }
 
     /// Advances packet time to `ts` (never backwards) and fires due timers.
@@ -233,7 +248,6 @@ impl FlowTable {
             self.timers.pop();
             self.fire(t, out);
         }
-        self.frags.sweep(now);
     }
 
     /// Ends every live flow (end of input) and writes their records, ordered by first
@@ -250,7 +264,6 @@ impl FlowTable {
         recs.sort_by(|a, b| (a.ts, &a.uid).cmp(&(b.ts, &b.uid)));
         out.extend(recs);
         self.timers.clear();
-        self.frags.finish();
     }
 
     fn schedule(&mut self, slot: u32, at: Timestamp, kind: TimerKind) {
@@ -336,6 +349,15 @@ impl FlowTable {
                 }
             }
             TimerKind::Delete => self.finish(t.slot, Cause::End, out),
+            TimerKind::Dns => {
+                // Zeek's DNS analyzer: quiet for (timeout − 1 s) at a check ends it.
+                let timeout = c.dns_session_timeout;
+                if t.at.nanos_since(f.last_time) >= timeout - 1_000_000_000 {
+                    self.finish(t.slot, Cause::Timeout, out);
+                } else {
+                    self.schedule(t.slot, t.at.add_nanos(timeout), TimerKind::Dns);
+                }
+            }
             TimerKind::Status => {
                 if let Some(r) = self.record(t.slot, Cause::Status) {
                     self.stats.interim_records += 1;
@@ -368,20 +390,18 @@ impl FlowTable {
     /// Handles one IP layer; returns its flow for the next (inner) layer.
     fn layer(
         &mut self,
-        ts: Timestamp,
-        index: u64,
+        frame: &Frame,
         l: &IpPacket<'_>,
-        d: &Decoded<'_>,
-        parent: Option<LayerFlow>,
+        parent: Option<LayerRef>,
         out: &mut Vec<FlowRecord>,
-    ) -> Option<LayerFlow> {
+    ) -> Option<LayerRef> {
         let verify = self.config.checksums == ChecksumMode::Verify;
         if l.bad_ip_checksum && verify {
             self.stats.bad_ip_checksums += 1;
             return None;
         }
-        if let Fragment::Later { id, .. } = l.fragment {
-            self.later_fragment(l, id, ts);
+        if let Fragment::Later { .. } = l.fragment {
+            self.stats.unreassembled_fragments += 1;
             return None;
         }
         let ep = match endpoints(l) {
@@ -404,68 +424,23 @@ impl FlowTable {
         }
         let slot = match slot {
             Some(s) => s,
-            None => self.create(ts, index, key, &ep, l, d, out),
+            None => self.create(frame, key, &ep, l, out),
         };
         let epoch = self.slots[slot as usize].epoch;
 
-        if let Fragment::First { id } = l.fragment {
-            let did = DatagramId {
-                src: l.src,
-                dst: l.dst,
-                proto: l.proto.0,
-                id,
-            };
-            if let Some((bytes, count)) = self.frags.first(did, Owner { slot, epoch }, ts) {
-                let f = self.slots[slot as usize].flow.as_mut()?;
-                let is_orig = f.orig_h == l.src;
-                let dir = &mut f.dirs[usize::from(!is_orig)];
-                dir.ip_bytes += bytes;
-                dir.fragments += count;
-                self.stats.fragments_attributed += count;
-            }
-        }
-
-        self.update(slot, ts, l, &ep, parent);
-        Some(LayerFlow { slot, epoch })
+        self.update(slot, frame, l, &ep, parent);
+        Some(LayerRef { slot, epoch })
     }
 
-    fn later_fragment(&mut self, l: &IpPacket<'_>, id: u32, ts: Timestamp) {
-        let did = DatagramId {
-            src: l.src,
-            dst: l.dst,
-            proto: l.proto.0,
-            id,
-        };
-        let bytes = u64::from(l.payload_len);
-        if let Later::Owner(o) = self.frags.later(did, bytes, ts) {
-            let Some(Slot {
-                flow: Some(f),
-                epoch,
-            }) = self.slots.get_mut(o.slot as usize)
-            else {
-                return;
-            };
-            if *epoch != o.epoch {
-                return;
-            }
-            let dir = &mut f.dirs[usize::from(f.orig_h != l.src)];
-            dir.ip_bytes += bytes;
-            dir.fragments += 1;
-            self.stats.fragments_attributed += 1;
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
     fn create(
         &mut self,
-        ts: Timestamp,
-        index: u64,
+        frame: &Frame,
         key: Key,
         ep: &Endpoints,
         l: &IpPacket<'_>,
-        d: &Decoded<'_>,
         out: &mut Vec<FlowRecord>,
     ) -> u32 {
+        let ts = frame.ts;
         if self.map.len() >= self.config.max_flows.max(1) {
             self.evict(out);
         }
@@ -494,7 +469,7 @@ impl FlowTable {
         };
         let flow = Flow {
             key,
-            uid: uid(&key, ts, index),
+            uid: uid(&key, ts, frame.index),
             community_id: community_id(&oriented),
             orig_h,
             orig_p,
@@ -512,8 +487,8 @@ impl FlowTable {
             icmp: None,
             tunnel_parents: Vec::new(),
             parent_ref: None,
-            vlan: d.vlan,
-            inner_vlan: d.inner_vlan,
+            vlan: frame.vlan,
+            inner_vlan: frame.inner_vlan,
             inactivity,
             gen: 0,
             inact_gen: 0,
@@ -552,6 +527,13 @@ impl FlowTable {
                 TimerKind::Status,
             );
         }
+        if self.config.dns_session_timeout > 0
+            && matches!(l.transport, Transport::Udp(_))
+            && matches!(resp_p, 53 | 137 | 5353 | 5355)
+        {
+            let at = ts.add_nanos(self.config.dns_session_timeout);
+            self.schedule(slot, at, TimerKind::Dns);
+        }
         slot
     }
 
@@ -573,7 +555,10 @@ impl FlowTable {
                     return false;
                 }
                 if c.is_likely_server(ep.dport, true) {
-                    !f.syn() && ep.sport < ep.dport
+                    // Both plausible: a SYN/ACK comes from the responder; otherwise
+                    // favour the lower port as the server (Zeek 8 behaviour, see
+                    // docs/COMPARISON.md).
+                    f.syn() || ep.sport < ep.dport
                 } else {
                     true
                 }
@@ -600,11 +585,12 @@ impl FlowTable {
     fn update(
         &mut self,
         slot: u32,
-        ts: Timestamp,
+        frame: &Frame,
         l: &IpPacket<'_>,
         ep: &Endpoints,
-        parent: Option<LayerFlow>,
+        parent: Option<LayerRef>,
     ) {
+        let ts = frame.ts;
         let verify = self.config.checksums == ChecksumMode::Verify;
         let idle = self.config.idle_threshold;
         let app_on = self.config.app_facts;
@@ -705,6 +691,8 @@ impl FlowTable {
                 let d = &mut f.dirs[usize::from(!is_orig)];
                 d.pkts += 1;
                 d.ip_bytes += u64::from(l.ip_len);
+                d.link_bytes += u64::from(frame.wire_len);
+                d.fragments += u64::from(l.fragments);
                 d.payload_bytes += u64::from(l.payload_len);
                 if !l.captured_all() {
                     d.truncated += 1;

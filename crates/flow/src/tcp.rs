@@ -459,7 +459,9 @@ impl TcpConn {
             }
             conn_orig = self.resp();
         }
-        if !self.both_closed() {
+        // Zeek's IsClosed: either side has closed.
+        let closed = self.eps[0].did_close || self.eps[1].did_close;
+        if !closed {
             if seg.seq == conn_orig.start_seq {
                 return false;
             }

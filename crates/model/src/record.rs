@@ -99,6 +99,8 @@ pub struct DirectionStats {
     /// Transport payload bytes actually carried by this direction's packets, counting
     /// retransmissions and bytes lost to the capture's snap length.
     pub payload_bytes: u64,
+    /// Bytes of this direction's frames on the wire, link-layer headers included.
+    pub link_bytes: u64,
     /// Union of the TCP flags seen, as letters in the order `CEUAPRSF`, plus `N` for the
     /// ECN-nonce bit and `r` for a reserved bit (empty for non-TCP flows).
     pub flags: String,
@@ -124,7 +126,8 @@ pub struct DirectionStats {
     /// Largest IP TTL / hop limit seen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl_max: Option<u8>,
-    /// Non-first IP fragments attributed to this flow.
+    /// IP fragments reassembled into this direction's packets (a datagram in three
+    /// fragments counts 3).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub fragments: u64,
     /// Packets whose capture was cut short by the snap length (counted with their

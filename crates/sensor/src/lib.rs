@@ -1,5 +1,6 @@
-//! The sensor: one packet at a time through the decoder and the flow table, with the
-//! run's counters (packets, bytes, decode anomalies by kind, non-IP frames, time span).
+//! The sensor: one packet at a time through the decoder, IP fragment reassembly and
+//! the flow table, with the run's counters (packets, bytes, decode anomalies by kind,
+//! non-IP frames, fragments, time span).
 //!
 //! Sans-IO like the crates it joins: the caller reads packets from any source and
 //! collects the flow records pushed into its `Vec`. Packet-level detectors will run
@@ -8,8 +9,13 @@
 
 use std::collections::BTreeMap;
 
-use tunnelwatch_decode::{AnomalyCounts, AnomalyKind, Decoded, Decoder, DecoderConfig, LinkType};
-use tunnelwatch_flow::{ChecksumMode, FlowConfig, FlowTable, TableStats};
+pub mod reassembly;
+
+use reassembly::{Reassembler, ReassemblyCounters};
+use tunnelwatch_decode::{
+    AnomalyCounts, AnomalyKind, Decoded, Decoder, DecoderConfig, Fragment, LinkType,
+};
+use tunnelwatch_flow::{ChecksumMode, FlowConfig, FlowTable, Frame, TableStats};
 use tunnelwatch_model::{FlowRecord, Timestamp};
 
 /// Settings of a sensor.
@@ -53,9 +59,10 @@ pub struct SensorCounters {
     pub last_ts: Option<Timestamp>,
 }
 
-/// Decoder + flow table.
+/// Decoder + reassembler + flow table.
 pub struct Sensor {
     decoder: Decoder,
+    reassembler: Reassembler,
     table: FlowTable,
     counters: SensorCounters,
 }
@@ -65,6 +72,7 @@ impl Sensor {
     pub fn new(config: SensorConfig) -> Self {
         Sensor {
             decoder: Decoder::new(config.decode),
+            reassembler: Reassembler::default(),
             table: FlowTable::new(config.flow),
             counters: SensorCounters::default(),
         }
@@ -82,7 +90,8 @@ impl Sensor {
         let c = &mut self.counters;
         let index = c.packets;
         c.packets += 1;
-        c.wire_bytes += u64::from(orig_len.max(data.len() as u32));
+        let wire_len = orig_len.max(data.len() as u32);
+        c.wire_bytes += u64::from(wire_len);
         c.captured_bytes += data.len() as u64;
         if (data.len() as u64) < u64::from(orig_len) {
             c.truncated_frames += 1;
@@ -100,11 +109,44 @@ impl Sensor {
         if let Some(et) = d.non_ip {
             *c.non_ip.entry(et).or_default() += 1;
         }
-        self.table.process(ts, index, &d, out);
+        let frame = Frame {
+            ts,
+            index,
+            wire_len,
+            vlan: d.vlan,
+            inner_vlan: d.inner_vlan,
+        };
+        // Layers up to the first fragment go to the table now; a fragment waits for its
+        // datagram, which is then decoded and continues under the same parent.
+        let Some(k) = d.layers.iter().position(|l| l.fragment != Fragment::No) else {
+            self.table.process(&frame, &d, out);
+            return;
+        };
+        let parent = self.table.process_layers(&frame, &d.layers[..k], None, out);
+        if k > 0 && parent.is_none() {
+            return; // the carrying layer was dropped (bad checksum): so is its payload
+        }
+        let l = d.layers[k];
+        let header = data.get(l.frame_offset..).unwrap_or(&[]);
+        let Some((datagram, fragments)) = self.reassembler.add(&l, header, ts) else {
+            return;
+        };
+        let mut inner = Decoded::default();
+        self.decoder
+            .decode_ip(&datagram, l.version, l.encap, &mut inner);
+        if let Some(a) = inner.anomaly {
+            self.counters.anomalies.add(a.kind);
+        }
+        if let Some(first) = inner.layers.first_mut() {
+            first.fragments = fragments;
+        }
+        self.table
+            .process_layers(&frame, &inner.layers, parent, out);
     }
 
-    /// Ends all flows (end of input).
+    /// Ends all flows (end of input); incomplete fragmented datagrams are counted.
     pub fn finish(&mut self, out: &mut Vec<FlowRecord>) {
+        self.reassembler.finish();
         self.table.flush(out);
     }
 
@@ -118,9 +160,9 @@ impl Sensor {
         self.table.stats()
     }
 
-    /// Later IP fragments that never found their flow.
-    pub fn unattributed_fragments(&self) -> u64 {
-        self.table.unattributed_fragments()
+    /// Fragment reassembly counters.
+    pub fn reassembly(&self) -> &ReassemblyCounters {
+        self.reassembler.counters()
     }
 
     /// Flows alive now.
