@@ -73,6 +73,24 @@ pub struct ReaderCounters {
     pub unknown_interface: u64,
     /// Captured length larger than the original length (clamped).
     pub caplen_over_origlen: u64,
+    /// Original lengths beyond any real frame (16 MiB), replaced by the captured length.
+    pub implausible_origlen: u64,
+    /// Timestamps beyond the year 2262 (taken modulo 2^32 seconds, as classic pcap).
+    pub ts_out_of_range: u64,
+}
+
+impl ReaderCounters {
+    /// Adds another reader's counters (several inputs in one run).
+    pub fn merge(&mut self, o: &ReaderCounters) {
+        self.records += o.records;
+        self.empty_records += o.empty_records;
+        self.over_snaplen += o.over_snaplen;
+        self.skipped_blocks += o.skipped_blocks;
+        self.unknown_interface += o.unknown_interface;
+        self.caplen_over_origlen += o.caplen_over_origlen;
+        self.implausible_origlen += o.implausible_origlen;
+        self.ts_out_of_range += o.ts_out_of_range;
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -280,6 +298,20 @@ impl CaptureFile {
         Ok(self.len - self.pos)
     }
 
+    /// The length on the wire: the original length, unless it is smaller than what
+    /// was captured or beyond any real frame.
+    fn wire_len(&mut self, caplen: usize, origlen: u32) -> u32 {
+        if (origlen as usize) < caplen {
+            self.counters.caplen_over_origlen += 1;
+            caplen as u32
+        } else if origlen as usize > MAX_RECORD {
+            self.counters.implausible_origlen += 1;
+            caplen as u32
+        } else {
+            origlen
+        }
+    }
+
     fn consume(&mut self, n: usize) {
         self.pos += n;
         self.offset += n as u64;
@@ -435,12 +467,7 @@ impl CaptureFile {
         let start = self.pos + hlen;
         self.consume(total);
         self.counters.records += 1;
-        let orig_len = if origlen < caplen as u32 {
-            self.counters.caplen_over_origlen += 1;
-            caplen as u32
-        } else {
-            origlen
-        };
+        let orig_len = self.wire_len(caplen, origlen);
         self.last_ts = ts;
         Ok(Some(Packet {
             ts,
@@ -596,7 +623,10 @@ impl CaptureFile {
                         continue;
                     };
                     let units = (u64::from(ts_high) << 32) | u64::from(ts_low);
-                    let ts = ts_from_units(units, iface.resolution, iface.offset_secs);
+                    let (ts, wrapped) = ts_from_units(units, iface.resolution, iface.offset_secs);
+                    if wrapped {
+                        self.counters.ts_out_of_range += 1;
+                    }
                     return self
                         .emit_ng(at, block_len, 28, caplen, origlen, iface, ts, if_id)
                         .map(Some);
@@ -644,12 +674,7 @@ impl CaptureFile {
         if iface.snaplen != 0 && caplen as u32 > iface.snaplen {
             self.counters.over_snaplen += 1;
         }
-        let orig_len = if (origlen as usize) < caplen {
-            self.counters.caplen_over_origlen += 1;
-            caplen as u32
-        } else {
-            origlen
-        };
+        let orig_len = self.wire_len(caplen, origlen);
         let start = self.pos + data_off;
         self.consume(block_len);
         self.counters.records += 1;
@@ -666,14 +691,20 @@ impl CaptureFile {
 }
 
 /// Converts pcapng timestamp units to a [`Timestamp`].
-fn ts_from_units(units: u64, resolution: u64, offset_secs: i64) -> Timestamp {
-    let secs = units / resolution;
+/// Converts pcapng timestamp units to a [`Timestamp`]; the flag says the time was
+/// beyond the year 2262 and was taken modulo 2^32 seconds (some writers put seconds
+/// and microseconds in the two halves), which keeps intervals between packets.
+fn ts_from_units(units: u64, resolution: u64, offset_secs: i64) -> (Timestamp, bool) {
+    const MAX_SECS: u64 = (i64::MAX / 1_000_000_000) as u64 - 1;
+    let mut secs = units / resolution;
     let frac = units % resolution;
     let nanos = (u128::from(frac) * 1_000_000_000 / u128::from(resolution)) as u32;
-    let secs = i64::try_from(secs)
-        .unwrap_or(i64::MAX / 1_000_000_000)
-        .saturating_add(offset_secs);
-    Timestamp::from_secs_nanos(secs, nanos)
+    let wrapped = secs > MAX_SECS;
+    if wrapped {
+        secs %= 1 << 32;
+    }
+    let secs = (secs as i64).saturating_add(offset_secs);
+    (Timestamp::from_secs_nanos(secs, nanos), wrapped)
 }
 
 fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
@@ -697,15 +728,18 @@ mod tests {
     fn ts_from_units_handles_resolutions() {
         assert_eq!(
             ts_from_units(1_500_000, 1_000_000, 0),
-            Timestamp::from_secs_nanos(1, 500_000_000)
+            (Timestamp::from_secs_nanos(1, 500_000_000), false)
         );
         assert_eq!(
             ts_from_units(3, 2, 10),
-            Timestamp::from_secs_nanos(11, 500_000_000)
+            (Timestamp::from_secs_nanos(11, 500_000_000), false)
         );
+        // Seconds written into the high half: far future, kept modulo 2^32 s.
+        let (t, wrapped) = ts_from_units(0x41b3_5e88_12eb_f2c8, 1_000_000, 0);
+        assert!(wrapped && t.as_nanos() > 0);
         assert_eq!(
             ts_from_units(1_000_000_001, 1_000_000_000, 0),
-            Timestamp::from_secs_nanos(1, 1)
+            (Timestamp::from_secs_nanos(1, 1), false)
         );
     }
 }

@@ -70,6 +70,10 @@ pub struct ReadArgs {
     /// Interim records for flows longer than this many seconds (0: none).
     #[arg(long, value_name = "SECONDS", default_value_t = 1800.0)]
     active_timeout: f64,
+    /// Do not reassemble IP fragments: first fragments are keyed and counted on their
+    /// own, later fragments only counted (the behaviour of nDPI, NFStream, NetFlow).
+    #[arg(long = "no-reassembly")]
+    no_reassembly: bool,
     /// No progress bar even on a terminal.
     #[arg(long)]
     no_progress: bool,
@@ -140,6 +144,7 @@ pub fn run(args: ReadArgs) -> Result<ExitCode> {
     };
     let mut config = SensorConfig::default().with_checksums(mode);
     config.flow.active_timeout = (args.active_timeout.max(0.0) * 1e9) as i64;
+    config.reassemble = !args.no_reassembly;
 
     let mut sinks: Vec<Sink> = Vec::new();
     let mut stdout_used = false;
@@ -242,13 +247,7 @@ pub fn run(args: ReadArgs) -> Result<ExitCode> {
             }
         }
         done_bytes += cap.input_len().unwrap_or_else(|| cap.input_bytes_read());
-        let c = cap.counters();
-        reader_odd.empty_records += c.empty_records;
-        reader_odd.over_snaplen += c.over_snaplen;
-        reader_odd.skipped_blocks += c.skipped_blocks;
-        reader_odd.unknown_interface += c.unknown_interface;
-        reader_odd.caplen_over_origlen += c.caplen_over_origlen;
-        reader_odd.records += c.records;
+        reader_odd.merge(cap.counters());
     }
     sensor.finish(&mut records);
     let open = sensor.counters().first_ts.unwrap_or_default();
@@ -399,11 +398,31 @@ fn summary(
             t.icmp_errors_attributed
         ));
     }
-    if odd.empty_records + odd.over_snaplen + odd.unknown_interface + odd.caplen_over_origlen > 0 {
-        other.push(format!(
-            "capture oddities: {} empty records, {} over snap length, {} from undescribed interfaces, {} captured > original length",
-            odd.empty_records, odd.over_snaplen, odd.unknown_interface, odd.caplen_over_origlen
-        ));
+    let oddities = [
+        (odd.empty_records, "empty records"),
+        (odd.over_snaplen, "records over the snap length"),
+        (odd.unknown_interface, "packets from undescribed interfaces"),
+        (
+            odd.caplen_over_origlen,
+            "captured length above the original length",
+        ),
+        (
+            odd.implausible_origlen,
+            "implausible original lengths (captured length used)",
+        ),
+        (
+            odd.ts_out_of_range,
+            "timestamps beyond 2262 (taken modulo 2^32 s)",
+        ),
+        (odd.skipped_blocks, "pcapng blocks without packets skipped"),
+    ];
+    let odd_text: Vec<String> = oddities
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}"))
+        .collect();
+    if !odd_text.is_empty() {
+        other.push(format!("capture oddities: {}", odd_text.join(", ")));
     }
     for o in other {
         let _ = writeln!(e, "  {o}");

@@ -19,12 +19,26 @@ use tunnelwatch_flow::{ChecksumMode, FlowConfig, FlowTable, Frame, TableStats};
 use tunnelwatch_model::{FlowRecord, Timestamp};
 
 /// Settings of a sensor.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct SensorConfig {
     /// Decoder settings.
     pub decode: DecoderConfig,
     /// Flow-table settings.
     pub flow: FlowConfig,
+    /// Reassemble IP fragments before the flow table (as end hosts and Zeek do). When
+    /// off, a first fragment is keyed and counted on its own and later fragments are
+    /// only counted (as flow meters such as nDPI, NFStream or NetFlow probes do).
+    pub reassemble: bool,
+}
+
+impl Default for SensorConfig {
+    fn default() -> Self {
+        SensorConfig {
+            decode: DecoderConfig::default(),
+            flow: FlowConfig::default(),
+            reassemble: true,
+        }
+    }
 }
 
 impl SensorConfig {
@@ -61,6 +75,7 @@ pub struct SensorCounters {
 
 /// Decoder + reassembler + flow table.
 pub struct Sensor {
+    reassemble: bool,
     decoder: Decoder,
     reassembler: Reassembler,
     table: FlowTable,
@@ -71,6 +86,7 @@ impl Sensor {
     /// A sensor with the given settings.
     pub fn new(config: SensorConfig) -> Self {
         Sensor {
+            reassemble: config.reassemble,
             decoder: Decoder::new(config.decode),
             reassembler: Reassembler::default(),
             table: FlowTable::new(config.flow),
@@ -118,7 +134,8 @@ impl Sensor {
         };
         // Layers up to the first fragment go to the table now; a fragment waits for its
         // datagram, which is then decoded and continues under the same parent.
-        let Some(k) = d.layers.iter().position(|l| l.fragment != Fragment::No) else {
+        let first_fragment = d.layers.iter().position(|l| l.fragment != Fragment::No);
+        let Some(k) = first_fragment.filter(|_| self.reassemble) else {
             self.table.process(&frame, &d, out);
             return;
         };
@@ -128,20 +145,25 @@ impl Sensor {
         }
         let l = d.layers[k];
         let header = data.get(l.frame_offset..).unwrap_or(&[]);
-        let Some((datagram, fragments)) = self.reassembler.add(&l, header, ts) else {
+        let Some(dgram) = self.reassembler.add(&l, header, wire_len, ts) else {
             return;
         };
         let mut inner = Decoded::default();
         self.decoder
-            .decode_ip(&datagram, l.version, l.encap, &mut inner);
+            .decode_ip(&dgram.bytes, l.version, l.encap, &mut inner);
         if let Some(a) = inner.anomaly {
             self.counters.anomalies.add(a.kind);
         }
         if let Some(first) = inner.layers.first_mut() {
-            first.fragments = fragments;
+            first.fragments = dgram.fragments;
         }
+        // The datagram crossed the wire in all its fragments' frames.
+        let whole = Frame {
+            wire_len: u32::try_from(dgram.link_bytes).unwrap_or(u32::MAX),
+            ..frame
+        };
         self.table
-            .process_layers(&frame, &inner.layers, parent, out);
+            .process_layers(&whole, &inner.layers, parent, out);
     }
 
     /// Ends all flows (end of input); incomplete fragmented datagrams are counted.

@@ -46,6 +46,19 @@ struct Pending {
     total: Option<u32>,
     /// Fragments merged.
     count: u16,
+    /// Wire bytes of the frames that carried the fragments.
+    link_bytes: u64,
+}
+
+/// A reassembled datagram.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Datagram {
+    /// IP header and payload.
+    pub bytes: Vec<u8>,
+    /// Fragments it was made of.
+    pub fragments: u16,
+    /// Wire bytes of the frames that carried its fragments, link headers included.
+    pub link_bytes: u64,
 }
 
 impl Pending {
@@ -59,6 +72,7 @@ impl Pending {
             captured: Vec::new(),
             total: None,
             count: 0,
+            link_bytes: 0,
         }
     }
 }
@@ -137,14 +151,15 @@ impl Reassembler {
     }
 
     /// Adds the fragment `layer` (whose IP header is `header`, the captured bytes at
-    /// the layer's start). Returns the complete datagram (IP header + payload) when
-    /// this fragment completed it, with the number of fragments it was made of.
+    /// the layer's start), carried in a frame of `frame_len` bytes on the wire.
+    /// Returns the complete datagram when this fragment completed it.
     pub fn add(
         &mut self,
         layer: &IpPacket<'_>,
         header: &[u8],
+        frame_len: u32,
         ts: Timestamp,
-    ) -> Option<(Vec<u8>, u16)> {
+    ) -> Option<Datagram> {
         self.sweep(ts);
         let (id, offset, more) = match layer.fragment {
             Fragment::No => return None,
@@ -178,6 +193,7 @@ impl Reassembler {
             return None;
         }
         p.count = p.count.saturating_add(1);
+        p.link_bytes += u64::from(frame_len);
         if offset == 0 && p.header.is_none() {
             p.header = Some(build_header(layer, header));
         }
@@ -216,7 +232,11 @@ impl Reassembler {
         let mut out = p.header.unwrap_or_default();
         finish_header(&mut out, p.version, total);
         out.extend_from_slice(&p.data[..prefix]);
-        Some((out, p.count))
+        Some(Datagram {
+            bytes: out,
+            fragments: p.count,
+            link_bytes: p.link_bytes,
+        })
     }
 
     /// Gives up datagrams older than the timeout (at most once per second of packet
@@ -343,11 +363,11 @@ mod tests {
         (udp, frags)
     }
 
-    fn feed(r: &mut Reassembler, pkt: &[u8], ts: i64) -> Option<(Vec<u8>, u16)> {
+    fn feed(r: &mut Reassembler, pkt: &[u8], ts: i64) -> Option<Datagram> {
         let mut d = Decoded::default();
         Decoder::default().decode(LinkType::RAW, pkt, &mut d);
         let l = d.layers[0];
-        r.add(&l, pkt, Timestamp(ts))
+        r.add(&l, pkt, pkt.len() as u32, Timestamp(ts))
     }
 
     #[test]
@@ -357,8 +377,13 @@ mod tests {
         let mut r = Reassembler::default();
         assert!(feed(&mut r, &frags[2], 1).is_none());
         assert!(feed(&mut r, &frags[0], 2).is_none());
-        let (dgram, n) = feed(&mut r, &frags[1], 3).expect("complete");
-        assert_eq!(n, 3);
+        let dg = feed(&mut r, &frags[1], 3).expect("complete");
+        assert_eq!(dg.fragments, 3);
+        assert_eq!(
+            dg.link_bytes as usize,
+            frags.iter().map(Vec::len).sum::<usize>()
+        );
+        let dgram = dg.bytes;
         let mut d = Decoded::default();
         Decoder::default().decode_ip(&dgram, 4, Encap::None, &mut d);
         let l = d.layers[0];
