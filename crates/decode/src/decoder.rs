@@ -388,6 +388,12 @@ impl<'a> Walk<'a, '_> {
     }
 
     fn ppp(&mut self, d: &'a [u8], off: usize) {
+        // Cisco HDLC framing (address 0x0f unicast / 0x8f broadcast, control 0x00, then
+        // an EtherType) is often stored under the PPP link type.
+        if d.len() >= 4 && (d[0] == 0x0f || d[0] == 0x8f) && d[1] == 0x00 {
+            let et = u16::from_be_bytes([d[2], d[3]]);
+            return self.ether_type(et, &d[4..], off + 4);
+        }
         // Optional HDLC address/control bytes, then a 1- or 2-byte protocol field.
         let (d, off) = if d.len() >= 2 && d[0] == 0xff && d[1] == 0x03 {
             (&d[2..], off + 2)
