@@ -184,7 +184,14 @@ impl CaptureFile {
         } else {
             (chained, false)
         };
-        let mut me = Self::new(path.to_path_buf(), src, raw_read, file_len, compressed);
+        let mut me = Self::new(
+            path.to_path_buf(),
+            src,
+            raw_read,
+            file_len,
+            compressed,
+            1 << 20,
+        );
         me.read_header()?;
         Ok(me)
     }
@@ -195,7 +202,14 @@ impl CaptureFile {
         name: impl Into<PathBuf>,
         src: Box<dyn Read + Send>,
     ) -> Result<Self, CaptureError> {
-        let mut me = Self::new(name.into(), src, Arc::new(AtomicU64::new(0)), None, false);
+        let mut me = Self::new(
+            name.into(),
+            src,
+            Arc::new(AtomicU64::new(0)),
+            None,
+            false,
+            1 << 16,
+        );
         me.read_header()?;
         Ok(me)
     }
@@ -206,11 +220,12 @@ impl CaptureFile {
         raw_read: Arc<AtomicU64>,
         file_len: Option<u64>,
         compressed: bool,
+        buffer: usize,
     ) -> Self {
         CaptureFile {
             name,
             src,
-            buf: vec![0; 1 << 20],
+            buf: vec![0; buffer],
             pos: 0,
             len: 0,
             offset: 0,

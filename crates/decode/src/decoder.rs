@@ -508,7 +508,8 @@ impl<'a> Walk<'a, '_> {
                 } else {
                     AnomalyKind::Ipv6Truncated
                 };
-                return self.stop(kind, off, 1, 0);
+                let min = if version == 4 { 20 } else { 40 };
+                return self.stop(kind, off, min, 0);
             }
         }
         if version == 4 {
