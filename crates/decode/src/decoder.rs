@@ -238,6 +238,22 @@ impl<'a> Walk<'a, '_> {
                 self.wifi(&d[len..], len)
             }
             LinkType::NFLOG => self.nflog(d),
+            LinkType::PPI => {
+                // version, flags, header length (LE), then the DLT of what follows (LE).
+                let (Some(len), Some(dlt)) = (
+                    d.get(2..4)
+                        .map(|b| usize::from(u16::from_le_bytes([b[0], b[1]]))),
+                    d.get(4..8)
+                        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+                ) else {
+                    return self.stop(AnomalyKind::LinkTruncated, 0, 8, d.len());
+                };
+                if len < 8 || d.len() < len || dlt == LinkType::PPI.0 {
+                    return self.stop(AnomalyKind::LinkTruncated, 0, len.max(8), d.len());
+                }
+                // Offsets reported below are relative to the inner frame.
+                self.link(LinkType(dlt), &d[len..])
+            }
             _ => self.stop(AnomalyKind::UnknownLinkType, 0, link.0 as usize, d.len()),
         }
     }

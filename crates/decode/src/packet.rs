@@ -45,6 +45,8 @@ impl LinkType {
     pub const IPV4: LinkType = LinkType(228);
     /// Raw IPv6.
     pub const IPV6: LinkType = LinkType(229);
+    /// Per-Packet Information header (802.11 captures), then another link type.
+    pub const PPI: LinkType = LinkType(192);
     /// Linux netfilter NFLOG.
     pub const NFLOG: LinkType = LinkType(239);
     /// Linux cooked capture v2.

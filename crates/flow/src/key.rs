@@ -132,7 +132,7 @@ pub fn community_id(e: &Endpoints) -> String {
         let (ab, bb) = (ip_bytes(a), ip_bytes(b));
         ab < bb || (ab == bb && pa <= pb)
     };
-    if !(e.one_way && e.proto.is_icmp()) && !ordered(&sa, &da, sp, dp) {
+    if !(ordered(&sa, &da, sp, dp) || e.one_way && e.proto.is_icmp()) {
         std::mem::swap(&mut sa, &mut da);
         std::mem::swap(&mut sp, &mut dp);
     }

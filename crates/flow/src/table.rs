@@ -404,10 +404,7 @@ impl FlowTable {
             self.stats.unreassembled_fragments += 1;
             return None;
         }
-        let ep = match endpoints(l) {
-            Some(ep) => ep,
-            None => return None,
-        };
+        let ep = endpoints(l)?;
         let (key, _) = ep.key();
 
         let mut slot = self.map.get(&key).copied();

@@ -683,10 +683,9 @@ impl TcpConn {
             && !flags.rst()
             && peer_state != EpState::Closed
             && ep_state != EpState::Reset
+            && self.eps[e].win0.hit()
         {
-            if self.eps[e].win0.hit() {
-                self.hist_add(hist, e, b'W');
-            }
+            self.hist_add(hist, e, b'W');
         }
         if !flags.syn()
             && !flags.fin()
@@ -1053,17 +1052,13 @@ impl TcpConn {
             return false;
         }
         let (o, r) = (self.orig(), self.resp());
-        if o.did_close || r.did_close {
-            if (o.did_close && r.did_close)
-                || o.state == EpState::Reset
-                || r.state == EpState::Reset
-                || o.state == EpState::Inactive
-                || r.state == EpState::Inactive
-            {
-                return true;
-            }
-        }
-        r.state == EpState::Inactive && o.state == EpState::Inactive
+        let one_closed = o.did_close || r.did_close;
+        let finished = (o.did_close && r.did_close)
+            || o.state == EpState::Reset
+            || r.state == EpState::Reset
+            || o.state == EpState::Inactive
+            || r.state == EpState::Inactive;
+        (one_closed && finished) || (r.state == EpState::Inactive && o.state == EpState::Inactive)
     }
 
     /// Zeek's `AttemptTimer` decision: remove an unanswered connection attempt.

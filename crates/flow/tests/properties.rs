@@ -69,9 +69,11 @@ fn frame(p: &Pkt, mirrored: bool) -> Vec<u8> {
 }
 
 fn run(pkts: &[Pkt], mirrored: bool) -> (Vec<FlowRecord>, u64, u64) {
-    let mut c = FlowConfig::default();
-    c.checksums = ChecksumMode::Ignore;
-    c.active_timeout = 0;
+    let c = FlowConfig {
+        checksums: ChecksumMode::Ignore,
+        active_timeout: 0,
+        ..FlowConfig::default()
+    };
     let mut table = FlowTable::new(c);
     let dec = Decoder::default();
     let mut out = Vec::new();

@@ -10,7 +10,7 @@ use tunnelwatch_model::FlowRecord;
 pub fn write_header(out: &mut impl Write) -> io::Result<()> {
     writeln!(
         out,
-        "{:<17} {:>10} {:<5} {:>39}  {:<3} {:<39} {:>7} {:>7} {:>10} {:>10} {:<6} {}",
+        "{:<17} {:>10} {:<5} {:>39}  {:<3} {:<39} {:>7} {:>7} {:>10} {:>10} {:<6} History",
         "StartTime",
         "Dur",
         "Proto",
@@ -22,7 +22,6 @@ pub fn write_header(out: &mut impl Write) -> io::Result<()> {
         "OBytes",
         "RBytes",
         "State",
-        "History"
     )
 }
 
