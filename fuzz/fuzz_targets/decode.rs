@@ -5,11 +5,10 @@
 use libfuzzer_sys::fuzz_target;
 use tunnelwatch_decode::{Decoded, Decoder, LinkType};
 
-const LINKS: [u32; 16] = [0, 1, 9, 12, 14, 50, 101, 104, 105, 108, 113, 127, 228, 229, 239, 276];
 
 fuzz_target!(|data: &[u8]| {
     let Some((&sel, frame)) = data.split_first() else { return };
-    let link = LinkType(LINKS[usize::from(sel) % LINKS.len()]);
+    let link = LinkType::SUPPORTED[usize::from(sel) % LinkType::SUPPORTED.len()];
     let mut d = Decoded::default();
     Decoder::default().decode(link, frame, &mut d);
     for l in &d.layers {

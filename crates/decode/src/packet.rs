@@ -51,6 +51,27 @@ impl LinkType {
     pub const NFLOG: LinkType = LinkType(239);
     /// Linux cooked capture v2.
     pub const LINUX_SLL2: LinkType = LinkType(276);
+
+    /// Every link type the decoder understands (what property tests and fuzzers pick from).
+    pub const SUPPORTED: [LinkType; 17] = [
+        Self::NULL,
+        Self::ETHERNET,
+        Self::PPP,
+        Self::RAW_DLT12,
+        Self::RAW_DLT14,
+        Self::PPP_HDLC,
+        Self::RAW,
+        Self::C_HDLC,
+        Self::IEEE802_11,
+        Self::LOOP,
+        Self::LINUX_SLL,
+        Self::IEEE802_11_RADIOTAP,
+        Self::PPI,
+        Self::IPV4,
+        Self::IPV6,
+        Self::NFLOG,
+        Self::LINUX_SLL2,
+    ];
 }
 
 /// How an IP layer was carried inside the layer before it.

@@ -3,6 +3,7 @@
 //! answered or a few payloads went by. State is allocated only for flows that carry
 //! payload, and a TLS ClientHello split over segments is buffered up to 16 KiB.
 
+use crate::config::is_dns_port;
 use tunnelwatch_decode::app::{dns, http, ssh, tls};
 use tunnelwatch_model::{AppFacts, DnsFacts, SshFacts, TlsFacts};
 
@@ -42,10 +43,9 @@ impl AppState {
             return;
         }
         self.tries[d] += 1;
-        let dns_port = |p: u16| matches!(p, 53 | 5353 | 5355 | 137);
         match carrier {
             Carrier::Udp => {
-                if dns_port(ports.0) || dns_port(ports.1) {
+                if is_dns_port(ports.0) || is_dns_port(ports.1) {
                     self.dns(payload, false);
                 }
                 // One datagram per direction says what it is.

@@ -60,6 +60,12 @@ pub struct FlowConfig {
 
 const SEC: i64 = 1_000_000_000;
 
+/// Whether a UDP responder port is one of Zeek's DNS ports (DNS, NetBIOS name service,
+/// mDNS, LLMNR): such flows get DNS parsing and the short DNS session timeout.
+pub fn is_dns_port(port: u16) -> bool {
+    matches!(port, 53 | 137 | 5353 | 5355)
+}
+
 /// Zeek's default `likely_server_ports` (ports registered by its default analyzers).
 pub const DEFAULT_SERVER_PORTS_TCP: &[u16] = &[
     21, 22, 25, 53, 79, 80, 81, 88, 135, 139, 143, 389, 443, 445, 465, 502, 514, 563, 585, 587,

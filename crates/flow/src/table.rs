@@ -27,7 +27,7 @@ use tunnelwatch_model::{
 };
 
 use crate::app::{AppState, Carrier};
-use crate::config::{ChecksumMode, FlowConfig};
+use crate::config::{is_dns_port, ChecksumMode, FlowConfig};
 use crate::history::{bit, History, Scaled};
 use crate::key::{community_id, icmp_counterpart, uid, Endpoints, Key};
 use crate::stats::Direction;
@@ -526,7 +526,7 @@ impl FlowTable {
         }
         if self.config.dns_session_timeout > 0
             && matches!(l.transport, Transport::Udp(_))
-            && matches!(resp_p, 53 | 137 | 5353 | 5355)
+            && is_dns_port(resp_p)
         {
             let at = ts.add_nanos(self.config.dns_session_timeout);
             self.schedule(slot, at, TimerKind::Dns);

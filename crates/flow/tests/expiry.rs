@@ -72,10 +72,14 @@ fn bytes(p: &P) -> Vec<u8> {
     out
 }
 
-fn run(config: FlowConfig, pkts: &[(i64, P)]) -> Vec<FlowRecord> {
-    let mut table = FlowTable::new(config);
+/// Feeds `pkts` (offsets from a fixed start time) to `table`, calling `after` once per packet.
+fn feed(
+    table: &mut FlowTable,
+    pkts: &[(i64, P)],
+    out: &mut Vec<FlowRecord>,
+    mut after: impl FnMut(&FlowTable),
+) {
     let dec = Decoder::default();
-    let mut out = Vec::new();
     for (i, (t, p)) in pkts.iter().enumerate() {
         let b = bytes(p);
         let mut d = Decoded::default();
@@ -87,8 +91,15 @@ fn run(config: FlowConfig, pkts: &[(i64, P)]) -> Vec<FlowRecord> {
             vlan: None,
             inner_vlan: None,
         };
-        table.process(&f, &d, &mut out);
+        table.process(&f, &d, out);
+        after(table);
     }
+}
+
+fn run(config: FlowConfig, pkts: &[(i64, P)]) -> Vec<FlowRecord> {
+    let mut table = FlowTable::new(config);
+    let mut out = Vec::new();
+    feed(&mut table, pkts, &mut out, |_| {});
     table.flush(&mut out);
     out
 }
@@ -237,22 +248,10 @@ fn full_table_evicts_and_counts() {
         })
         .collect();
     let mut table = FlowTable::new(c);
-    let dec = Decoder::default();
     let mut out = Vec::new();
-    for (i, (t, p)) in pkts.iter().enumerate() {
-        let b = bytes(p);
-        let mut d = Decoded::default();
-        dec.decode(LinkType::RAW, &b, &mut d);
-        let f = Frame {
-            ts: Timestamp(*t),
-            index: i as u64,
-            wire_len: b.len() as u32,
-            vlan: None,
-            inner_vlan: None,
-        };
-        table.process(&f, &d, &mut out);
-        assert!(table.live_flows() <= 3);
-    }
+    feed(&mut table, &pkts, &mut out, |t| {
+        assert!(t.live_flows() <= 3)
+    });
     assert_eq!(table.stats().evicted, 7);
     assert_eq!(out.iter().filter(|r| r.cause == Cause::Evicted).count(), 7);
 }
