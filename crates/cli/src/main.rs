@@ -2,10 +2,16 @@
 //! uses `anyhow`, talks to the terminal and maps errors to exit codes.
 
 mod read;
+mod sinks;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+// Records are built on the packet thread and freed on the writer thread; mimalloc keeps
+// that cross-thread traffic cheap where glibc's arenas serialize on it.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Find covert channels, tunnels, beacons, scans and TCP attacks in network traffic.
 #[derive(Parser, Debug)]

@@ -5,8 +5,7 @@
 //! processed, every flow record produced is written, the error (with its byte offset)
 //! is reported, and the exit code is 1. Unreadable inputs do not stop the others.
 
-use std::fs::File;
-use std::io::{self, BufWriter, IsTerminal, Write};
+use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -17,9 +16,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tunnelwatch_capture::CaptureFile;
 use tunnelwatch_decode::LinkType;
 use tunnelwatch_flow::ChecksumMode;
-use tunnelwatch_model::{FlowRecord, Timestamp};
-use tunnelwatch_output::{jsonl, table, zeek};
+use tunnelwatch_model::FlowRecord;
+use tunnelwatch_output::zeek;
 use tunnelwatch_sensor::{Sensor, SensorConfig};
+
+use crate::sinks::{open_out, RecordWriter, Sink, Written, BATCH};
 
 /// Output format on standard output.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -74,64 +75,13 @@ pub struct ReadArgs {
     /// own, later fragments only counted (the behaviour of nDPI, NFStream, NetFlow).
     #[arg(long = "no-reassembly")]
     no_reassembly: bool,
+    /// Most flows alive at once; beyond it the flow whose next timer is nearest (the
+    /// stalest) ends early with `cause: evicted`.
+    #[arg(long, value_name = "N", default_value_t = 4_000_000)]
+    max_flows: usize,
     /// No progress bar even on a terminal.
     #[arg(long)]
     no_progress: bool,
-}
-
-enum Sink {
-    Json(Box<dyn Write>),
-    Zeek { out: Box<dyn Write>, header: bool },
-    Table { out: Box<dyn Write>, header: bool },
-}
-
-impl Sink {
-    fn write(&mut self, r: &FlowRecord, open: Timestamp) -> io::Result<()> {
-        match self {
-            Sink::Json(o) => jsonl::write_record(o, r),
-            Sink::Zeek { out, header } => {
-                if !*header {
-                    zeek::write_header(out, open)?;
-                    *header = true;
-                }
-                zeek::write_record(out, r)
-            }
-            Sink::Table { out, header } => {
-                if !*header {
-                    table::write_header(out)?;
-                    *header = true;
-                }
-                table::write_record(out, r)
-            }
-        }
-    }
-
-    fn finish(&mut self, open: Timestamp, close: Timestamp) -> io::Result<()> {
-        match self {
-            Sink::Json(o) => o.flush(),
-            Sink::Zeek { out, header } => {
-                if !*header {
-                    zeek::write_header(out, open)?;
-                }
-                zeek::write_footer(out, close)?;
-                out.flush()
-            }
-            Sink::Table { out, .. } => out.flush(),
-        }
-    }
-}
-
-fn open_out(target: &str) -> Result<Box<dyn Write>> {
-    if target == "-" {
-        Ok(Box::new(BufWriter::with_capacity(
-            1 << 16,
-            io::stdout().lock(),
-        )))
-    } else {
-        let f =
-            File::create(target).with_context(|| format!("cannot create output file {target}"))?;
-        Ok(Box::new(BufWriter::with_capacity(1 << 16, f)))
-    }
 }
 
 /// Runs `read`.
@@ -145,6 +95,7 @@ pub fn run(args: ReadArgs) -> Result<ExitCode> {
     let mut config = SensorConfig::default().with_checksums(mode);
     config.flow.active_timeout = (args.active_timeout.max(0.0) * 1e9) as i64;
     config.reassemble = !args.no_reassembly;
+    config.flow.max_flows = args.max_flows.max(1);
 
     let mut sinks: Vec<Sink> = Vec::new();
     let mut stdout_used = false;
@@ -189,28 +140,11 @@ pub fn run(args: ReadArgs) -> Result<ExitCode> {
     };
 
     let mut sensor = Sensor::new(config);
-    let mut records: Vec<FlowRecord> = Vec::with_capacity(1024);
+    let writer = RecordWriter::spawn(sinks)?;
+    let mut records: Vec<FlowRecord> = Vec::with_capacity(BATCH);
     let mut errors: Vec<String> = Vec::new();
-    let mut written = 0u64;
     let mut done_bytes = 0u64;
     let mut reader_odd = tunnelwatch_capture::ReaderCounters::default();
-    let mut io_error: Option<io::Error> = None;
-
-    let mut drain = |records: &mut Vec<FlowRecord>,
-                     sinks: &mut Vec<Sink>,
-                     open: Timestamp,
-                     written: &mut u64| {
-        for r in records.drain(..) {
-            *written += 1;
-            for s in sinks.iter_mut() {
-                if let Err(e) = s.write(&r, open) {
-                    if io_error.is_none() {
-                        io_error = Some(e);
-                    }
-                }
-            }
-        }
-    };
 
     for path in &args.captures {
         let mut cap = match CaptureFile::open(path) {
@@ -229,9 +163,9 @@ pub fn run(args: ReadArgs) -> Result<ExitCode> {
                 Ok(Some(p)) => {
                     sensor.packet(p.ts, LinkType(p.link.0), p.data, p.orig_len, &mut records);
                     n += 1;
-                    if !records.is_empty() {
+                    if records.len() >= BATCH {
                         let open = sensor.counters().first_ts.unwrap_or_default();
-                        drain(&mut records, &mut sinks, open, &mut written);
+                        writer.send(open, &mut records);
                     }
                     if n % 8192 == 0 {
                         if let Some(b) = &bar {
@@ -252,15 +186,11 @@ pub fn run(args: ReadArgs) -> Result<ExitCode> {
     sensor.finish(&mut records);
     let open = sensor.counters().first_ts.unwrap_or_default();
     let close = sensor.counters().last_ts.unwrap_or_default();
-    drain(&mut records, &mut sinks, open, &mut written);
-    for s in &mut sinks {
-        if let Err(e) = s.finish(open, close) {
-            if io_error.is_none() {
-                io_error = Some(e);
-            }
-        }
-    }
-    drop(sinks);
+    writer.send(open, &mut records);
+    let Written {
+        records: written,
+        error: io_error,
+    } = writer.finish(open, close);
     if let Some(b) = bar {
         b.finish_and_clear();
     }
@@ -384,6 +314,9 @@ fn summary(
     }
     if t.evicted > 0 {
         other.push(format!("{} flows evicted early (table full)", t.evicted));
+    }
+    if t.flows > 0 {
+        other.push(format!("peak {} live flows", t.peak_flows));
     }
     let r = sensor.reassembly();
     if r.fragments > 0 {

@@ -15,6 +15,7 @@ pub mod key;
 pub mod stats;
 pub mod table;
 pub mod tcp;
+mod timers;
 
 pub use config::{ChecksumMode, FlowConfig};
 pub use table::{FlowTable, Frame, LayerRef, TableStats};

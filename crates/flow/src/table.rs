@@ -14,8 +14,6 @@
 //! [`FlowConfig::max_flows`]: when full, the flow closest to its own expiry is ended
 //! early (`cause: evicted`).
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::net::IpAddr;
 
 use hashbrown::HashMap;
@@ -32,6 +30,7 @@ use crate::history::{bit, History, Scaled};
 use crate::key::{community_id, icmp_counterpart, uid, Endpoints, Key};
 use crate::stats::Direction;
 use crate::tcp::{Effects, SegmentInput, TcpConn};
+use crate::timers::{Timer, TimerKind, TimerQueue};
 
 /// Counters of the table's own work, reported in `read`'s summary.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -59,26 +58,6 @@ pub struct TableStats {
     pub icmp_errors_attributed: u64,
     /// Most flows alive at once.
     pub peak_flows: u64,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum TimerKind {
-    Inactivity,
-    Dns,
-    Expire,
-    Attempt,
-    Delete,
-    Status,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct Timer {
-    at: Timestamp,
-    seq: u64,
-    slot: u32,
-    epoch: u32,
-    gen: u32,
-    kind: TimerKind,
 }
 
 /// TCP timing facts collected alongside the state machine.
@@ -138,8 +117,7 @@ pub struct FlowTable {
     map: HashMap<Key, u32, foldhash::fast::RandomState>,
     slots: Vec<Slot>,
     free: Vec<u32>,
-    timers: BinaryHeap<Reverse<Timer>>,
-    timer_seq: u64,
+    timers: TimerQueue,
     now: Timestamp,
     started: bool,
     stats: TableStats,
@@ -170,13 +148,25 @@ pub struct Frame {
 impl FlowTable {
     /// An empty table.
     pub fn new(config: FlowConfig) -> Self {
+        let timers = TimerQueue::new(&[
+            config.tcp_handshake_inactivity,
+            config.tcp_inactivity,
+            config.udp_inactivity,
+            config.icmp_inactivity,
+            config.other_inactivity,
+            config.tcp_syn_timeout,
+            config.tcp_session_timer,
+            config.tcp_attempt_delay,
+            config.tcp_close_delay,
+            config.active_timeout,
+            config.dns_session_timeout,
+        ]);
         FlowTable {
             config,
             map: HashMap::default(),
             slots: Vec::new(),
             free: Vec::new(),
-            timers: BinaryHeap::new(),
-            timer_seq: 0,
+            timers,
             now: Timestamp(i64::MIN),
             started: false,
             stats: TableStats::default(),
@@ -241,11 +231,7 @@ impl FlowTable {
     /// Fires every timer due at or before `now` (Zeek runs timers before the packet).
     pub fn advance(&mut self, now: Timestamp, out: &mut Vec<FlowRecord>) {
         self.now = self.now.max(now);
-        while let Some(Reverse(t)) = self.timers.peek().copied() {
-            if t.at > now {
-                break;
-            }
-            self.timers.pop();
+        while let Some(t) = self.timers.pop_due(Some(now)) {
             self.fire(t, out);
         }
     }
@@ -266,7 +252,8 @@ impl FlowTable {
         self.timers.clear();
     }
 
-    fn schedule(&mut self, slot: u32, at: Timestamp, kind: TimerKind) {
+    /// Sets a timer of `slot` at `base + delay` (the delay picks the timer lane).
+    fn schedule(&mut self, slot: u32, base: Timestamp, delay: i64, kind: TimerKind) {
         let Some(Slot {
             flow: Some(f),
             epoch,
@@ -279,15 +266,15 @@ impl FlowTable {
         } else {
             f.gen
         };
-        self.timer_seq += 1;
-        self.timers.push(Reverse(Timer {
-            at,
-            seq: self.timer_seq,
+        let t = Timer {
+            at: base,
+            seq: 0,
             slot,
             epoch: *epoch,
             gen,
             kind,
-        }));
+        };
+        self.timers.push(t, base, delay);
     }
 
     fn fire(&mut self, t: Timer, out: &mut Vec<FlowRecord>) {
@@ -312,11 +299,11 @@ impl FlowTable {
         let c = &self.config;
         match t.kind {
             TimerKind::Inactivity => {
-                let due = f.last_time.add_nanos(f.inactivity);
-                if due <= t.at {
+                let (last, inactivity) = (f.last_time, f.inactivity);
+                if last.add_nanos(inactivity) <= t.at {
                     self.finish(t.slot, Cause::Timeout, out);
                 } else {
-                    self.schedule(t.slot, due, TimerKind::Inactivity);
+                    self.schedule(t.slot, last, inactivity, TimerKind::Inactivity);
                 }
             }
             TimerKind::Expire => {
@@ -333,8 +320,8 @@ impl FlowTable {
                 } else if tcp.is_active {
                     if tcp.expire_relevant() {
                         f.expire_scheduled = true;
-                        let next = t.at.add_nanos(c.tcp_session_timer);
-                        self.schedule(t.slot, next, TimerKind::Expire);
+                        let session = c.tcp_session_timer;
+                        self.schedule(t.slot, t.at, session, TimerKind::Expire);
                     } else {
                         f.expire_dormant = Some(t.at);
                     }
@@ -355,7 +342,7 @@ impl FlowTable {
                 if t.at.nanos_since(f.last_time) >= timeout - 1_000_000_000 {
                     self.finish(t.slot, Cause::Timeout, out);
                 } else {
-                    self.schedule(t.slot, t.at.add_nanos(timeout), TimerKind::Dns);
+                    self.schedule(t.slot, t.at, timeout, TimerKind::Dns);
                 }
             }
             TimerKind::Status => {
@@ -363,8 +350,8 @@ impl FlowTable {
                     self.stats.interim_records += 1;
                     out.push(r);
                 }
-                let next = t.at.add_nanos(self.config.active_timeout);
-                self.schedule(t.slot, next, TimerKind::Status);
+                let every = self.config.active_timeout;
+                self.schedule(t.slot, t.at, every, TimerKind::Status);
             }
         }
     }
@@ -508,28 +495,25 @@ impl FlowTable {
         self.map.insert(key, slot);
         self.stats.flows += 1;
         self.stats.peak_flows = self.stats.peak_flows.max(self.map.len() as u64);
-        self.schedule(slot, ts.add_nanos(inactivity), TimerKind::Inactivity);
+        self.schedule(slot, ts, inactivity, TimerKind::Inactivity);
         if matches!(l.transport, Transport::Tcp(_)) {
             // Zeek's first expire check comes tcp_SYN_timeout after the start.
-            let at = ts.add_nanos(self.config.tcp_syn_timeout);
             if let Some(f) = self.slots[slot as usize].flow.as_mut() {
                 f.expire_scheduled = true;
             }
-            self.schedule(slot, at, TimerKind::Expire);
+            let delay = self.config.tcp_syn_timeout;
+            self.schedule(slot, ts, delay, TimerKind::Expire);
         }
         if self.config.active_timeout > 0 {
-            self.schedule(
-                slot,
-                ts.add_nanos(self.config.active_timeout),
-                TimerKind::Status,
-            );
+            let every = self.config.active_timeout;
+            self.schedule(slot, ts, every, TimerKind::Status);
         }
         if self.config.dns_session_timeout > 0
             && matches!(l.transport, Transport::Udp(_))
             && is_dns_port(resp_p)
         {
-            let at = ts.add_nanos(self.config.dns_session_timeout);
-            self.schedule(slot, at, TimerKind::Dns);
+            let timeout = self.config.dns_session_timeout;
+            self.schedule(slot, ts, timeout, TimerKind::Dns);
         }
         slot
     }
@@ -568,7 +552,7 @@ impl FlowTable {
     }
 
     fn evict(&mut self, out: &mut Vec<FlowRecord>) {
-        while let Some(Reverse(t)) = self.timers.pop() {
+        while let Some(t) = self.timers.pop_due(None) {
             let valid = matches!(self.slots.get(t.slot as usize), Some(Slot { flow: Some(_), epoch }) if *epoch == t.epoch);
             if valid {
                 self.stats.evicted += 1;
@@ -597,7 +581,7 @@ impl FlowTable {
                 .then(|| s.flow.as_ref().map(|f| (p, f.uid.clone())))
                 .flatten()
         });
-        let mut schedule: Vec<(Timestamp, TimerKind)> = Vec::new();
+        let mut schedule: Vec<(Timestamp, i64, TimerKind)> = Vec::new();
         let mut quoted_error: Option<(IcmpMessage, IpAddr)> = None;
         let mut bad_checksum = false;
         {
@@ -719,13 +703,13 @@ impl FlowTable {
         if bad_checksum {
             self.stats.bad_checksums += 1;
         }
-        for (at, kind) in schedule {
+        for (base, delay, kind) in schedule {
             if kind == TimerKind::Inactivity {
                 if let Some(f) = self.slots[slot as usize].flow.as_mut() {
                     f.inact_gen = f.inact_gen.wrapping_add(1);
                 }
             }
-            self.schedule(slot, at, kind);
+            self.schedule(slot, base, delay, kind);
         }
         self.ensure_expire(slot);
         if let Some((m, from)) = quoted_error {
@@ -748,10 +732,9 @@ impl FlowTable {
         // The chain fires at base + k·session; the next tick after now.
         let elapsed = now.nanos_since(base).max(0);
         let k = elapsed / session.max(1) + 1;
-        let at = base.add_nanos(k * session);
         f.expire_scheduled = true;
         f.expire_dormant = None;
-        self.schedule(slot, at, TimerKind::Expire);
+        self.schedule(slot, base, k * session, TimerKind::Expire);
     }
 
     fn attribute_icmp_error(&mut self, m: &IcmpMessage, from: IpAddr) {
@@ -897,17 +880,17 @@ fn apply_effects(
     fx: &Effects,
     ts: Timestamp,
     c: &FlowConfig,
-    schedule: &mut Vec<(Timestamp, TimerKind)>,
+    schedule: &mut Vec<(Timestamp, i64, TimerKind)>,
 ) {
     if fx.update_last_time {
         f.last_time = f.last_time.max(ts);
     }
     if fx.attempt_timer {
-        schedule.push((ts.add_nanos(c.tcp_attempt_delay), TimerKind::Attempt));
+        schedule.push((ts, c.tcp_attempt_delay, TimerKind::Attempt));
     }
     if fx.established {
         f.inactivity = c.tcp_inactivity;
-        schedule.push((f.last_time.add_nanos(f.inactivity), TimerKind::Inactivity));
+        schedule.push((f.last_time, f.inactivity, TimerKind::Inactivity));
     }
     if fx.close_complete {
         // Zeek cancels every timer and deletes the connection after the close delay.
@@ -915,21 +898,18 @@ fn apply_effects(
         f.inact_gen = f.inact_gen.wrapping_add(1);
         f.expire_scheduled = true; // no more expire checks
         f.expire_dormant = None;
-        schedule.retain(|(_, k)| *k == TimerKind::Status);
-        schedule.push((f.last_time.add_nanos(c.tcp_close_delay), TimerKind::Delete));
+        schedule.retain(|(_, _, k)| *k == TimerKind::Status);
+        schedule.push((f.last_time, c.tcp_close_delay, TimerKind::Delete));
         if c.active_timeout > 0 {
             // Interim records continue until the record is final.
-            schedule.push((ts.add_nanos(c.active_timeout), TimerKind::Status));
+            schedule.push((ts, c.active_timeout, TimerKind::Status));
         }
     } else if fx.half_close && !f.expire_scheduled {
         // Zeek starts another expire chain at the half close; one pending check per
         // flow is enough, as a pending chain checks within one session interval.
         f.expire_scheduled = true;
         f.expire_dormant = None;
-        schedule.push((
-            f.last_time.add_nanos(c.tcp_session_timer),
-            TimerKind::Expire,
-        ));
+        schedule.push((f.last_time, c.tcp_session_timer, TimerKind::Expire));
     }
 }
 

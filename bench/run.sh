@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# run.sh — the tunnelwatch benchmark, side by side with its peers, on one capture.
+#
+#   bench/run.sh                 # build, make the corpus if missing, time everything
+#   RUNS=5 bench/run.sh          # more runs per tool
+#   TOOLS="tunnelwatch argus" bench/run.sh
+#
+# Steps: builds tunnelwatch and twgen (release); installs the Debian tools if missing
+# (bench/install-tools.sh, root); creates the corpus with bench/make-corpus.sh if
+# $CORPUS does not exist; then times each tool RUNS times on the same file from the page
+# cache with GNU time (wall, CPU, peak RSS) and prints min/median/max, packets/s and
+# the ratios to each peer. Then the flood check: a spoofed SYN flood of $FLOOD_PKTS
+# distinct sources read under a flow cap, with its peak RSS and eviction count.
+# Exits non-zero if tunnelwatch's default `read` falls below $MIN_PPS packets/s (median).
+#
+# Env: CORPUS=/var/tmp/tunnelwatch-bench/corpus.pcap RUNS=3 MIN_PPS=3000000
+#      FLOOD_PKTS=10000000 FLOOD_CAP=1000000 OUT=/var/tmp/tunnelwatch-bench/results
+#      FLOWMETER=path (optional: the minimal reference meter, timed as "flowmeter")
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(dirname "$HERE")
+CORPUS=${CORPUS:-/var/tmp/tunnelwatch-bench/corpus.pcap}
+RUNS=${RUNS:-3}
+MIN_PPS=${MIN_PPS:-3000000}
+FLOOD_PKTS=${FLOOD_PKTS:-10000000}
+FLOOD_CAP=${FLOOD_CAP:-1000000}
+OUT=${OUT:-/var/tmp/tunnelwatch-bench/results}
+TOOLS=${TOOLS:-tunnelwatch tunnelwatch-2t argus nfpcapd softflowd}
+[ -n "${FLOWMETER:-}" ] && TOOLS="$TOOLS flowmeter"
+TARGET=${CARGO_TARGET_DIR:-$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')}
+TW=$TARGET/release/tunnelwatch
+TWGEN=$TARGET/release/twgen
+SCR=$OUT/scratch
+
+(cd "$ROOT" && cargo build --release -q -p tunnelwatch -p twgen)
+need=0
+for t in argus nfpcapd softflowd tcpdump iperf3 dnsmasq /usr/bin/time; do command -v $t >/dev/null || need=1; done
+[ $need = 0 ] || "$HERE/install-tools.sh"
+if [ ! -s "$CORPUS" ]; then
+  TWGEN=$TWGEN "$HERE/make-corpus.sh" "$CORPUS"
+fi
+rm -rf "$OUT"; mkdir -p "$OUT" "$SCR"
+
+cmd_for() {
+  case $1 in
+    tunnelwatch)    echo "'$TW' read '$CORPUS' --no-store --no-progress --flows '$SCR/flows.jsonl'" ;;
+    tunnelwatch-2t) echo "'$TW' read '$CORPUS' --no-store --no-progress --threads 2 --flows '$SCR/flows.jsonl'" ;;
+    argus)          echo "argus -X -r '$CORPUS' -w '$SCR/out.argus'" ;;
+    nfpcapd)        echo "nfpcapd -r '$CORPUS' -w '$SCR/nf' -B 2000000" ;;
+    # softflowd -r handles one batch, then waits on its control socket: ask for its
+    # statistics until the packet count stops moving, then shut it down (which
+    # expires and exports every flow) to a local UDP sink.
+    softflowd)      echo "softflowd -d -r '$CORPUS' -6 -m 2000000 -v 10 -b -n 127.0.0.1:39995 -p '$SCR/sf.pid' -c '$SCR/sf.ctl' & sleep 0.2; last=-1; for i in \$(seq 1 2000); do now=\$(softflowctl -c '$SCR/sf.ctl' statistics 2>/dev/null | awk '/Packets processed/{print \$3}'); [ -n \"\$now\" ] && [ \"\$now\" = \"\$last\" ] && break; last=\$now; sleep 0.05; done; softflowctl -c '$SCR/sf.ctl' shutdown >/dev/null; wait" ;;
+    flowmeter)      echo "'$FLOWMETER' '$CORPUS'" ;;
+  esac
+}
+
+SINK=
+cleanup() { [ -n "$SINK" ] && kill "$SINK" 2>/dev/null; true; }
+trap cleanup EXIT
+for t in $TOOLS; do
+  if [ $t = softflowd ]; then
+    python3 -c 'import socket,time; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(("127.0.0.1",39995)); s.settimeout(1)
+end=time.monotonic()+900
+while time.monotonic()<end:
+    try: s.recv(65535)
+    except OSError: pass' & SINK=$!
+  fi
+  for i in $(seq 1 "$RUNS"); do
+    rm -rf "$SCR"; mkdir -p "$SCR/nf"
+    cat "$CORPUS" > /dev/null
+    c=$(cmd_for $t)
+    echo "$(date +%T) $t run $i (load $(cut -d' ' -f1 /proc/loadavg)): $c" | tee -a "$OUT/log" >&2
+    /usr/bin/time -v -o "$OUT/$t.$i.time" timeout 900 bash -c "$c" > "$OUT/$t.$i.out" 2>&1 || echo "  $t run $i failed (see $OUT/$t.$i.out)" >&2
+  done
+  [ $t = softflowd ] && { kill $SINK 2>/dev/null; SINK=; }
+  [ $t = tunnelwatch ] && wc -l < "$SCR/flows.jsonl" > "$OUT/tunnelwatch.records" || true
+done
+
+# The flood: distinct spoofed sources, read under a flow cap.
+FLOOD=$(dirname "$CORPUS")/synflood-$FLOOD_PKTS.pcap
+[ -s "$FLOOD" ] || "$TWGEN" synflood "$FLOOD" --packets "$FLOOD_PKTS"
+/usr/bin/time -v -o "$OUT/flood.time" "$TW" read "$FLOOD" --no-store --no-progress \
+  --max-flows "$FLOOD_CAP" --flows /dev/null > "$OUT/flood.out" 2>&1
+
+python3 "$HERE/summarize.py" "$OUT" "$CORPUS" "$TOOLS" "$MIN_PPS"

@@ -1,0 +1,169 @@
+//! Record sinks and the writer thread that feeds them.
+//!
+//! Serializing records (JSON, Zeek TSV, the table) and the write system calls run on a
+//! thread of their own, so the packet path never waits on formatting or on the disk.
+//! Records travel in batches over a bounded channel (back-pressure instead of unbounded
+//! memory) and are written in the order they were sent.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::thread::JoinHandle;
+
+use anyhow::{Context, Result};
+use tunnelwatch_model::{FlowRecord, Timestamp};
+use tunnelwatch_output::{jsonl, table, zeek};
+
+/// Records per batch sent to the writer.
+pub const BATCH: usize = 1024;
+/// Batches in flight before the sender waits.
+const IN_FLIGHT: usize = 64;
+
+/// One output and its format.
+pub enum Sink {
+    /// JSON lines.
+    Json(Box<dyn Write + Send>),
+    /// Zeek conn.log TSV; the header is written before the first record.
+    Zeek {
+        /// Destination.
+        out: Box<dyn Write + Send>,
+        /// Header written.
+        header: bool,
+    },
+    /// The readable table.
+    Table {
+        /// Destination.
+        out: Box<dyn Write + Send>,
+        /// Header written.
+        header: bool,
+    },
+}
+
+impl Sink {
+    fn write(&mut self, r: &FlowRecord, open: Timestamp) -> io::Result<()> {
+        match self {
+            Sink::Json(o) => jsonl::write_record(o, r),
+            Sink::Zeek { out, header } => {
+                if !*header {
+                    zeek::write_header(out, open)?;
+                    *header = true;
+                }
+                zeek::write_record(out, r)
+            }
+            Sink::Table { out, header } => {
+                if !*header {
+                    table::write_header(out)?;
+                    *header = true;
+                }
+                table::write_record(out, r)
+            }
+        }
+    }
+
+    fn finish(&mut self, open: Timestamp, close: Timestamp) -> io::Result<()> {
+        match self {
+            Sink::Json(o) => o.flush(),
+            Sink::Zeek { out, header } => {
+                if !*header {
+                    zeek::write_header(out, open)?;
+                }
+                zeek::write_footer(out, close)?;
+                out.flush()
+            }
+            Sink::Table { out, .. } => out.flush(),
+        }
+    }
+}
+
+/// Opens `target` for writing (`-` is standard output).
+pub fn open_out(target: &str) -> Result<Box<dyn Write + Send>> {
+    if target == "-" {
+        Ok(Box::new(BufWriter::with_capacity(1 << 16, io::stdout())))
+    } else {
+        let f =
+            File::create(target).with_context(|| format!("cannot create output file {target}"))?;
+        Ok(Box::new(BufWriter::with_capacity(1 << 16, f)))
+    }
+}
+
+enum Msg {
+    Records(Timestamp, Vec<FlowRecord>),
+    Finish(Timestamp, Timestamp),
+}
+
+/// What the writer did: records written and the first write error, if any.
+pub struct Written {
+    /// Records written (each to every sink).
+    pub records: u64,
+    /// The first error met; writing stops at it.
+    pub error: Option<io::Error>,
+}
+
+/// The writer thread.
+pub struct RecordWriter {
+    tx: SyncSender<Msg>,
+    handle: JoinHandle<Written>,
+}
+
+impl RecordWriter {
+    /// Starts the thread that owns `sinks`.
+    pub fn spawn(mut sinks: Vec<Sink>) -> Result<Self> {
+        let (tx, rx) = sync_channel::<Msg>(IN_FLIGHT);
+        let handle = std::thread::Builder::new()
+            .name("writer".into())
+            .spawn(move || {
+                let mut w = Written {
+                    records: 0,
+                    error: None,
+                };
+                for msg in rx {
+                    match msg {
+                        Msg::Records(open, recs) => {
+                            w.records += recs.len() as u64;
+                            if w.error.is_some() {
+                                continue; // keep draining so the sender never blocks
+                            }
+                            'batch: for r in &recs {
+                                for s in sinks.iter_mut() {
+                                    if let Err(e) = s.write(r, open) {
+                                        w.error = Some(e);
+                                        break 'batch;
+                                    }
+                                }
+                            }
+                        }
+                        Msg::Finish(open, close) => {
+                            for s in sinks.iter_mut() {
+                                if let Err(e) = s.finish(open, close) {
+                                    w.error.get_or_insert(e);
+                                }
+                            }
+                        }
+                    }
+                }
+                w
+            })
+            .context("cannot start the writer thread")?;
+        Ok(RecordWriter { tx, handle })
+    }
+
+    /// Sends the records in `batch` (leaving it empty).
+    pub fn send(&self, open: Timestamp, batch: &mut Vec<FlowRecord>) {
+        if batch.is_empty() {
+            return;
+        }
+        let full = std::mem::replace(batch, Vec::with_capacity(BATCH));
+        // A send fails only if the writer is gone, which `finish` reports.
+        let _ = self.tx.send(Msg::Records(open, full));
+    }
+
+    /// Flushes every sink (with the Zeek footer) and waits for the thread.
+    pub fn finish(self, open: Timestamp, close: Timestamp) -> Written {
+        let _ = self.tx.send(Msg::Finish(open, close));
+        drop(self.tx);
+        self.handle.join().unwrap_or_else(|_| Written {
+            records: 0,
+            error: Some(io::Error::other("the writer thread panicked")),
+        })
+    }
+}
