@@ -16,11 +16,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tunnelwatch_capture::CaptureFile;
 use tunnelwatch_decode::LinkType;
 use tunnelwatch_flow::ChecksumMode;
-use tunnelwatch_model::FlowRecord;
 use tunnelwatch_output::zeek;
 use tunnelwatch_sensor::{Sensor, SensorConfig};
 
-use crate::sinks::{open_out, RecordWriter, Sink, Written, BATCH};
+use crate::sinks::{open_out, RecordWriter, Sink, Written};
 
 /// Output format on standard output.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -140,8 +139,7 @@ pub fn run(args: ReadArgs) -> Result<ExitCode> {
     };
 
     let mut sensor = Sensor::new(config);
-    let writer = RecordWriter::spawn(sinks)?;
-    let mut records: Vec<FlowRecord> = Vec::with_capacity(BATCH);
+    let mut writer = RecordWriter::spawn(sinks)?;
     let mut errors: Vec<String> = Vec::new();
     let mut done_bytes = 0u64;
     let mut reader_odd = tunnelwatch_capture::ReaderCounters::default();
@@ -161,12 +159,11 @@ pub fn run(args: ReadArgs) -> Result<ExitCode> {
         loop {
             match cap.next_packet() {
                 Ok(Some(p)) => {
-                    sensor.packet(p.ts, LinkType(p.link.0), p.data, p.orig_len, &mut records);
-                    n += 1;
-                    if records.len() >= BATCH {
-                        let open = sensor.counters().first_ts.unwrap_or_default();
-                        writer.send(open, &mut records);
+                    if n == 0 || p.ts < writer.open {
+                        writer.open = sensor.counters().first_ts.unwrap_or(p.ts).min(p.ts);
                     }
+                    sensor.packet(p.ts, LinkType(p.link.0), p.data, p.orig_len, &mut writer);
+                    n += 1;
                     if n % 8192 == 0 {
                         if let Some(b) = &bar {
                             b.set_position(done_bytes + cap.input_bytes_read());
@@ -183,10 +180,9 @@ pub fn run(args: ReadArgs) -> Result<ExitCode> {
         done_bytes += cap.input_len().unwrap_or_else(|| cap.input_bytes_read());
         reader_odd.merge(cap.counters());
     }
-    sensor.finish(&mut records);
+    sensor.finish(&mut writer);
     let open = sensor.counters().first_ts.unwrap_or_default();
     let close = sensor.counters().last_ts.unwrap_or_default();
-    writer.send(open, &mut records);
     let Written {
         records: written,
         error: io_error,

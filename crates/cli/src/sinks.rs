@@ -3,19 +3,20 @@
 //! Serializing records (JSON, Zeek TSV, the table) and the write system calls run on a
 //! thread of their own, so the packet path never waits on formatting or on the disk.
 //! Records travel in batches over a bounded channel (back-pressure instead of unbounded
-//! memory) and are written in the order they were sent.
+//! memory) and are written in the order they were sent; emptied batches go back to the
+//! sender to be filled again, so their (large) buffers are allocated once.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
 use anyhow::{Context, Result};
-use tunnelwatch_model::{FlowRecord, Timestamp};
+use tunnelwatch_model::{FlowRecord, RecordSink, Timestamp};
 use tunnelwatch_output::{jsonl, table, zeek};
 
 /// Records per batch sent to the writer.
-pub const BATCH: usize = 1024;
+const BATCH: usize = 1024;
 /// Batches in flight before the sender waits.
 const IN_FLIGHT: usize = 64;
 
@@ -101,7 +102,12 @@ pub struct Written {
 
 /// The writer thread.
 pub struct RecordWriter {
+    /// Records not sent yet.
+    batch: Vec<FlowRecord>,
+    /// The first packet time so far (the Zeek header's `#open`).
+    pub open: Timestamp,
     tx: SyncSender<Msg>,
+    empties: Receiver<Vec<FlowRecord>>,
     handle: JoinHandle<Written>,
 }
 
@@ -109,6 +115,7 @@ impl RecordWriter {
     /// Starts the thread that owns `sinks`.
     pub fn spawn(mut sinks: Vec<Sink>) -> Result<Self> {
         let (tx, rx) = sync_channel::<Msg>(IN_FLIGHT);
+        let (empty_tx, empties) = channel::<Vec<FlowRecord>>();
         let handle = std::thread::Builder::new()
             .name("writer".into())
             .spawn(move || {
@@ -118,19 +125,21 @@ impl RecordWriter {
                 };
                 for msg in rx {
                     match msg {
-                        Msg::Records(open, recs) => {
+                        Msg::Records(open, mut recs) => {
                             w.records += recs.len() as u64;
-                            if w.error.is_some() {
-                                continue; // keep draining so the sender never blocks
-                            }
-                            'batch: for r in &recs {
-                                for s in sinks.iter_mut() {
-                                    if let Err(e) = s.write(r, open) {
-                                        w.error = Some(e);
-                                        break 'batch;
+                            // After an error, keep draining so the sender never blocks.
+                            if w.error.is_none() {
+                                'batch: for r in &recs {
+                                    for s in sinks.iter_mut() {
+                                        if let Err(e) = s.write(r, open) {
+                                            w.error = Some(e);
+                                            break 'batch;
+                                        }
                                     }
                                 }
                             }
+                            recs.clear();
+                            let _ = empty_tx.send(recs);
                         }
                         Msg::Finish(open, close) => {
                             for s in sinks.iter_mut() {
@@ -144,26 +153,50 @@ impl RecordWriter {
                 w
             })
             .context("cannot start the writer thread")?;
-        Ok(RecordWriter { tx, handle })
+        Ok(RecordWriter {
+            batch: Vec::with_capacity(BATCH),
+            open: Timestamp::default(),
+            tx,
+            empties,
+            handle,
+        })
     }
 
     /// Sends the records in `batch` (leaving it empty).
-    pub fn send(&self, open: Timestamp, batch: &mut Vec<FlowRecord>) {
+    fn send(&self, open: Timestamp, batch: &mut Vec<FlowRecord>) {
         if batch.is_empty() {
             return;
         }
-        let full = std::mem::replace(batch, Vec::with_capacity(BATCH));
+        let next = self
+            .empties
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(BATCH));
+        let full = std::mem::replace(batch, next);
         // A send fails only if the writer is gone, which `finish` reports.
         let _ = self.tx.send(Msg::Records(open, full));
     }
 
-    /// Flushes every sink (with the Zeek footer) and waits for the thread.
-    pub fn finish(self, open: Timestamp, close: Timestamp) -> Written {
+    /// Sends what is batched, flushes every sink (with the Zeek footer) and waits for
+    /// the thread.
+    pub fn finish(mut self, open: Timestamp, close: Timestamp) -> Written {
+        let mut rest = std::mem::take(&mut self.batch);
+        self.send(self.open, &mut rest);
         let _ = self.tx.send(Msg::Finish(open, close));
         drop(self.tx);
         self.handle.join().unwrap_or_else(|_| Written {
             records: 0,
             error: Some(io::Error::other("the writer thread panicked")),
         })
+    }
+}
+
+impl RecordSink for RecordWriter {
+    fn emit(&mut self, record: FlowRecord) {
+        self.batch.push(record);
+        if self.batch.len() >= BATCH {
+            let mut full = std::mem::take(&mut self.batch);
+            self.send(self.open, &mut full);
+            self.batch = full;
+        }
     }
 }

@@ -129,7 +129,8 @@ pub fn community_id(e: &Endpoints) -> String {
     );
     let (mut sa, mut da, mut sp, mut dp) = (e.src, e.dst, e.sport, e.dport);
     let ordered = |a: &IpAddr, b: &IpAddr, pa: u16, pb: u16| {
-        let (ab, bb) = (ip_bytes(a), ip_bytes(b));
+        let ((ab, an), (bb, bn)) = (ip_bytes(a), ip_bytes(b));
+        let (ab, bb) = (&ab[..an], &bb[..bn]);
         ab < bb || (ab == bb && pa <= pb)
     };
     if !(ordered(&sa, &da, sp, dp) || e.one_way && e.proto.is_icmp()) {
@@ -138,8 +139,9 @@ pub fn community_id(e: &Endpoints) -> String {
     }
     let mut h = Sha1::new();
     h.update(0u16.to_be_bytes());
-    h.update(ip_bytes(&sa));
-    h.update(ip_bytes(&da));
+    let ((sb, sn), (db, dn)) = (ip_bytes(&sa), ip_bytes(&da));
+    h.update(&sb[..sn]);
+    h.update(&db[..dn]);
     h.update([e.proto.0, 0]);
     if with_ports {
         h.update(sp.to_be_bytes());
@@ -152,10 +154,15 @@ pub fn community_id(e: &Endpoints) -> String {
     )
 }
 
-fn ip_bytes(a: &IpAddr) -> Vec<u8> {
+/// The address bytes (4 or 16) in a fixed buffer: `(bytes, length)`.
+fn ip_bytes(a: &IpAddr) -> ([u8; 16], usize) {
+    let mut b = [0u8; 16];
     match a {
-        IpAddr::V4(v4) => v4.octets().to_vec(),
-        IpAddr::V6(v6) => v6.octets().to_vec(),
+        IpAddr::V4(v4) => {
+            b[..4].copy_from_slice(&v4.octets());
+            (b, 4)
+        }
+        IpAddr::V6(v6) => (v6.octets(), 16),
     }
 }
 

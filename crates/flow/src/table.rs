@@ -21,7 +21,7 @@ use tunnelwatch_decode::{
     checksum, tcp_options, Decoded, Fragment, IcmpMessage, IpPacket, TcpSegment, Transport,
 };
 use tunnelwatch_model::{
-    Cause, ConnState, Dynamics, FlowRecord, IcmpFacts, IpProto, TcpFacts, Timestamp,
+    Cause, ConnState, Dynamics, FlowRecord, IcmpFacts, IpProto, RecordSink, TcpFacts, Timestamp,
 };
 
 use crate::app::{AppState, Carrier};
@@ -75,8 +75,10 @@ struct TcpTiming {
 
 struct Flow {
     key: Key,
-    uid: String,
-    community_id: String,
+    /// Position of the first packet in the input (with `key` and `start`: the `uid`).
+    first_index: u64,
+    /// Whether the key is one-way ICMP (the Community ID does not order it).
+    one_way: bool,
     orig_h: IpAddr,
     orig_p: u16,
     resp_h: IpAddr,
@@ -92,6 +94,7 @@ struct Flow {
     timing: TcpTiming,
     app: Option<Box<AppState>>,
     icmp: Option<Box<IcmpFacts>>,
+    /// `uid`s of the flows that carried this one (rarely more than one).
     tunnel_parents: Vec<String>,
     parent_ref: Option<(u32, u32)>,
     vlan: Option<u16>,
@@ -104,6 +107,12 @@ struct Flow {
     /// Next expire-check tick that was not scheduled because no check could act.
     expire_dormant: Option<Timestamp>,
     expire_scheduled: bool,
+}
+
+impl Flow {
+    fn uid(&self) -> String {
+        uid(&self.key, self.start, self.first_index)
+    }
 }
 
 struct Slot {
@@ -189,7 +198,7 @@ impl FlowTable {
     }
 
     /// Processes one decoded frame (see [`Frame`]). Ended flows are appended to `out`.
-    pub fn process(&mut self, frame: &Frame, decoded: &Decoded<'_>, out: &mut Vec<FlowRecord>) {
+    pub fn process(&mut self, frame: &Frame, decoded: &Decoded<'_>, out: &mut dyn RecordSink) {
         self.process_layers(frame, &decoded.layers, None, out);
     }
 
@@ -201,7 +210,7 @@ impl FlowTable {
         frame: &Frame,
         layers: &[IpPacket<'_>],
         mut parent: Option<LayerRef>,
-        out: &mut Vec<FlowRecord>,
+        out: &mut dyn RecordSink,
     ) -> Option<LayerRef> {
         let frame = Frame {
             ts: self.clock(frame.ts, out),
@@ -215,7 +224,7 @@ impl FlowTable {
     }
 
     /// Advances packet time to `ts` (never backwards) and fires due timers.
-    fn clock(&mut self, ts: Timestamp, out: &mut Vec<FlowRecord>) -> Timestamp {
+    fn clock(&mut self, ts: Timestamp, out: &mut dyn RecordSink) -> Timestamp {
         if !self.started {
             self.started = true;
             self.now = ts;
@@ -229,7 +238,7 @@ impl FlowTable {
     }
 
     /// Fires every timer due at or before `now` (Zeek runs timers before the packet).
-    pub fn advance(&mut self, now: Timestamp, out: &mut Vec<FlowRecord>) {
+    pub fn advance(&mut self, now: Timestamp, out: &mut dyn RecordSink) {
         self.now = self.now.max(now);
         while let Some(t) = self.timers.pop_due(Some(now)) {
             self.fire(t, out);
@@ -238,17 +247,21 @@ impl FlowTable {
 
     /// Ends every live flow (end of input) and writes their records, ordered by first
     /// packet time then `uid` so that output does not depend on hashing.
-    pub fn flush(&mut self, out: &mut Vec<FlowRecord>) {
-        let mut slots: Vec<u32> = self.map.values().copied().collect();
-        slots.sort_unstable();
-        let mut recs = Vec::with_capacity(slots.len());
-        for s in slots {
+    pub fn flush(&mut self, out: &mut dyn RecordSink) {
+        let mut order: Vec<(Timestamp, u64, u32)> = self
+            .map
+            .values()
+            .filter_map(|&s| {
+                let f = self.slots[s as usize].flow.as_ref()?;
+                Some((f.start, f.first_index, s))
+            })
+            .collect();
+        order.sort_unstable();
+        for (_, _, s) in order {
             if let Some(r) = self.end(s, Cause::End) {
-                recs.push(r);
+                out.emit(r);
             }
         }
-        recs.sort_by(|a, b| (a.ts, &a.uid).cmp(&(b.ts, &b.uid)));
-        out.extend(recs);
         self.timers.clear();
     }
 
@@ -277,7 +290,7 @@ impl FlowTable {
         self.timers.push(t, base, delay);
     }
 
-    fn fire(&mut self, t: Timer, out: &mut Vec<FlowRecord>) {
+    fn fire(&mut self, t: Timer, out: &mut dyn RecordSink) {
         let Some(Slot {
             flow: Some(f),
             epoch,
@@ -348,7 +361,7 @@ impl FlowTable {
             TimerKind::Status => {
                 if let Some(r) = self.record(t.slot, Cause::Status) {
                     self.stats.interim_records += 1;
-                    out.push(r);
+                    out.emit(r);
                 }
                 let every = self.config.active_timeout;
                 self.schedule(t.slot, t.at, every, TimerKind::Status);
@@ -356,9 +369,9 @@ impl FlowTable {
         }
     }
 
-    fn finish(&mut self, slot: u32, cause: Cause, out: &mut Vec<FlowRecord>) {
+    fn finish(&mut self, slot: u32, cause: Cause, out: &mut dyn RecordSink) {
         if let Some(r) = self.end(slot, cause) {
-            out.push(r);
+            out.emit(r);
         }
     }
 
@@ -380,7 +393,7 @@ impl FlowTable {
         frame: &Frame,
         l: &IpPacket<'_>,
         parent: Option<LayerRef>,
-        out: &mut Vec<FlowRecord>,
+        out: &mut dyn RecordSink,
     ) -> Option<LayerRef> {
         let verify = self.config.checksums == ChecksumMode::Verify;
         if l.bad_ip_checksum && verify {
@@ -422,7 +435,7 @@ impl FlowTable {
         key: Key,
         ep: &Endpoints,
         l: &IpPacket<'_>,
-        out: &mut Vec<FlowRecord>,
+        out: &mut dyn RecordSink,
     ) -> u32 {
         let ts = frame.ts;
         if self.map.len() >= self.config.max_flows.max(1) {
@@ -433,13 +446,6 @@ impl FlowTable {
             (ep.dst, ep.dport, ep.src, ep.sport)
         } else {
             (ep.src, ep.sport, ep.dst, ep.dport)
-        };
-        let oriented = Endpoints {
-            src: orig_h,
-            sport: orig_p,
-            dst: resp_h,
-            dport: resp_p,
-            ..*ep
         };
         let mut history = History::default();
         if flip {
@@ -453,8 +459,8 @@ impl FlowTable {
         };
         let flow = Flow {
             key,
-            uid: uid(&key, ts, frame.index),
-            community_id: community_id(&oriented),
+            first_index: frame.index,
+            one_way: ep.one_way,
             orig_h,
             orig_p,
             resp_h,
@@ -551,7 +557,7 @@ impl FlowTable {
         }
     }
 
-    fn evict(&mut self, out: &mut Vec<FlowRecord>) {
+    fn evict(&mut self, out: &mut dyn RecordSink) {
         while let Some(t) = self.timers.pop_due(None) {
             let valid = matches!(self.slots.get(t.slot as usize), Some(Slot { flow: Some(_), epoch }) if *epoch == t.epoch);
             if valid {
@@ -575,12 +581,18 @@ impl FlowTable {
         let verify = self.config.checksums == ChecksumMode::Verify;
         let idle = self.config.idle_threshold;
         let app_on = self.config.app_facts;
-        let parent_uid = parent.and_then(|p| {
-            let s = self.slots.get(p.slot as usize)?;
-            (s.epoch == p.epoch)
-                .then(|| s.flow.as_ref().map(|f| (p, f.uid.clone())))
-                .flatten()
-        });
+        // The carrying flow's uid, computed only when this flow meets a new carrier.
+        let known_parent = self.slots[slot as usize]
+            .flow
+            .as_ref()
+            .map(|f| f.parent_ref);
+        let parent_uid = parent
+            .filter(|p| known_parent != Some(Some((p.slot, p.epoch))))
+            .and_then(|p| {
+                let s = self.slots.get(p.slot as usize)?;
+                let f = s.flow.as_ref().filter(|_| s.epoch == p.epoch)?;
+                Some((p, f.uid()))
+            });
         let mut schedule: Vec<(Timestamp, i64, TimerKind)> = Vec::new();
         let mut quoted_error: Option<(IcmpMessage, IpAddr)> = None;
         let mut bad_checksum = false;
@@ -589,11 +601,9 @@ impl FlowTable {
                 return;
             };
             if let Some((p, puid)) = parent_uid {
-                if f.parent_ref != Some((p.slot, p.epoch)) {
-                    f.parent_ref = Some((p.slot, p.epoch));
-                    if !f.tunnel_parents.contains(&puid) {
-                        f.tunnel_parents.push(puid);
-                    }
+                f.parent_ref = Some((p.slot, p.epoch));
+                if !f.tunnel_parents.contains(&puid) {
+                    f.tunnel_parents.push(puid);
                 }
             }
             let mut is_orig = f.orig_h == ep.src && f.orig_p == ep.sport;
@@ -864,15 +874,6 @@ fn flip_flow(f: &mut Flow) {
     let t = &mut f.timing;
     std::mem::swap(&mut t.orig_mss, &mut t.resp_mss);
     std::mem::swap(&mut t.orig_wscale, &mut t.resp_wscale);
-    let oriented = Endpoints {
-        src: f.orig_h,
-        sport: f.orig_p,
-        dst: f.resp_h,
-        dport: f.resp_p,
-        proto: f.proto,
-        one_way: false,
-    };
-    f.community_id = community_id(&oriented);
 }
 
 fn apply_effects(
@@ -959,8 +960,15 @@ fn build_record(f: &Flow, cause: Cause) -> FlowRecord {
         .map(|a| a.facts.clone())
         .filter(|a| !a.is_empty());
     FlowRecord {
-        uid: f.uid.clone(),
-        community_id: f.community_id.clone(),
+        uid: f.uid(),
+        community_id: community_id(&Endpoints {
+            src: f.orig_h,
+            sport: f.orig_p,
+            dst: f.resp_h,
+            dport: f.resp_p,
+            proto: f.proto,
+            one_way: f.one_way,
+        }),
         ts: f.start,
         last_ts: f.last_time,
         duration: FlowRecord::duration_of(f.start, f.last_time),

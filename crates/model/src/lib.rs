@@ -16,6 +16,20 @@ pub use record::{
 };
 pub use time::Timestamp;
 
+/// Where finished flow records go. Producers (the flow table, the sensor) push each
+/// record as it is built, so a consumer can stream them out in bounded batches; a
+/// `Vec` collects them.
+pub trait RecordSink {
+    /// Takes one record.
+    fn emit(&mut self, record: FlowRecord);
+}
+
+impl RecordSink for Vec<FlowRecord> {
+    fn emit(&mut self, record: FlowRecord) {
+        self.push(record);
+    }
+}
+
 /// An IP protocol number (the IPv4 `protocol` / IPv6 `next header` field).
 ///
 /// An open newtype: unknown values are values, not errors.

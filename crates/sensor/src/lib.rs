@@ -16,7 +16,7 @@ use tunnelwatch_decode::{
     AnomalyCounts, AnomalyKind, Decoded, Decoder, DecoderConfig, Fragment, LinkType,
 };
 use tunnelwatch_flow::{ChecksumMode, FlowConfig, FlowTable, Frame, TableStats};
-use tunnelwatch_model::{FlowRecord, Timestamp};
+use tunnelwatch_model::{RecordSink, Timestamp};
 
 /// Settings of a sensor.
 #[derive(Clone, Debug)]
@@ -101,7 +101,7 @@ impl Sensor {
         link: LinkType,
         data: &[u8],
         orig_len: u32,
-        out: &mut Vec<FlowRecord>,
+        out: &mut dyn RecordSink,
     ) {
         let c = &mut self.counters;
         let index = c.packets;
@@ -167,7 +167,7 @@ impl Sensor {
     }
 
     /// Ends all flows (end of input); incomplete fragmented datagrams are counted.
-    pub fn finish(&mut self, out: &mut Vec<FlowRecord>) {
+    pub fn finish(&mut self, out: &mut dyn RecordSink) {
         self.reassembler.finish();
         self.table.flush(out);
     }
