@@ -78,6 +78,10 @@ pub struct ReadArgs {
     /// stalest) ends early with `cause: evicted`.
     #[arg(long, value_name = "N", default_value_t = 4_000_000)]
     max_flows: usize,
+    /// Most MiB of flow state (estimated per flow: table entry, TCP and application
+    /// state, buffers); beyond it flows are evicted as for --max-flows. 0: no limit.
+    #[arg(long, value_name = "MIB", default_value_t = 4096)]
+    max_memory: usize,
     /// No progress bar even on a terminal.
     #[arg(long)]
     no_progress: bool,
@@ -95,6 +99,7 @@ pub fn run(args: ReadArgs) -> Result<ExitCode> {
     config.flow.active_timeout = (args.active_timeout.max(0.0) * 1e9) as i64;
     config.reassemble = !args.no_reassembly;
     config.flow.max_flows = args.max_flows.max(1);
+    config.flow.max_memory = args.max_memory.saturating_mul(1 << 20);
 
     let mut sinks: Vec<Sink> = Vec::new();
     let mut stdout_used = false;
@@ -312,7 +317,11 @@ fn summary(
         other.push(format!("{} flows evicted early (table full)", t.evicted));
     }
     if t.flows > 0 {
-        other.push(format!("peak {} live flows", t.peak_flows));
+        other.push(format!(
+            "peak {} live flows, {} of flow state",
+            t.peak_flows,
+            human_bytes(t.peak_memory)
+        ));
     }
     let r = sensor.reassembly();
     if r.fragments > 0 {

@@ -31,6 +31,12 @@ pub enum Carrier {
 }
 
 impl AppState {
+    /// Heap bytes held beyond the struct: the ClientHello buffer and the learnt strings
+    /// (estimated by their lengths).
+    pub fn heap_bytes(&self) -> usize {
+        self.tls_buf.as_ref().map_or(0, Vec::capacity) + self.facts.text_len()
+    }
+
     /// True when nothing more will be learnt.
     pub fn done(&self) -> bool {
         self.tries[0] >= MAX_TRIES && self.tries[1] >= MAX_TRIES

@@ -51,6 +51,9 @@ pub struct FlowConfig {
     /// Most live flows kept; beyond it the flow closest to its own expiry is ended early
     /// with `cause: evicted`.
     pub max_flows: usize,
+    /// Most bytes of flow state kept (estimated from each flow's structures, boxes and
+    /// buffers); beyond it flows are evicted as for `max_flows`. 0: no limit.
+    pub max_memory: usize,
     /// Ports that are likely servers, for choosing the responder when no SYN was seen
     /// (Zeek's `likely_server_ports`). Index by port; bit 0 TCP, bit 1 UDP.
     pub likely_server_ports: Box<[u8; 65536]>,
@@ -103,6 +106,7 @@ impl Default for FlowConfig {
             active_timeout: 1800 * SEC,
             idle_threshold: 5 * SEC,
             max_flows: 4_000_000,
+            max_memory: 4 << 30,
             likely_server_ports: ports,
             app_facts: true,
         }

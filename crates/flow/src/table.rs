@@ -58,6 +58,8 @@ pub struct TableStats {
     pub icmp_errors_attributed: u64,
     /// Most flows alive at once.
     pub peak_flows: u64,
+    /// Most bytes of flow state held at once (see [`FlowTable::memory`]).
+    pub peak_memory: u64,
 }
 
 /// TCP timing facts collected alongside the state machine.
@@ -107,11 +109,42 @@ struct Flow {
     /// Next expire-check tick that was not scheduled because no check could act.
     expire_dormant: Option<Timestamp>,
     expire_scheduled: bool,
+    /// Bytes counted for this flow in the table's memory total.
+    accounted: u32,
 }
+
+/// Bytes a flow costs besides its boxes: the slot, the hash-map entry with its control
+/// byte, and about three pending timers.
+const FLOW_FIXED: usize = std::mem::size_of::<Slot>()
+    + std::mem::size_of::<(Key, u32)>()
+    + 1
+    + 3 * std::mem::size_of::<Timer>();
 
 impl Flow {
     fn uid(&self) -> String {
         uid(&self.key, self.start, self.first_index)
+    }
+
+    /// Estimated bytes this flow holds (see [`FlowTable::memory`]).
+    fn footprint(&self) -> usize {
+        FLOW_FIXED
+            + self
+                .tcp
+                .as_ref()
+                .map_or(0, |_| std::mem::size_of::<TcpConn>())
+            + self
+                .app
+                .as_ref()
+                .map_or(0, |a| std::mem::size_of::<AppState>() + a.heap_bytes())
+            + self
+                .icmp
+                .as_ref()
+                .map_or(0, |_| std::mem::size_of::<IcmpFacts>())
+            + self
+                .tunnel_parents
+                .iter()
+                .map(|p| std::mem::size_of::<String>() + p.capacity())
+                .sum::<usize>()
     }
 }
 
@@ -130,6 +163,8 @@ pub struct FlowTable {
     now: Timestamp,
     started: bool,
     stats: TableStats,
+    /// Estimated bytes of flow state held now.
+    memory: usize,
 }
 
 /// Where a layer's flow sits, for its inner layers' `tunnel_parents`.
@@ -179,6 +214,7 @@ impl FlowTable {
             now: Timestamp(i64::MIN),
             started: false,
             stats: TableStats::default(),
+            memory: 0,
         }
     }
 
@@ -195,6 +231,33 @@ impl FlowTable {
     /// Flows alive now.
     pub fn live_flows(&self) -> usize {
         self.map.len()
+    }
+
+    /// Estimated bytes of flow state held now: per flow its slot, hash-map entry,
+    /// pending timers, TCP state, application state with its buffers, ICMP facts and
+    /// tunnel parents. This is what `max_memory` bounds.
+    pub fn memory(&self) -> usize {
+        self.memory
+    }
+
+    /// Re-counts a flow's bytes after it changed.
+    fn account(&mut self, slot: u32) {
+        let Some(f) = self.slots[slot as usize].flow.as_mut() else {
+            return;
+        };
+        let now = f.footprint() as u32;
+        if now != f.accounted {
+            self.memory = self.memory + now as usize - f.accounted as usize;
+            f.accounted = now;
+            self.stats.peak_memory = self.stats.peak_memory.max(self.memory as u64);
+        }
+    }
+
+    fn over_limits(&self) -> bool {
+        let c = &self.config;
+        !self.map.is_empty()
+            && (self.map.len() >= c.max_flows.max(1)
+                || (c.max_memory > 0 && self.memory + FLOW_FIXED > c.max_memory))
     }
 
     /// Processes one decoded frame (see [`Frame`]). Ended flows are appended to `out`.
@@ -382,6 +445,7 @@ impl FlowTable {
         let f = s.flow.take()?;
         s.epoch = s.epoch.wrapping_add(1);
         self.map.remove(&f.key);
+        self.memory -= f.accounted as usize;
         self.free.push(slot);
         self.stats.records += 1;
         Some(rec)
@@ -438,8 +502,10 @@ impl FlowTable {
         out: &mut dyn RecordSink,
     ) -> u32 {
         let ts = frame.ts;
-        if self.map.len() >= self.config.max_flows.max(1) {
-            self.evict(out);
+        while self.over_limits() {
+            if !self.evict(out) {
+                break;
+            }
         }
         let flip = self.wants_flip(ep, l);
         let (orig_h, orig_p, resp_h, resp_p) = if flip {
@@ -484,6 +550,7 @@ impl FlowTable {
             inact_gen: 0,
             expire_dormant: None,
             expire_scheduled: false,
+            accounted: 0,
         };
         let slot = match self.free.pop() {
             Some(s) => {
@@ -499,6 +566,7 @@ impl FlowTable {
             }
         };
         self.map.insert(key, slot);
+        self.account(slot);
         self.stats.flows += 1;
         self.stats.peak_flows = self.stats.peak_flows.max(self.map.len() as u64);
         self.schedule(slot, ts, inactivity, TimerKind::Inactivity);
@@ -557,15 +625,17 @@ impl FlowTable {
         }
     }
 
-    fn evict(&mut self, out: &mut dyn RecordSink) {
+    /// Ends the live flow with the nearest pending timer; false when none is left.
+    fn evict(&mut self, out: &mut dyn RecordSink) -> bool {
         while let Some(t) = self.timers.pop_due(None) {
             let valid = matches!(self.slots.get(t.slot as usize), Some(Slot { flow: Some(_), epoch }) if *epoch == t.epoch);
             if valid {
                 self.stats.evicted += 1;
                 self.finish(t.slot, Cause::Evicted, out);
-                return;
+                return true;
             }
         }
+        false
     }
 
     /// Updates a flow with one packet.
@@ -722,6 +792,7 @@ impl FlowTable {
             self.schedule(slot, base, delay, kind);
         }
         self.ensure_expire(slot);
+        self.account(slot);
         if let Some((m, from)) = quoted_error {
             self.attribute_icmp_error(&m, from);
         }

@@ -287,6 +287,34 @@ pub struct AppFacts {
 }
 
 impl AppFacts {
+    /// Bytes of text held (string lengths), for memory accounting.
+    pub fn text_len(&self) -> usize {
+        fn t(s: &Option<String>) -> usize {
+            s.as_ref().map_or(0, String::len)
+        }
+        let http = self.http.as_ref().map_or(0, |h| {
+            t(&h.method)
+                + t(&h.uri)
+                + t(&h.version)
+                + t(&h.host)
+                + t(&h.user_agent)
+                + t(&h.resp_version)
+        });
+        let tls = self.tls.as_ref().map_or(0, |x| {
+            t(&x.version)
+                + t(&x.sni)
+                + t(&x.ja3)
+                + t(&x.ja3_hash)
+                + t(&x.ja4)
+                + t(&x.server_version)
+                + t(&x.server_cipher)
+                + x.alpn.iter().map(String::len).sum::<usize>()
+        });
+        let ssh = self.ssh.as_ref().map_or(0, |x| t(&x.client) + t(&x.server));
+        let dns = self.dns.as_ref().map_or(0, |x| t(&x.query));
+        http + tls + ssh + dns
+    }
+
     /// True when no application facts were learnt.
     pub fn is_empty(&self) -> bool {
         self.http.is_none() && self.tls.is_none() && self.ssh.is_none() && self.dns.is_none()
