@@ -14,11 +14,12 @@ use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use tunnelwatch_capture::CaptureFile;
-use tunnelwatch_decode::LinkType;
 use tunnelwatch_flow::ChecksumMode;
+use tunnelwatch_model::Timestamp;
 use tunnelwatch_output::zeek;
-use tunnelwatch_sensor::{Sensor, SensorConfig};
+use tunnelwatch_sensor::{RunStats, SensorConfig};
 
+use crate::engine::Engine;
 use crate::sinks::{open_out, RecordWriter, Sink, Written};
 
 /// Output format on standard output.
@@ -82,6 +83,10 @@ pub struct ReadArgs {
     /// state, buffers); beyond it flows are evicted as for --max-flows. 0: no limit.
     #[arg(long, value_name = "MIB", default_value_t = 4096)]
     max_memory: usize,
+    /// Worker threads: flows are sharded by a symmetric hash of the outermost
+    /// addresses; the records are those of one thread (in another order).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    threads: usize,
     /// No progress bar even on a terminal.
     #[arg(long)]
     no_progress: bool,
@@ -143,8 +148,10 @@ pub fn run(args: ReadArgs) -> Result<ExitCode> {
         None
     };
 
-    let mut sensor = Sensor::new(config);
-    let mut writer = RecordWriter::spawn(sinks)?;
+    let writer = RecordWriter::spawn(sinks)?;
+    let mut engine = Engine::new(config, args.threads.clamp(1, 256), &writer)?;
+    let mut index = 0u64;
+    let mut open: Option<Timestamp> = None;
     let mut errors: Vec<String> = Vec::new();
     let mut done_bytes = 0u64;
     let mut reader_odd = tunnelwatch_capture::ReaderCounters::default();
@@ -164,10 +171,11 @@ pub fn run(args: ReadArgs) -> Result<ExitCode> {
         loop {
             match cap.next_packet() {
                 Ok(Some(p)) => {
-                    if n == 0 || p.ts < writer.open {
-                        writer.open = sensor.counters().first_ts.unwrap_or(p.ts).min(p.ts);
-                    }
-                    sensor.packet(p.ts, LinkType(p.link.0), p.data, p.orig_len, &mut writer);
+                    let first = *open.get_or_insert(p.ts);
+                    let first = first.min(p.ts);
+                    open = Some(first);
+                    engine.packet(index, &p, first);
+                    index += 1;
                     n += 1;
                     if n % 8192 == 0 {
                         if let Some(b) = &bar {
@@ -185,9 +193,9 @@ pub fn run(args: ReadArgs) -> Result<ExitCode> {
         done_bytes += cap.input_len().unwrap_or_else(|| cap.input_bytes_read());
         reader_odd.merge(cap.counters());
     }
-    sensor.finish(&mut writer);
-    let open = sensor.counters().first_ts.unwrap_or_default();
-    let close = sensor.counters().last_ts.unwrap_or_default();
+    let stats = engine.finish();
+    let open = stats.counters.first_ts.unwrap_or_default();
+    let close = stats.counters.last_ts.unwrap_or_default();
     let Written {
         records: written,
         error: io_error,
@@ -195,7 +203,7 @@ pub fn run(args: ReadArgs) -> Result<ExitCode> {
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    summary(&sensor, &reader_odd, args.captures.len(), written);
+    summary(&stats, &reader_odd, args.captures.len(), written);
     if let Some(e) = io_error {
         if e.kind() != io::ErrorKind::BrokenPipe {
             return Err(e).context("writing records");
@@ -231,13 +239,13 @@ fn human_bytes(b: u64) -> String {
 }
 
 fn summary(
-    sensor: &Sensor,
+    stats: &RunStats,
     odd: &tunnelwatch_capture::ReaderCounters,
     inputs: usize,
     written: u64,
 ) {
-    let c = sensor.counters();
-    let t = sensor.table_stats();
+    let c = &stats.counters;
+    let t = &stats.table;
     let mut e = io::stderr().lock();
     let _ = writeln!(
         e,
@@ -323,7 +331,7 @@ fn summary(
             human_bytes(t.peak_memory)
         ));
     }
-    let r = sensor.reassembly();
+    let r = &stats.reassembly;
     if r.fragments > 0 {
         other.push(format!(
             "{} IP fragments: {} datagrams reassembled, {} incomplete ({} fragments), {} overlapping, {} invalid",

@@ -3,12 +3,11 @@
 //! Serializing records (JSON, Zeek TSV, the table) and the write system calls run on a
 //! thread of their own, so the packet path never waits on formatting or on the disk.
 //! Records travel in batches over a bounded channel (back-pressure instead of unbounded
-//! memory) and are written in the order they were sent; emptied batches go back to the
-//! sender to be filled again, so their (large) buffers are allocated once.
+//! memory); each producer's records are written in the order it sent them.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{sync_channel, SyncSender};
 use std::thread::JoinHandle;
 
 use anyhow::{Context, Result};
@@ -102,12 +101,7 @@ pub struct Written {
 
 /// The writer thread.
 pub struct RecordWriter {
-    /// Records not sent yet.
-    batch: Vec<FlowRecord>,
-    /// The first packet time so far (the Zeek header's `#open`).
-    pub open: Timestamp,
     tx: SyncSender<Msg>,
-    empties: Receiver<Vec<FlowRecord>>,
     handle: JoinHandle<Written>,
 }
 
@@ -115,7 +109,6 @@ impl RecordWriter {
     /// Starts the thread that owns `sinks`.
     pub fn spawn(mut sinks: Vec<Sink>) -> Result<Self> {
         let (tx, rx) = sync_channel::<Msg>(IN_FLIGHT);
-        let (empty_tx, empties) = channel::<Vec<FlowRecord>>();
         let handle = std::thread::Builder::new()
             .name("writer".into())
             .spawn(move || {
@@ -125,21 +118,20 @@ impl RecordWriter {
                 };
                 for msg in rx {
                     match msg {
-                        Msg::Records(open, mut recs) => {
+                        Msg::Records(open, recs) => {
                             w.records += recs.len() as u64;
-                            // After an error, keep draining so the sender never blocks.
-                            if w.error.is_none() {
-                                'batch: for r in &recs {
-                                    for s in sinks.iter_mut() {
-                                        if let Err(e) = s.write(r, open) {
-                                            w.error = Some(e);
-                                            break 'batch;
-                                        }
+                            // After an error, keep draining so senders never block.
+                            if w.error.is_some() {
+                                continue;
+                            }
+                            'batch: for r in &recs {
+                                for s in sinks.iter_mut() {
+                                    if let Err(e) = s.write(r, open) {
+                                        w.error = Some(e);
+                                        break 'batch;
                                     }
                                 }
                             }
-                            recs.clear();
-                            let _ = empty_tx.send(recs);
                         }
                         Msg::Finish(open, close) => {
                             for s in sinks.iter_mut() {
@@ -153,34 +145,21 @@ impl RecordWriter {
                 w
             })
             .context("cannot start the writer thread")?;
-        Ok(RecordWriter {
+        Ok(RecordWriter { tx, handle })
+    }
+
+    /// A batching handle for one producer thread.
+    pub fn sender(&self) -> RecordSender {
+        RecordSender {
             batch: Vec::with_capacity(BATCH),
             open: Timestamp::default(),
-            tx,
-            empties,
-            handle,
-        })
-    }
-
-    /// Sends the records in `batch` (leaving it empty).
-    fn send(&self, open: Timestamp, batch: &mut Vec<FlowRecord>) {
-        if batch.is_empty() {
-            return;
+            tx: self.tx.clone(),
         }
-        let next = self
-            .empties
-            .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(BATCH));
-        let full = std::mem::replace(batch, next);
-        // A send fails only if the writer is gone, which `finish` reports.
-        let _ = self.tx.send(Msg::Records(open, full));
     }
 
-    /// Sends what is batched, flushes every sink (with the Zeek footer) and waits for
-    /// the thread.
-    pub fn finish(mut self, open: Timestamp, close: Timestamp) -> Written {
-        let mut rest = std::mem::take(&mut self.batch);
-        self.send(self.open, &mut rest);
+    /// Flushes every sink (with the Zeek footer) and waits for the thread. Every
+    /// sender must have been flushed before.
+    pub fn finish(self, open: Timestamp, close: Timestamp) -> Written {
         let _ = self.tx.send(Msg::Finish(open, close));
         drop(self.tx);
         self.handle.join().unwrap_or_else(|_| Written {
@@ -190,13 +169,30 @@ impl RecordWriter {
     }
 }
 
-impl RecordSink for RecordWriter {
+/// Collects one producer's records into batches for the writer.
+pub struct RecordSender {
+    batch: Vec<FlowRecord>,
+    /// The first packet time of the run so far (the Zeek header's `#open`).
+    pub open: Timestamp,
+    tx: SyncSender<Msg>,
+}
+
+impl RecordSender {
+    /// Sends what is batched.
+    pub fn flush(&mut self) {
+        if !self.batch.is_empty() {
+            let full = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+            // Fails only if the writer is gone, which `RecordWriter::finish` reports.
+            let _ = self.tx.send(Msg::Records(self.open, full));
+        }
+    }
+}
+
+impl RecordSink for RecordSender {
     fn emit(&mut self, record: FlowRecord) {
         self.batch.push(record);
         if self.batch.len() >= BATCH {
-            let mut full = std::mem::take(&mut self.batch);
-            self.send(self.open, &mut full);
-            self.batch = full;
+            self.flush();
         }
     }
 }

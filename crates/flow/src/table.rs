@@ -62,6 +62,25 @@ pub struct TableStats {
     pub peak_memory: u64,
 }
 
+impl TableStats {
+    /// Adds the counters of another table (a shard of the same run). Peaks add up too:
+    /// shards hold their flows at the same time.
+    pub fn merge(&mut self, o: &TableStats) {
+        self.layers += o.layers;
+        self.flows += o.flows;
+        self.records += o.records;
+        self.interim_records += o.interim_records;
+        self.evicted += o.evicted;
+        self.time_backwards += o.time_backwards;
+        self.bad_ip_checksums += o.bad_ip_checksums;
+        self.bad_checksums += o.bad_checksums;
+        self.unreassembled_fragments += o.unreassembled_fragments;
+        self.icmp_errors_attributed += o.icmp_errors_attributed;
+        self.peak_flows += o.peak_flows;
+        self.peak_memory += o.peak_memory;
+    }
+}
+
 /// TCP timing facts collected alongside the state machine.
 #[derive(Clone, Copy, Debug, Default)]
 struct TcpTiming {
@@ -286,6 +305,28 @@ impl FlowTable {
         parent
     }
 
+    /// Credits the ICMP errors among `layers` to the flows they quote, without counting
+    /// the packets anywhere: for a table that holds the quoted flow but not the error's
+    /// own (a shard of a multi-threaded run). Time advances as for any packet.
+    pub fn attribute_quoted(
+        &mut self,
+        frame: &Frame,
+        layers: &[IpPacket<'_>],
+        out: &mut dyn RecordSink,
+    ) {
+        self.clock(frame.ts, out);
+        let verify = self.config.checksums == ChecksumMode::Verify;
+        for l in layers {
+            if let Transport::Icmp(m) = &l.transport {
+                let valid =
+                    !(verify && (l.bad_ip_checksum || checksum::transport_ok(l) == Some(false)));
+                if valid && m.is_error() && m.quoted.is_some() {
+                    self.attribute_icmp_error(m, l.src);
+                }
+            }
+        }
+    }
+
     /// Advances packet time to `ts` (never backwards) and fires due timers.
     fn clock(&mut self, ts: Timestamp, out: &mut dyn RecordSink) -> Timestamp {
         if !self.started {
@@ -302,6 +343,7 @@ impl FlowTable {
 
     /// Fires every timer due at or before `now` (Zeek runs timers before the packet).
     pub fn advance(&mut self, now: Timestamp, out: &mut dyn RecordSink) {
+        self.started = true;
         self.now = self.now.max(now);
         while let Some(t) = self.timers.pop_due(Some(now)) {
             self.fire(t, out);

@@ -73,6 +73,48 @@ pub struct SensorCounters {
     pub last_ts: Option<Timestamp>,
 }
 
+impl SensorCounters {
+    /// Adds the counters of another sensor (a shard of the same run).
+    pub fn merge(&mut self, o: &SensorCounters) {
+        self.packets += o.packets;
+        self.wire_bytes += o.wire_bytes;
+        self.captured_bytes += o.captured_bytes;
+        self.truncated_frames += o.truncated_frames;
+        for (k, v) in &o.non_ip {
+            *self.non_ip.entry(*k).or_default() += v;
+        }
+        self.anomalies.merge(&o.anomalies);
+        for (k, v) in &o.unknown_link_types {
+            *self.unknown_link_types.entry(*k).or_default() += v;
+        }
+        self.first_ts = match (self.first_ts, o.first_ts) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.last_ts = self.last_ts.max(o.last_ts);
+    }
+}
+
+/// Everything a run counted: the sensor's, the flow table's and reassembly's counters.
+#[derive(Clone, Debug, Default)]
+pub struct RunStats {
+    /// Packets, bytes, anomalies, time span.
+    pub counters: SensorCounters,
+    /// The flow table's work.
+    pub table: TableStats,
+    /// IP fragment reassembly.
+    pub reassembly: ReassemblyCounters,
+}
+
+impl RunStats {
+    /// Adds another sensor's statistics (a shard of the same run).
+    pub fn merge(&mut self, o: &RunStats) {
+        self.counters.merge(&o.counters);
+        self.table.merge(&o.table);
+        self.reassembly.merge(&o.reassembly);
+    }
+}
+
 /// Decoder + reassembler + flow table.
 pub struct Sensor {
     reassemble: bool,
@@ -103,8 +145,21 @@ impl Sensor {
         orig_len: u32,
         out: &mut dyn RecordSink,
     ) {
+        self.packet_at(self.counters.packets, ts, link, data, orig_len, out);
+    }
+
+    /// [`Sensor::packet`] for the frame at position `index` of the whole input (a
+    /// shard sees only some frames; `uid`s stay those of a single-threaded run).
+    pub fn packet_at(
+        &mut self,
+        index: u64,
+        ts: Timestamp,
+        link: LinkType,
+        data: &[u8],
+        orig_len: u32,
+        out: &mut dyn RecordSink,
+    ) {
         let c = &mut self.counters;
-        let index = c.packets;
         c.packets += 1;
         let wire_len = orig_len.max(data.len() as u32);
         c.wire_bytes += u64::from(wire_len);
@@ -170,6 +225,43 @@ impl Sensor {
     pub fn finish(&mut self, out: &mut dyn RecordSink) {
         self.reassembler.finish();
         self.table.flush(out);
+    }
+
+    /// Credits the ICMP errors in the frame to the flows they quote, counting nothing
+    /// else (see [`FlowTable::attribute_quoted`]).
+    pub fn attribute_quoted(
+        &mut self,
+        index: u64,
+        ts: Timestamp,
+        link: LinkType,
+        data: &[u8],
+        out: &mut dyn RecordSink,
+    ) {
+        let mut d = Decoded::default();
+        self.decoder.decode(link, data, &mut d);
+        let frame = Frame {
+            ts,
+            index,
+            wire_len: data.len() as u32,
+            vlan: d.vlan,
+            inner_vlan: d.inner_vlan,
+        };
+        self.table.attribute_quoted(&frame, &d.layers, out);
+    }
+
+    /// Moves packet time forward to `now` (never back), ending flows whose timers are
+    /// due: how a shard keeps the clock of the whole input between its own packets.
+    pub fn advance(&mut self, now: Timestamp, out: &mut dyn RecordSink) {
+        self.table.advance(now, out);
+    }
+
+    /// All counters of the run so far.
+    pub fn stats(&self) -> RunStats {
+        RunStats {
+            counters: self.counters.clone(),
+            table: self.table.stats().clone(),
+            reassembly: self.reassembler.counters().clone(),
+        }
     }
 
     /// Run counters.

@@ -135,6 +135,18 @@ pub struct ReassemblyCounters {
     pub invalid: u64,
 }
 
+impl ReassemblyCounters {
+    /// Adds another reassembler's counters.
+    pub fn merge(&mut self, o: &ReassemblyCounters) {
+        self.fragments += o.fragments;
+        self.datagrams += o.datagrams;
+        self.overlaps += o.overlaps;
+        self.incomplete += o.incomplete;
+        self.incomplete_fragments += o.incomplete_fragments;
+        self.invalid += o.invalid;
+    }
+}
+
 /// The fragment reassembler.
 #[derive(Debug, Default)]
 pub struct Reassembler {

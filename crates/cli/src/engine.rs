@@ -1,0 +1,266 @@
+//! The packet engines behind `read`: one sensor on the reading thread, or `--threads N`
+//! sensors on worker threads, each owning the flows of its shard.
+//!
+//! Sharding: the reading thread decodes each frame and picks the shard from a
+//! symmetric hash of the outermost IP layer's two addresses. Both directions of a flow,
+//! every fragment of a datagram and every flow inside a tunnel land on the same shard
+//! as their flow, fragments and tunnel (a 5-tuple hash would split fragmented flows
+//! and tunnels). An ICMP error also goes, for attribution only, to the shard of the
+//! flow it quotes. Frames travel in batches over bounded channels with their position
+//! in the whole input and the input's clock before them (the latest packet time so
+//! far); a worker moves its table to that clock before each frame and to the final
+//! clock before its last flush. So timers fire, late packets are clamped and `uid`s are
+//! made exactly as in a single-threaded run, and the records are the same set; only
+//! eviction under a cap (split evenly across shards) can choose differently.
+
+use std::net::IpAddr;
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::thread::JoinHandle;
+
+use anyhow::{Context, Result};
+use tunnelwatch_capture::Packet;
+use tunnelwatch_decode::{Decoded, Decoder, LinkType, Transport};
+use tunnelwatch_model::Timestamp;
+use tunnelwatch_sensor::{RunStats, Sensor, SensorConfig};
+
+use crate::sinks::{RecordSender, RecordWriter};
+
+/// Frames per batch handed to a worker.
+const FRAMES: usize = 512;
+/// Batches in flight per worker.
+const IN_FLIGHT: usize = 16;
+
+/// Where packets go.
+pub enum Engine {
+    /// One sensor on this thread.
+    Single(Box<Sensor>, RecordSender),
+    /// Sensors on worker threads.
+    Sharded(Sharded),
+}
+
+impl Engine {
+    /// `threads` sensors (one: on this thread) writing to `writer`.
+    pub fn new(config: SensorConfig, threads: usize, writer: &RecordWriter) -> Result<Self> {
+        if threads <= 1 {
+            return Ok(Engine::Single(
+                Box::new(Sensor::new(config)),
+                writer.sender(),
+            ));
+        }
+        Sharded::start(config, threads, writer).map(Engine::Sharded)
+    }
+
+    /// Processes the frame at position `index` of the input; `open` is the earliest
+    /// packet time so far.
+    pub fn packet(&mut self, index: u64, p: &Packet<'_>, open: Timestamp) {
+        let link = LinkType(p.link.0);
+        match self {
+            Engine::Single(sensor, out) => {
+                out.open = open;
+                sensor.packet_at(index, p.ts, link, p.data, p.orig_len, out);
+            }
+            Engine::Sharded(s) => s.packet(index, p, link, open),
+        }
+    }
+
+    /// Ends every flow, sends the last records, and returns the run's statistics.
+    pub fn finish(self) -> RunStats {
+        match self {
+            Engine::Single(mut sensor, mut out) => {
+                sensor.finish(&mut out);
+                out.flush();
+                sensor.stats()
+            }
+            Engine::Sharded(s) => s.finish(),
+        }
+    }
+}
+
+struct Meta {
+    index: u64,
+    /// The input's clock before this frame.
+    now: Timestamp,
+    ts: Timestamp,
+    link: LinkType,
+    orig_len: u32,
+    start: usize,
+    len: usize,
+    open: Timestamp,
+    attribute_only: bool,
+}
+
+#[derive(Default)]
+struct Batch {
+    data: Vec<u8>,
+    frames: Vec<Meta>,
+    /// The input's final clock, sent once at the end.
+    end: Option<Timestamp>,
+}
+
+/// Workers and the batches being filled for them.
+pub struct Sharded {
+    decoder: Decoder,
+    /// The latest packet time so far.
+    now: Option<Timestamp>,
+    batches: Vec<Batch>,
+    workers: Vec<(SyncSender<Batch>, JoinHandle<RunStats>)>,
+}
+
+impl Sharded {
+    fn start(config: SensorConfig, n: usize, writer: &RecordWriter) -> Result<Self> {
+        let mut shard = config.clone();
+        shard.flow.max_flows = (config.flow.max_flows / n).max(1);
+        shard.flow.max_memory = config.flow.max_memory / n;
+        let mut workers = Vec::with_capacity(n);
+        for i in 0..n {
+            let (tx, rx) = sync_channel::<Batch>(IN_FLIGHT);
+            let mut sensor = Sensor::new(shard.clone());
+            let mut out = writer.sender();
+            let handle = std::thread::Builder::new()
+                .name(format!("shard-{i}"))
+                .spawn(move || {
+                    for b in rx {
+                        for m in &b.frames {
+                            let data = &b.data[m.start..m.start + m.len];
+                            out.open = m.open;
+                            sensor.advance(m.now, &mut out);
+                            if m.attribute_only {
+                                sensor.attribute_quoted(m.index, m.ts, m.link, data, &mut out);
+                            } else {
+                                sensor.packet_at(m.index, m.ts, m.link, data, m.orig_len, &mut out);
+                            }
+                        }
+                        if let Some(end) = b.end {
+                            sensor.advance(end, &mut out);
+                        }
+                    }
+                    sensor.finish(&mut out);
+                    out.flush();
+                    sensor.stats()
+                })
+                .context("cannot start a worker thread")?;
+            workers.push((tx, handle));
+        }
+        Ok(Sharded {
+            decoder: Decoder::new(config.decode),
+            now: None,
+            batches: (0..n).map(|_| Batch::default()).collect(),
+            workers,
+        })
+    }
+
+    fn packet(&mut self, index: u64, p: &Packet<'_>, link: LinkType, open: Timestamp) {
+        let n = self.workers.len();
+        let mut d = Decoded::default();
+        self.decoder.decode(link, p.data, &mut d);
+        let (own, quoted) = shards(&d, n);
+        let now = self.now.map_or(p.ts, |t| t.max(p.ts));
+        let before = self.now.unwrap_or(p.ts);
+        self.now = Some(now);
+        self.push(own, index, before, p, link, open, false);
+        if let Some(q) = quoted.filter(|q| *q != own) {
+            self.push(q, index, before, p, link, open, true);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        shard: usize,
+        index: u64,
+        now: Timestamp,
+        p: &Packet<'_>,
+        link: LinkType,
+        open: Timestamp,
+        attribute_only: bool,
+    ) {
+        let b = &mut self.batches[shard];
+        b.frames.push(Meta {
+            index,
+            now,
+            ts: p.ts,
+            link,
+            orig_len: p.orig_len,
+            start: b.data.len(),
+            len: p.data.len(),
+            open,
+            attribute_only,
+        });
+        b.data.extend_from_slice(p.data);
+        if b.frames.len() >= FRAMES {
+            self.send(shard);
+        }
+    }
+
+    fn send(&mut self, shard: usize) {
+        let b = std::mem::take(&mut self.batches[shard]);
+        if !b.frames.is_empty() {
+            // A worker only goes away by panicking, which `finish` reports.
+            let _ = self.workers[shard].0.send(b);
+        }
+    }
+
+    fn finish(mut self) -> RunStats {
+        for i in 0..self.workers.len() {
+            self.batches[i].end = self.now;
+            let b = std::mem::take(&mut self.batches[i]);
+            let _ = self.workers[i].0.send(b);
+        }
+        let mut stats = RunStats::default();
+        for (tx, handle) in self.workers {
+            drop(tx);
+            match handle.join() {
+                Ok(s) => stats.merge(&s),
+                Err(_) => eprintln!("tunnelwatch: error: a worker thread panicked"),
+            }
+        }
+        stats
+    }
+}
+
+/// The shard of a frame, and the shard of the flow an ICMP error in it quotes.
+fn shards(d: &Decoded<'_>, n: usize) -> (usize, Option<usize>) {
+    let Some(outer) = d.layers.first() else {
+        return (0, None);
+    };
+    let own = pair_hash(outer.src, outer.dst) % n as u64;
+    let quoted = d.layers.iter().find_map(|l| match &l.transport {
+        Transport::Icmp(m) if m.is_error() => m.quoted.map(|q| pair_hash(q.src, q.dst)),
+        _ => None,
+    });
+    // Only an error in the outermost layer quotes a flow outside its own shard: inner
+    // layers share the tunnel's shard with what they quote.
+    let quoted = quoted.filter(|_| d.layers.len() == 1);
+    (own as usize, quoted.map(|h| (h % n as u64) as usize))
+}
+
+/// A hash of two addresses that does not depend on their order (FNV-1a over the
+/// smaller then the larger), fixed so that runs are reproducible.
+fn pair_hash(a: IpAddr, b: IpAddr) -> u64 {
+    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for ip in [lo, hi] {
+        let bytes = match ip {
+            IpAddr::V4(v) => v.to_ipv6_mapped().octets(),
+            IpAddr::V6(v) => v.octets(),
+        };
+        for x in bytes {
+            h = (h ^ u64::from(x)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h ^ (h >> 29)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pair_hash_ignores_direction() {
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "2001:db8::7".parse().unwrap();
+        assert_eq!(pair_hash(a, b), pair_hash(b, a));
+        let c: IpAddr = "10.0.0.2".parse().unwrap();
+        assert_ne!(pair_hash(a, c), pair_hash(a, b));
+    }
+}
