@@ -14,6 +14,7 @@
 # Exits non-zero if tunnelwatch's default `read` falls below $MIN_PPS packets/s (median).
 #
 # Env: CORPUS=/var/tmp/tunnelwatch-bench/corpus.pcap RUNS=3 MIN_PPS=3000000
+#      FRESH=0 (keep earlier results, e.g. to rerun one tool with TOOLS=...)
 #      FLOOD_PKTS=10000000 FLOOD_CAP=1000000 OUT=/var/tmp/tunnelwatch-bench/results
 #      FLOWMETER=path (optional: the minimal reference meter, timed as "flowmeter")
 set -euo pipefail
@@ -39,7 +40,8 @@ for t in argus nfpcapd softflowd tcpdump iperf3 dnsmasq /usr/bin/time; do comman
 if [ ! -s "$CORPUS" ]; then
   TWGEN=$TWGEN "$HERE/make-corpus.sh" "$CORPUS"
 fi
-rm -rf "$OUT"; mkdir -p "$OUT" "$SCR"
+[ "${FRESH:-1}" = 0 ] || rm -rf "$OUT"
+mkdir -p "$OUT" "$SCR"
 
 cmd_for() {
   case $1 in
@@ -47,10 +49,11 @@ cmd_for() {
     tunnelwatch-2t) echo "'$TW' read '$CORPUS' --no-store --no-progress --threads 2 --flows '$SCR/flows.jsonl'" ;;
     argus)          echo "argus -X -r '$CORPUS' -w '$SCR/out.argus'" ;;
     nfpcapd)        echo "nfpcapd -r '$CORPUS' -w '$SCR/nf' -B 2000000" ;;
-    # softflowd -r handles one batch, then waits on its control socket: ask for its
-    # statistics until the packet count stops moving, then shut it down (which
-    # expires and exports every flow) to a local UDP sink.
-    softflowd)      echo "softflowd -d -r '$CORPUS' -6 -m 2000000 -v 10 -b -n 127.0.0.1:39995 -p '$SCR/sf.pid' -c '$SCR/sf.ctl' & sleep 0.2; last=-1; for i in \$(seq 1 2000); do now=\$(softflowctl -c '$SCR/sf.ctl' statistics 2>/dev/null | awk '/Packets processed/{print \$3}'); [ -n \"\$now\" ] && [ \"\$now\" = \"\$last\" ] && break; last=\$now; sleep 0.05; done; softflowctl -c '$SCR/sf.ctl' shutdown >/dev/null; wait" ;;
+    # softflowd -r handles a batch, then waits on its control socket: ask for its
+    # statistics until the packet count stops moving or it has exited at the end of
+    # the file, then shut it down (which expires and exports every flow) to a local
+    # UDP sink.
+    softflowd)      echo "softflowd -d -r '$CORPUS' -6 -m 2000000 -v 10 -b -n 127.0.0.1:39995 -p '$SCR/sf.pid' -c '$SCR/sf.ctl' & sleep 0.2; last=-1; for i in \$(seq 1 100000); do now=\$(softflowctl -c '$SCR/sf.ctl' statistics 2>/dev/null | awk '/Packets processed/{print \$3}'); { [ -z \"\$now\" ] || [ \"\$now\" = \"\$last\" ]; } && break; last=\$now; done; softflowctl -c '$SCR/sf.ctl' shutdown >/dev/null; wait" ;;
     flowmeter)      echo "'$FLOWMETER' '$CORPUS'" ;;
   esac
 }

@@ -4,6 +4,7 @@ peak RSS per tool, ratios of tunnelwatch to each peer, the flood check, and the
 regression gate (exit 1 if tunnelwatch's median rate is below MIN_PPS).
 
 Usage: summarize.py RESULTS_DIR CORPUS "TOOLS" MIN_PPS
+(tools with results in RESULTS_DIR but not in TOOLS are listed after them)
 """
 import glob, os, re, statistics, sys
 
@@ -41,7 +42,8 @@ n = packets()
 if not n:
     sys.exit("summarize: no tunnelwatch run reported a packet count")
 rows = {}
-for t in tools:
+timed = {os.path.basename(f).split(".")[0] for f in glob.glob(os.path.join(res, "*.*.time"))}
+for t in tools + sorted(timed - set(tools)):
     runs = [parse_time(f) for f in sorted(glob.glob(os.path.join(res, f"{t}.*.time")))]
     runs = [r for r in runs if r["ok"] and r["wall"] > 0]
     if runs:
@@ -62,7 +64,7 @@ print()
 if "tunnelwatch" in med:
     for t in med:
         if t != "tunnelwatch":
-            print(f"tunnelwatch vs {t}: {med[t] / med['tunnelwatch']:.2f}x (wall, median)")
+            print(f"tunnelwatch speed relative to {t}: {med[t] / med['tunnelwatch']:.2f}x (their median wall / ours)")
     if "tunnelwatch-2t" in med:
         print(f"--threads 2 speed-up: {med['tunnelwatch'] / med['tunnelwatch-2t']:.2f}x")
 rec = os.path.join(res, "tunnelwatch.records")

@@ -117,11 +117,27 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
+/// The bytes being parsed: a window refilled from a stream, or the whole file mapped.
+enum Buffer {
+    Owned(Vec<u8>),
+    Mapped(memmap2::Mmap),
+}
+
+impl std::ops::Deref for Buffer {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Buffer::Owned(v) => v,
+            Buffer::Mapped(m) => m,
+        }
+    }
+}
+
 /// A streaming reader of one capture file.
 pub struct CaptureFile {
     name: PathBuf,
     src: Box<dyn Read + Send>,
-    buf: Vec<u8>,
+    buf: Buffer,
     pos: usize,
     len: usize,
     /// Offset in the input of `buf[pos]`.
@@ -154,12 +170,32 @@ const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
 impl CaptureFile {
     /// Opens a capture file (gzip-compressed files are recognised by their magic).
+    /// An uncompressed regular file is memory-mapped and parsed in place (no copy
+    /// through a buffer); anything else is streamed through a 1 MiB window.
     pub fn open(path: &Path) -> Result<Self, CaptureError> {
         let file = File::open(path).map_err(|source| CaptureError::Open {
             path: path.to_path_buf(),
             source,
         })?;
         let file_len = file.metadata().ok().map(|m| m.len());
+        if let Some(map) = Self::map(&file) {
+            if !map.starts_with(&GZIP_MAGIC) {
+                let len = map.len();
+                let mut me = Self::new(
+                    path.to_path_buf(),
+                    Box::new(io::empty()),
+                    Arc::new(AtomicU64::new(0)),
+                    file_len,
+                    false,
+                    0,
+                );
+                me.buf = Buffer::Mapped(map);
+                me.len = len;
+                me.eof = true;
+                me.read_header()?;
+                return Ok(me);
+            }
+        }
         let raw_read = Arc::new(AtomicU64::new(0));
         let mut counting = Counting {
             inner: file,
@@ -214,6 +250,23 @@ impl CaptureFile {
         Ok(me)
     }
 
+    /// Maps a non-empty regular file for reading, or `None` (the caller streams it).
+    #[allow(unsafe_code)]
+    fn map(file: &File) -> Option<memmap2::Mmap> {
+        let meta = file.metadata().ok()?;
+        if !meta.is_file() || meta.len() == 0 {
+            return None;
+        }
+        // SAFETY: the map is only read, as plain bytes, and every length read from it
+        // is checked against its size. What mapping cannot guard against is another
+        // process truncating the file while it is read (the read faults); captures
+        // still being rotated or truncated should be read from standard input or a copy.
+        let map = unsafe { memmap2::Mmap::map(file) }.ok()?;
+        #[cfg(unix)]
+        let _ = map.advise(memmap2::Advice::Sequential);
+        Some(map)
+    }
+
     fn new(
         name: PathBuf,
         src: Box<dyn Read + Send>,
@@ -225,7 +278,7 @@ impl CaptureFile {
         CaptureFile {
             name,
             src,
-            buf: vec![0; buffer],
+            buf: Buffer::Owned(vec![0; buffer]),
             pos: 0,
             len: 0,
             offset: 0,
@@ -288,16 +341,19 @@ impl CaptureFile {
         if self.len - self.pos >= n {
             return Ok(self.len - self.pos);
         }
+        let Buffer::Owned(buf) = &mut self.buf else {
+            return Ok(self.len - self.pos); // a mapped file is all there is
+        };
         if self.pos > 0 {
-            self.buf.copy_within(self.pos..self.len, 0);
+            buf.copy_within(self.pos..self.len, 0);
             self.len -= self.pos;
             self.pos = 0;
         }
-        if self.buf.len() < n {
-            self.buf.resize(n.next_power_of_two(), 0);
+        if buf.len() < n {
+            buf.resize(n.next_power_of_two(), 0);
         }
         while self.len < n && !self.eof {
-            match self.src.read(&mut self.buf[self.len..]) {
+            match self.src.read(&mut buf[self.len..]) {
                 Ok(0) => self.eof = true,
                 Ok(k) => self.len += k,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -259,6 +259,21 @@ impl FlowTable {
         self.memory
     }
 
+    /// Ended flows leave their timers queued until due. When those outnumber the live
+    /// flows' by far (a flood of short-lived or evicted flows), drop them, so timer
+    /// memory follows the live flows. Linear, and rare enough to be amortised.
+    fn drop_stale_timers(&mut self) {
+        if self.timers.len() <= 8 * self.map.len() + 65_536 {
+            return;
+        }
+        let slots = &self.slots;
+        self.timers.retain(|t| {
+            matches!(slots.get(t.slot as usize), Some(Slot { flow: Some(f), epoch })
+                if *epoch == t.epoch
+                    && t.gen == if t.kind == TimerKind::Inactivity { f.inact_gen } else { f.gen })
+        });
+    }
+
     /// Re-counts a flow's bytes after it changed.
     fn account(&mut self, slot: u32) {
         let Some(f) = self.slots[slot as usize].flow.as_mut() else {
@@ -489,6 +504,7 @@ impl FlowTable {
         self.map.remove(&f.key);
         self.memory -= f.accounted as usize;
         self.free.push(slot);
+        self.drop_stale_timers();
         self.stats.records += 1;
         Some(rec)
     }

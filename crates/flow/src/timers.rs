@@ -105,8 +105,15 @@ impl TimerQueue {
         }
     }
 
+    /// Keeps only the timers `keep` accepts (dropping those of ended flows).
+    pub fn retain(&mut self, mut keep: impl FnMut(&Timer) -> bool) {
+        self.heap.retain(|Reverse(t)| keep(t));
+        for (_, q) in &mut self.lanes {
+            q.retain(|t| keep(t));
+        }
+    }
+
     /// Timers pending.
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.heap.len() + self.lanes.iter().map(|(_, q)| q.len()).sum::<usize>()
     }
