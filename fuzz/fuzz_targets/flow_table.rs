@@ -32,5 +32,5 @@ fuzz_target!(|data: &[u8]| {
         .map(|r| r.orig_pkts + r.resp_pkts)
         .sum();
     // Tunnelled frames count once per layer; never more than layers decoded.
-    assert!(counted <= sensor.table_stats().layers);
+    assert!(counted <= sensor.stats().table.layers);
 });

@@ -167,17 +167,14 @@ pub fn run(args: ReadArgs) -> Result<ExitCode> {
         if let Some(b) = &bar {
             b.set_message(path.display().to_string());
         }
-        let mut n = 0u64;
         loop {
             match cap.next_packet() {
                 Ok(Some(p)) => {
-                    let first = *open.get_or_insert(p.ts);
-                    let first = first.min(p.ts);
+                    let first = open.map_or(p.ts, |o| o.min(p.ts));
                     open = Some(first);
                     engine.packet(index, &p, first);
                     index += 1;
-                    n += 1;
-                    if n % 8192 == 0 {
+                    if index % 8192 == 0 {
                         if let Some(b) = &bar {
                             b.set_position(done_bytes + cap.input_bytes_read());
                         }

@@ -263,24 +263,4 @@ impl Sensor {
             reassembly: self.reassembler.counters().clone(),
         }
     }
-
-    /// Run counters.
-    pub fn counters(&self) -> &SensorCounters {
-        &self.counters
-    }
-
-    /// Flow-table counters.
-    pub fn table_stats(&self) -> &TableStats {
-        self.table.stats()
-    }
-
-    /// Fragment reassembly counters.
-    pub fn reassembly(&self) -> &ReassemblyCounters {
-        self.reassembler.counters()
-    }
-
-    /// Flows alive now.
-    pub fn live_flows(&self) -> usize {
-        self.table.live_flows()
-    }
 }
