@@ -724,6 +724,8 @@ impl FlowTable {
         let mut schedule: Vec<(Timestamp, i64, TimerKind)> = Vec::new();
         let mut quoted_error: Option<(IcmpMessage, IpAddr)> = None;
         let mut bad_checksum = false;
+        // Whether the flow's footprint may have changed (boxes or buffers added).
+        let mut grew = false;
         {
             let Some(f) = self.slots[slot as usize].flow.as_mut() else {
                 return;
@@ -732,6 +734,7 @@ impl FlowTable {
                 f.parent_ref = Some((p.slot, p.epoch));
                 if !f.tunnel_parents.contains(&puid) {
                     f.tunnel_parents.push(puid);
+                    grew = true;
                 }
             }
             let mut is_orig = f.orig_h == ep.src && f.orig_p == ep.sport;
@@ -792,6 +795,7 @@ impl FlowTable {
                         f.dirs[d].active = true;
                         f.last_time = f.last_time.max(ts);
                         if m.is_echo() {
+                            grew |= f.icmp.is_none();
                             let facts = f.icmp.get_or_insert_with(Default::default);
                             if !facts.echo_ids.contains(&m.echo_id) && facts.echo_ids.len() < 16 {
                                 facts.echo_ids.push(m.echo_id);
@@ -833,6 +837,7 @@ impl FlowTable {
                         let app = f.app.get_or_insert_with(Default::default);
                         if !app.done() {
                             app.offer(is_orig, l.payload, carrier, (f.orig_p, f.resp_p));
+                            grew = true;
                         }
                     }
                 }
@@ -850,7 +855,9 @@ impl FlowTable {
             self.schedule(slot, base, delay, kind);
         }
         self.ensure_expire(slot);
-        self.account(slot);
+        if grew {
+            self.account(slot);
+        }
         if let Some((m, from)) = quoted_error {
             self.attribute_icmp_error(&m, from);
         }
@@ -909,6 +916,7 @@ impl FlowTable {
         facts.last_error_code = Some(m.code);
         facts.last_error_from = Some(from);
         self.stats.icmp_errors_attributed += 1;
+        self.account(slot);
     }
 
     /// Builds the record of a live flow.
