@@ -224,13 +224,12 @@ fn shards(d: &Decoded<'_>, n: usize) -> (usize, Option<usize>) {
         return (0, None);
     };
     let own = pair_hash(outer.src, outer.dst) % n as u64;
-    let quoted = d.layers.iter().find_map(|l| match &l.transport {
-        Transport::Icmp(m) if m.is_error() => m.quoted.map(|q| pair_hash(q.src, q.dst)),
-        _ => None,
-    });
     // Only an error in the outermost layer quotes a flow outside its own shard: inner
     // layers share the tunnel's shard with what they quote.
-    let quoted = quoted.filter(|_| d.layers.len() == 1);
+    let quoted = match &outer.transport {
+        Transport::Icmp(m) if m.is_error() => m.quoted.map(|q| pair_hash(q.src, q.dst)),
+        _ => None,
+    };
     (own as usize, quoted.map(|h| (h % n as u64) as usize))
 }
 

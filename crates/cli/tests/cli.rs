@@ -22,19 +22,7 @@ fn demo() -> String {
 
 fn golden(case: &str) -> String {
     let dir = support::workspace().join("tests/golden").join(case);
-    let f = std::fs::read_dir(&dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_str()
-                .unwrap()
-                .starts_with("input.")
-        })
-        .unwrap();
-    f.display().to_string()
+    support::golden_input(&dir).display().to_string()
 }
 
 fn tmp(name: &str) -> PathBuf {

@@ -30,19 +30,6 @@ fn config(dir: &Path) -> SensorConfig {
     c
 }
 
-fn input(dir: &Path) -> PathBuf {
-    std::fs::read_dir(dir)
-        .expect("case dir")
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("input."))
-        })
-        .unwrap_or_else(|| panic!("{}: no input.* capture", dir.display()))
-}
-
 /// First differing line, for a readable failure.
 fn first_difference(want: &str, got: &str) -> String {
     for (i, (w, g)) in want.lines().zip(got.lines()).enumerate() {
@@ -76,7 +63,7 @@ fn golden_cases_match_expected_flows() {
     let mut failures = Vec::new();
     for dir in &cases {
         let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        let input = input(dir);
+        let input = support::golden_input(dir);
         let (records, err) = support::run(std::slice::from_ref(&input), config(dir));
         let mut got = String::new();
         for r in &records {

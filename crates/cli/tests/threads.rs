@@ -29,17 +29,8 @@ fn inputs() -> Vec<PathBuf> {
     let mut golden: Vec<PathBuf> = std::fs::read_dir(ws.join("tests/golden"))
         .unwrap()
         .flatten()
-        .filter_map(|d| {
-            std::fs::read_dir(d.path())
-                .ok()?
-                .flatten()
-                .map(|e| e.path())
-                .find(|p| {
-                    p.file_name()
-                        .and_then(|n| n.to_str())
-                        .is_some_and(|n| n.starts_with("input."))
-                })
-        })
+        .filter(|d| d.path().is_dir())
+        .map(|d| support::golden_input(&d.path()))
         .collect();
     golden.sort();
     v.extend(golden);

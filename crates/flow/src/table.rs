@@ -710,12 +710,14 @@ impl FlowTable {
         let idle = self.config.idle_threshold;
         let app_on = self.config.app_facts;
         // The carrying flow's uid, computed only when this flow meets a new carrier.
-        let known_parent = self.slots[slot as usize]
-            .flow
-            .as_ref()
-            .map(|f| f.parent_ref);
         let parent_uid = parent
-            .filter(|p| known_parent != Some(Some((p.slot, p.epoch))))
+            .filter(|p| {
+                let known = self.slots[slot as usize]
+                    .flow
+                    .as_ref()
+                    .map(|f| f.parent_ref);
+                known != Some(Some((p.slot, p.epoch)))
+            })
             .and_then(|p| {
                 let s = self.slots.get(p.slot as usize)?;
                 let f = s.flow.as_ref().filter(|_| s.epoch == p.epoch)?;

@@ -16,6 +16,20 @@ pub fn workspace() -> PathBuf {
         .expect("workspace root")
 }
 
+/// The capture of a golden case directory (`tests/golden/<case>/input.*`).
+pub fn golden_input(case_dir: &Path) -> PathBuf {
+    std::fs::read_dir(case_dir)
+        .expect("case dir")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("input."))
+        })
+        .unwrap_or_else(|| panic!("{}: no input.* capture", case_dir.display()))
+}
+
 /// `../shared` beside the checkout, or `None` (with a loud message) when it is absent.
 /// Under `CI=true` its absence is a failure, never a skip.
 pub fn shared_dir(test: &str) -> Option<PathBuf> {
