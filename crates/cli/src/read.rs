@@ -110,7 +110,7 @@ pub fn run(args: ReadArgs) -> Result<ExitCode> {
     let mut stdout_used = false;
     if let Some(t) = &args.flows {
         stdout_used |= t == "-";
-        sinks.push(Sink::Json(open_out(t)?));
+        sinks.push(Sink::json(open_out(t)?));
     }
     if let Some(t) = &args.zeek_conn {
         stdout_used |= t == "-";
@@ -122,7 +122,7 @@ pub fn run(args: ReadArgs) -> Result<ExitCode> {
     if !stdout_used && (args.format.is_some() || sinks.is_empty()) {
         let out = open_out("-")?;
         sinks.push(match args.format.unwrap_or(OutputFormat::Table) {
-            OutputFormat::Json => Sink::Json(out),
+            OutputFormat::Json => Sink::json(out),
             OutputFormat::Zeek => Sink::Zeek { out, header: false },
             OutputFormat::Table => Sink::Table { out, header: false },
         });

@@ -1,17 +1,20 @@
 //! Record sinks and the writer thread that feeds them.
 //!
-//! Serializing records (JSON, Zeek TSV, the table) and the write system calls run on a
-//! thread of their own, so the packet path never waits on formatting or on the disk.
+//! Building records from ended flows, serializing them (JSON, Zeek TSV, the table) and
+//! the write system calls run on a thread of their own, so the packet path never waits
+//! on strings, formatting or the disk.
 //! Records travel in batches over a bounded channel (back-pressure instead of unbounded
-//! memory); each producer's records are written in the order it sent them.
+//! memory); each producer's records are written in the order it sent them, and its
+//! emptied batches come back to it, so the packet path allocates nothing per flow.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::thread::JoinHandle;
 
 use anyhow::{Context, Result};
-use tunnelwatch_model::{FlowRecord, RecordSink, Timestamp};
+use tunnelwatch_flow::{Ended, FlowSink};
+use tunnelwatch_model::{FlowRecord, Timestamp};
 use tunnelwatch_output::{jsonl, table, zeek};
 
 /// Records per batch sent to the writer.
@@ -22,7 +25,12 @@ const IN_FLIGHT: usize = 64;
 /// One output and its format.
 pub enum Sink {
     /// JSON lines.
-    Json(Box<dyn Write + Send>),
+    Json {
+        /// Destination.
+        out: Box<dyn Write + Send>,
+        /// The line being built (reused).
+        line: Vec<u8>,
+    },
     /// Zeek conn.log TSV; the header is written before the first record.
     Zeek {
         /// Destination.
@@ -40,9 +48,17 @@ pub enum Sink {
 }
 
 impl Sink {
+    /// JSON lines to `out`.
+    pub fn json(out: Box<dyn Write + Send>) -> Self {
+        Sink::Json {
+            out,
+            line: Vec::with_capacity(4096),
+        }
+    }
+
     fn write(&mut self, r: &FlowRecord, open: Timestamp) -> io::Result<()> {
         match self {
-            Sink::Json(o) => jsonl::write_record(o, r),
+            Sink::Json { out, line } => jsonl::write_record(out, line, r),
             Sink::Zeek { out, header } => {
                 if !*header {
                     zeek::write_header(out, open)?;
@@ -62,7 +78,7 @@ impl Sink {
 
     fn finish(&mut self, open: Timestamp, close: Timestamp) -> io::Result<()> {
         match self {
-            Sink::Json(o) => o.flush(),
+            Sink::Json { out, .. } => out.flush(),
             Sink::Zeek { out, header } => {
                 if !*header {
                     zeek::write_header(out, open)?;
@@ -87,7 +103,8 @@ pub fn open_out(target: &str) -> Result<Box<dyn Write + Send>> {
 }
 
 enum Msg {
-    Records(Timestamp, Vec<FlowRecord>),
+    /// A batch, and where to return it once emptied.
+    Records(Timestamp, Vec<Ended>, Sender<Vec<Ended>>),
     Finish(Timestamp, Timestamp),
 }
 
@@ -118,20 +135,24 @@ impl RecordWriter {
                 };
                 for msg in rx {
                     match msg {
-                        Msg::Records(open, recs) => {
-                            w.records += recs.len() as u64;
+                        Msg::Records(open, mut flows, back) => {
+                            w.records += flows.len() as u64;
                             // After an error, keep draining so senders never block.
                             if w.error.is_some() {
-                                continue;
+                                flows.clear();
                             }
-                            'batch: for r in &recs {
+                            'batch: for flow in flows.drain(..) {
+                                let r = flow.into_record();
                                 for s in sinks.iter_mut() {
-                                    if let Err(e) = s.write(r, open) {
+                                    if let Err(e) = s.write(&r, open) {
                                         w.error = Some(e);
                                         break 'batch;
                                     }
                                 }
                             }
+                            flows.clear();
+                            // The producer may be gone already; then the batch is freed.
+                            let _ = back.send(flows);
                         }
                         Msg::Finish(open, close) => {
                             for s in sinks.iter_mut() {
@@ -150,10 +171,13 @@ impl RecordWriter {
 
     /// A batching handle for one producer thread.
     pub fn sender(&self) -> RecordSender {
+        let (back, returned) = channel();
         RecordSender {
             batch: Vec::with_capacity(BATCH),
             open: Timestamp::default(),
             tx: self.tx.clone(),
+            back,
+            returned,
         }
     }
 
@@ -171,26 +195,34 @@ impl RecordWriter {
 
 /// Collects one producer's records into batches for the writer.
 pub struct RecordSender {
-    batch: Vec<FlowRecord>,
+    batch: Vec<Ended>,
     /// The first packet time of the run so far (the Zeek header's `#open`).
     pub open: Timestamp,
     tx: SyncSender<Msg>,
+    back: Sender<Vec<Ended>>,
+    returned: Receiver<Vec<Ended>>,
 }
 
 impl RecordSender {
     /// Sends what is batched.
     pub fn flush(&mut self) {
         if !self.batch.is_empty() {
-            let full = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+            let next = self
+                .returned
+                .try_recv()
+                .unwrap_or_else(|_| Vec::with_capacity(BATCH));
+            let full = std::mem::replace(&mut self.batch, next);
             // Fails only if the writer is gone, which `RecordWriter::finish` reports.
-            let _ = self.tx.send(Msg::Records(self.open, full));
+            let _ = self
+                .tx
+                .send(Msg::Records(self.open, full, self.back.clone()));
         }
     }
 }
 
-impl RecordSink for RecordSender {
-    fn emit(&mut self, record: FlowRecord) {
-        self.batch.push(record);
+impl FlowSink for RecordSender {
+    fn ended(&mut self, flow: Ended) {
+        self.batch.push(flow);
         if self.batch.len() >= BATCH {
             self.flush();
         }

@@ -12,10 +12,11 @@ pub mod app;
 pub mod config;
 pub mod history;
 pub mod key;
+mod slab;
 pub mod stats;
 pub mod table;
 pub mod tcp;
 mod timers;
 
 pub use config::{ChecksumMode, FlowConfig};
-pub use table::{FlowTable, Frame, LayerRef, TableStats};
+pub use table::{Ended, FlowSink, FlowTable, Frame, LayerRef, TableStats};

@@ -21,13 +21,15 @@ use tunnelwatch_decode::{
     checksum, tcp_options, Decoded, Fragment, IcmpMessage, IpPacket, TcpSegment, Transport,
 };
 use tunnelwatch_model::{
-    Cause, ConnState, Dynamics, FlowRecord, IcmpFacts, IpProto, RecordSink, TcpFacts, Timestamp,
+    AppFacts, Cause, ConnState, Dynamics, FlowRecord, IcmpFacts, IpProto, RecordSink, TcpFacts,
+    Timestamp,
 };
 
 use crate::app::{AppState, Carrier};
 use crate::config::{is_dns_port, ChecksumMode, FlowConfig};
 use crate::history::{bit, History, Scaled};
 use crate::key::{community_id, icmp_counterpart, uid, Endpoints, Key};
+use crate::slab::Slab;
 use crate::stats::Direction;
 use crate::tcp::{Effects, SegmentInput, TcpConn};
 use crate::timers::{Timer, TimerKind, TimerQueue};
@@ -172,11 +174,70 @@ struct Slot {
     epoch: u32,
 }
 
+/// A flow that ended, or an interim snapshot of a live one. Its record is built by
+/// whoever consumes it ([`Ended::into_record`]), so that a writer thread, not the packet
+/// path, pays for the strings a record holds.
+pub struct Ended(EndedInner);
+
+// The large variant is the common one; the boxed record is the rare interim report.
+#[allow(clippy::large_enum_variant)]
+enum EndedInner {
+    // Inline, not boxed, and without the flow's TCP and application state (freed on the
+    // packet thread, which allocated them): a batch of these is recycled, so ending a
+    // flow allocates nothing and leaves no memory for another thread to free.
+    Flow(Flow, Option<TcpEnd>, Option<AppFacts>, Cause),
+    Record(Box<FlowRecord>),
+}
+
+/// What a flow's record takes from its TCP state.
+#[derive(Clone, Copy)]
+struct TcpEnd {
+    conn_state: ConnState,
+    orig_bytes: u64,
+    resp_bytes: u64,
+    missed_bytes: u64,
+}
+
+impl TcpEnd {
+    fn of(t: &TcpConn, history: &History) -> Self {
+        let (orig_bytes, resp_bytes) = t.sizes();
+        TcpEnd {
+            conn_state: t.conn_state(history.as_str()),
+            orig_bytes,
+            resp_bytes,
+            missed_bytes: t.missed_bytes,
+        }
+    }
+}
+
+impl Ended {
+    /// The flow record.
+    pub fn into_record(self) -> FlowRecord {
+        match self.0 {
+            EndedInner::Flow(f, tcp, app, cause) => build_record(&f, tcp, app, cause),
+            EndedInner::Record(r) => *r,
+        }
+    }
+}
+
+/// Where the flow table hands ended flows. Every [`RecordSink`] is one: it gets the
+/// record built at once.
+pub trait FlowSink {
+    /// Takes one ended flow.
+    fn ended(&mut self, flow: Ended);
+}
+
+impl<T: RecordSink + ?Sized> FlowSink for T {
+    fn ended(&mut self, flow: Ended) {
+        self.emit(flow.into_record());
+    }
+}
+
 /// The flow table. See the module documentation.
 pub struct FlowTable {
     config: FlowConfig,
     map: HashMap<Key, u32, foldhash::fast::RandomState>,
-    slots: Vec<Slot>,
+    slots: Slab<Slot>,
     free: Vec<u32>,
     timers: TimerQueue,
     now: Timestamp,
@@ -227,7 +288,7 @@ impl FlowTable {
         FlowTable {
             config,
             map: HashMap::default(),
-            slots: Vec::new(),
+            slots: Slab::default(),
             free: Vec::new(),
             timers,
             now: Timestamp(i64::MIN),
@@ -295,7 +356,7 @@ impl FlowTable {
     }
 
     /// Processes one decoded frame (see [`Frame`]). Ended flows are appended to `out`.
-    pub fn process(&mut self, frame: &Frame, decoded: &Decoded<'_>, out: &mut dyn RecordSink) {
+    pub fn process(&mut self, frame: &Frame, decoded: &Decoded<'_>, out: &mut dyn FlowSink) {
         self.process_layers(frame, &decoded.layers, None, out);
     }
 
@@ -307,7 +368,7 @@ impl FlowTable {
         frame: &Frame,
         layers: &[IpPacket<'_>],
         mut parent: Option<LayerRef>,
-        out: &mut dyn RecordSink,
+        out: &mut dyn FlowSink,
     ) -> Option<LayerRef> {
         let frame = Frame {
             ts: self.clock(frame.ts, out),
@@ -327,7 +388,7 @@ impl FlowTable {
         &mut self,
         frame: &Frame,
         layers: &[IpPacket<'_>],
-        out: &mut dyn RecordSink,
+        out: &mut dyn FlowSink,
     ) {
         self.clock(frame.ts, out);
         let verify = self.config.checksums == ChecksumMode::Verify;
@@ -343,7 +404,7 @@ impl FlowTable {
     }
 
     /// Advances packet time to `ts` (never backwards) and fires due timers.
-    fn clock(&mut self, ts: Timestamp, out: &mut dyn RecordSink) -> Timestamp {
+    fn clock(&mut self, ts: Timestamp, out: &mut dyn FlowSink) -> Timestamp {
         if !self.started {
             self.started = true;
             self.now = ts;
@@ -357,7 +418,7 @@ impl FlowTable {
     }
 
     /// Fires every timer due at or before `now` (Zeek runs timers before the packet).
-    pub fn advance(&mut self, now: Timestamp, out: &mut dyn RecordSink) {
+    pub fn advance(&mut self, now: Timestamp, out: &mut dyn FlowSink) {
         self.started = true;
         self.now = self.now.max(now);
         while let Some(t) = self.timers.pop_due(Some(now)) {
@@ -367,7 +428,7 @@ impl FlowTable {
 
     /// Ends every live flow (end of input) and writes their records, ordered by first
     /// packet time then `uid` so that output does not depend on hashing.
-    pub fn flush(&mut self, out: &mut dyn RecordSink) {
+    pub fn flush(&mut self, out: &mut dyn FlowSink) {
         let mut order: Vec<(Timestamp, u64, u32)> = self
             .map
             .values()
@@ -378,9 +439,7 @@ impl FlowTable {
             .collect();
         order.sort_unstable();
         for (_, _, s) in order {
-            if let Some(r) = self.end(s, Cause::End) {
-                out.emit(r);
-            }
+            self.finish(s, Cause::End, out);
         }
         self.timers.clear();
     }
@@ -410,7 +469,7 @@ impl FlowTable {
         self.timers.push(t, base, delay);
     }
 
-    fn fire(&mut self, t: Timer, out: &mut dyn RecordSink) {
+    fn fire(&mut self, t: Timer, out: &mut dyn FlowSink) {
         let Some(Slot {
             flow: Some(f),
             epoch,
@@ -481,7 +540,7 @@ impl FlowTable {
             TimerKind::Status => {
                 if let Some(r) = self.record(t.slot, Cause::Status) {
                     self.stats.interim_records += 1;
-                    out.emit(r);
+                    out.ended(Ended(EndedInner::Record(Box::new(r))));
                 }
                 let every = self.config.active_timeout;
                 self.schedule(t.slot, t.at, every, TimerKind::Status);
@@ -489,24 +548,21 @@ impl FlowTable {
         }
     }
 
-    fn finish(&mut self, slot: u32, cause: Cause, out: &mut dyn RecordSink) {
-        if let Some(r) = self.end(slot, cause) {
-            out.emit(r);
-        }
-    }
-
-    /// Removes a flow and returns its final record.
-    fn end(&mut self, slot: u32, cause: Cause) -> Option<FlowRecord> {
-        let rec = self.record(slot, cause)?;
-        let s = &mut self.slots[slot as usize];
-        let f = s.flow.take()?;
+    /// Removes a flow and hands it to `out`, which builds its final record.
+    fn finish(&mut self, slot: u32, cause: Cause, out: &mut dyn FlowSink) {
+        let Some(s) = self.slots.get_mut(slot as usize) else {
+            return;
+        };
+        let Some(mut f) = s.flow.take() else { return };
         s.epoch = s.epoch.wrapping_add(1);
         self.map.remove(&f.key);
         self.memory -= f.accounted as usize;
         self.free.push(slot);
         self.drop_stale_timers();
         self.stats.records += 1;
-        Some(rec)
+        let tcp = f.tcp.take().map(|t| TcpEnd::of(&t, &f.history));
+        let app = f.app.take().map(|a| a.facts).filter(|a| !a.is_empty());
+        out.ended(Ended(EndedInner::Flow(f, tcp, app, cause)));
     }
 
     /// Handles one IP layer; returns its flow for the next (inner) layer.
@@ -515,7 +571,7 @@ impl FlowTable {
         frame: &Frame,
         l: &IpPacket<'_>,
         parent: Option<LayerRef>,
-        out: &mut dyn RecordSink,
+        out: &mut dyn FlowSink,
     ) -> Option<LayerRef> {
         let verify = self.config.checksums == ChecksumMode::Verify;
         if l.bad_ip_checksum && verify {
@@ -557,7 +613,7 @@ impl FlowTable {
         key: Key,
         ep: &Endpoints,
         l: &IpPacket<'_>,
-        out: &mut dyn RecordSink,
+        out: &mut dyn FlowSink,
     ) -> u32 {
         let ts = frame.ts;
         while self.over_limits() {
@@ -615,13 +671,10 @@ impl FlowTable {
                 self.slots[s as usize].flow = Some(flow);
                 s
             }
-            None => {
-                self.slots.push(Slot {
-                    flow: Some(flow),
-                    epoch: 0,
-                });
-                (self.slots.len() - 1) as u32
-            }
+            None => self.slots.push(Slot {
+                flow: Some(flow),
+                epoch: 0,
+            }) as u32,
         };
         self.map.insert(key, slot);
         self.account(slot);
@@ -684,7 +737,7 @@ impl FlowTable {
     }
 
     /// Ends the live flow with the nearest pending timer; false when none is left.
-    fn evict(&mut self, out: &mut dyn RecordSink) -> bool {
+    fn evict(&mut self, out: &mut dyn FlowSink) -> bool {
         while let Some(t) = self.timers.pop_due(None) {
             let valid = matches!(self.slots.get(t.slot as usize), Some(Slot { flow: Some(_), epoch }) if *epoch == t.epoch);
             if valid {
@@ -924,7 +977,13 @@ impl FlowTable {
     /// Builds the record of a live flow.
     fn record(&self, slot: u32, cause: Cause) -> Option<FlowRecord> {
         let f = self.slots.get(slot as usize)?.flow.as_ref()?;
-        Some(build_record(f, cause))
+        let tcp = f.tcp.as_deref().map(|t| TcpEnd::of(t, &f.history));
+        let app = f
+            .app
+            .as_ref()
+            .map(|a| a.facts.clone())
+            .filter(|a| !a.is_empty());
+        Some(build_record(f, tcp, app, cause))
     }
 }
 
@@ -1053,14 +1112,10 @@ fn apply_effects(
     }
 }
 
-fn build_record(f: &Flow, cause: Cause) -> FlowRecord {
-    let tcp = f.tcp.as_deref();
+fn build_record(f: &Flow, tcp: Option<TcpEnd>, app: Option<AppFacts>, cause: Cause) -> FlowRecord {
     let history = f.history.as_str().to_string();
     let (conn_state, orig_bytes, resp_bytes, missed) = match tcp {
-        Some(t) => {
-            let (o, r) = t.sizes();
-            (t.conn_state(&history), o, r, t.missed_bytes)
-        }
+        Some(t) => (t.conn_state, t.orig_bytes, t.resp_bytes, t.missed_bytes),
         None => {
             let (o, r) = (&f.dirs[0], &f.dirs[1]);
             let state = if f.proto == IpProto::UDP {
@@ -1093,11 +1148,6 @@ fn build_record(f: &Flow, cause: Cause) -> FlowRecord {
         orig_wscale: ti.orig_wscale,
         resp_wscale: ti.resp_wscale,
     });
-    let app = f
-        .app
-        .as_ref()
-        .map(|a| a.facts.clone())
-        .filter(|a| !a.is_empty());
     FlowRecord {
         uid: f.uid(),
         community_id: community_id(&Endpoints {

@@ -15,8 +15,8 @@ use reassembly::{Reassembler, ReassemblyCounters};
 use tunnelwatch_decode::{
     AnomalyCounts, AnomalyKind, Decoded, Decoder, DecoderConfig, Fragment, LinkType,
 };
-use tunnelwatch_flow::{ChecksumMode, FlowConfig, FlowTable, Frame, TableStats};
-use tunnelwatch_model::{RecordSink, Timestamp};
+use tunnelwatch_flow::{ChecksumMode, FlowConfig, FlowSink, FlowTable, Frame, TableStats};
+use tunnelwatch_model::Timestamp;
 
 /// Settings of a sensor.
 #[derive(Clone, Debug)]
@@ -143,7 +143,7 @@ impl Sensor {
         link: LinkType,
         data: &[u8],
         orig_len: u32,
-        out: &mut dyn RecordSink,
+        out: &mut dyn FlowSink,
     ) {
         self.packet_at(self.counters.packets, ts, link, data, orig_len, out);
     }
@@ -157,7 +157,7 @@ impl Sensor {
         link: LinkType,
         data: &[u8],
         orig_len: u32,
-        out: &mut dyn RecordSink,
+        out: &mut dyn FlowSink,
     ) {
         let c = &mut self.counters;
         c.packets += 1;
@@ -222,7 +222,7 @@ impl Sensor {
     }
 
     /// Ends all flows (end of input); incomplete fragmented datagrams are counted.
-    pub fn finish(&mut self, out: &mut dyn RecordSink) {
+    pub fn finish(&mut self, out: &mut dyn FlowSink) {
         self.reassembler.finish();
         self.table.flush(out);
     }
@@ -235,7 +235,7 @@ impl Sensor {
         ts: Timestamp,
         link: LinkType,
         data: &[u8],
-        out: &mut dyn RecordSink,
+        out: &mut dyn FlowSink,
     ) {
         let mut d = Decoded::default();
         self.decoder.decode(link, data, &mut d);
@@ -251,7 +251,7 @@ impl Sensor {
 
     /// Moves packet time forward to `now` (never back), ending flows whose timers are
     /// due: how a shard keeps the clock of the whole input between its own packets.
-    pub fn advance(&mut self, now: Timestamp, out: &mut dyn RecordSink) {
+    pub fn advance(&mut self, now: Timestamp, out: &mut dyn FlowSink) {
         self.table.advance(now, out);
     }
 
