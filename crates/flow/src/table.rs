@@ -776,7 +776,7 @@ impl FlowTable {
                 let f = s.flow.as_ref().filter(|_| s.epoch == p.epoch)?;
                 Some((p, f.uid()))
             });
-        let mut schedule: Vec<(Timestamp, i64, TimerKind)> = Vec::new();
+        let mut schedule = Pending::default();
         let mut quoted_error: Option<(IcmpMessage, IpAddr)> = None;
         let mut bad_checksum = false;
         // Whether the flow's footprint may have changed (boxes or buffers added).
@@ -901,7 +901,7 @@ impl FlowTable {
         if bad_checksum {
             self.stats.bad_checksums += 1;
         }
-        for (base, delay, kind) in schedule {
+        for &(base, delay, kind) in schedule.iter() {
             if kind == TimerKind::Inactivity {
                 if let Some(f) = self.slots[slot as usize].flow.as_mut() {
                     f.inact_gen = f.inact_gen.wrapping_add(1);
@@ -1074,12 +1074,41 @@ fn flip_flow(f: &mut Flow) {
     std::mem::swap(&mut t.orig_wscale, &mut t.resp_wscale);
 }
 
+/// Timers one packet asks for (at most three: attempt, inactivity and expire, or
+/// delete and status after a close), kept on the stack.
+#[derive(Default)]
+struct Pending {
+    items: [Option<(Timestamp, i64, TimerKind)>; 3],
+    len: usize,
+}
+
+impl Pending {
+    fn push(&mut self, t: (Timestamp, i64, TimerKind)) {
+        debug_assert!(
+            self.len < self.items.len(),
+            "more timers than one packet sets"
+        );
+        if let Some(slot) = self.items.get_mut(self.len) {
+            *slot = Some(t);
+            self.len += 1;
+        }
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &(Timestamp, i64, TimerKind)> {
+        self.items[..self.len].iter().flatten()
+    }
+}
+
 fn apply_effects(
     f: &mut Flow,
     fx: &Effects,
     ts: Timestamp,
     c: &FlowConfig,
-    schedule: &mut Vec<(Timestamp, i64, TimerKind)>,
+    schedule: &mut Pending,
 ) {
     if fx.update_last_time {
         f.last_time = f.last_time.max(ts);
@@ -1097,7 +1126,7 @@ fn apply_effects(
         f.inact_gen = f.inact_gen.wrapping_add(1);
         f.expire_scheduled = true; // no more expire checks
         f.expire_dormant = None;
-        schedule.retain(|(_, _, k)| *k == TimerKind::Status);
+        schedule.clear();
         schedule.push((f.last_time, c.tcp_close_delay, TimerKind::Delete));
         if c.active_timeout > 0 {
             // Interim records continue until the record is final.
