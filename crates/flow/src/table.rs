@@ -29,7 +29,10 @@ use crate::app::{AppState, Carrier};
 use crate::config::{is_dns_port, ChecksumMode, FlowConfig};
 use crate::history::{bit, History, Scaled};
 use crate::key::{community_id, icmp_counterpart, uid, Endpoints, Key};
-use crate::slab::Slab;
+use crate::slab::{Recycler, Slab};
+
+/// Boxes of each kind kept for reuse by ended flows' successors.
+const RECYCLED: usize = 4096;
 use crate::stats::Direction;
 use crate::tcp::{Effects, SegmentInput, TcpConn};
 use crate::timers::{Timer, TimerKind, TimerQueue};
@@ -245,6 +248,8 @@ pub struct FlowTable {
     stats: TableStats,
     /// Estimated bytes of flow state held now.
     memory: usize,
+    tcp_boxes: Recycler<TcpConn>,
+    app_boxes: Recycler<AppState>,
 }
 
 /// Where a layer's flow sits, for its inner layers' `tunnel_parents`.
@@ -295,6 +300,8 @@ impl FlowTable {
             started: false,
             stats: TableStats::default(),
             memory: 0,
+            tcp_boxes: Recycler::new(RECYCLED),
+            app_boxes: Recycler::new(RECYCLED),
         }
     }
 
@@ -560,8 +567,16 @@ impl FlowTable {
         self.free.push(slot);
         self.drop_stale_timers();
         self.stats.records += 1;
-        let tcp = f.tcp.take().map(|t| TcpEnd::of(&t, &f.history));
-        let app = f.app.take().map(|a| a.facts).filter(|a| !a.is_empty());
+        let tcp = f.tcp.take().map(|t| {
+            let end = TcpEnd::of(&t, &f.history);
+            self.tcp_boxes.put(t);
+            end
+        });
+        let app = f.app.take().and_then(|mut a| {
+            let facts = std::mem::take(&mut a.facts);
+            self.app_boxes.put(a);
+            Some(facts).filter(|a| !a.is_empty())
+        });
         out.ended(Ended(EndedInner::Flow(f, tcp, app, cause)));
     }
 
@@ -632,7 +647,10 @@ impl FlowTable {
             history.add(b'^');
         }
         let (inactivity, tcp) = match l.transport {
-            Transport::Tcp(_) => (self.config.tcp_handshake_inactivity, Some(Box::default())),
+            Transport::Tcp(_) => (
+                self.config.tcp_handshake_inactivity,
+                Some(self.tcp_boxes.get()),
+            ),
             Transport::Udp(_) => (self.config.udp_inactivity, None),
             Transport::Icmp(_) => (self.config.icmp_inactivity, None),
             Transport::Other => (self.config.other_inactivity, None),
@@ -889,7 +907,7 @@ impl FlowTable {
                         _ => None,
                     };
                     if let Some(carrier) = carrier {
-                        let app = f.app.get_or_insert_with(Default::default);
+                        let app = f.app.get_or_insert_with(|| self.app_boxes.get());
                         if !app.done() {
                             app.offer(is_orig, l.payload, carrier, (f.orig_p, f.resp_p));
                             grew = true;
