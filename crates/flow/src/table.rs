@@ -16,7 +16,9 @@
 
 use std::net::IpAddr;
 
-use hashbrown::HashMap;
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
 use tunnelwatch_decode::{
     checksum, tcp_options, Decoded, Fragment, IcmpMessage, IpPacket, TcpSegment, Transport,
 };
@@ -139,10 +141,8 @@ struct Flow {
 
 /// Bytes a flow costs besides its boxes: the slot, the hash-map entry with its control
 /// byte, and about three pending timers.
-const FLOW_FIXED: usize = std::mem::size_of::<Slot>()
-    + std::mem::size_of::<(Key, u32)>()
-    + 1
-    + 3 * std::mem::size_of::<Timer>();
+const FLOW_FIXED: usize =
+    std::mem::size_of::<Slot>() + std::mem::size_of::<u32>() + 1 + 3 * std::mem::size_of::<Timer>();
 
 impl Flow {
     fn uid(&self) -> String {
@@ -239,7 +239,11 @@ impl<T: RecordSink + ?Sized> FlowSink for T {
 /// The flow table. See the module documentation.
 pub struct FlowTable {
     config: FlowConfig,
-    map: HashMap<Key, u32, foldhash::fast::RandomState>,
+    /// Live flows' slots, found by the hash of their key (compared in the slot). Holding
+    /// 4-byte slot numbers rather than keys keeps the index small enough to stay in cache
+    /// over hundreds of thousands of flows.
+    map: HashTable<u32>,
+    hasher: foldhash::fast::RandomState,
     slots: Slab<Slot>,
     free: Vec<u32>,
     timers: TimerQueue,
@@ -292,7 +296,8 @@ impl FlowTable {
         ]);
         FlowTable {
             config,
-            map: HashMap::default(),
+            map: HashTable::new(),
+            hasher: foldhash::fast::RandomState::default(),
             slots: Slab::default(),
             free: Vec::new(),
             timers,
@@ -340,6 +345,19 @@ impl FlowTable {
                 if *epoch == t.epoch
                     && t.gen == if t.kind == TimerKind::Inactivity { f.inact_gen } else { f.gen })
         });
+    }
+
+    /// The slot of the live flow with `key`.
+    fn find(&self, key: &Key) -> Option<u32> {
+        let slots = &self.slots;
+        self.map
+            .find(self.hasher.hash_one(key), |&s| {
+                slots[s as usize]
+                    .flow
+                    .as_ref()
+                    .is_some_and(|f| f.key == *key)
+            })
+            .copied()
     }
 
     /// Re-counts a flow's bytes after it changed.
@@ -438,7 +456,7 @@ impl FlowTable {
     pub fn flush(&mut self, out: &mut dyn FlowSink) {
         let mut order: Vec<(Timestamp, u64, u32)> = self
             .map
-            .values()
+            .iter()
             .filter_map(|&s| {
                 let f = self.slots[s as usize].flow.as_ref()?;
                 Some((f.start, f.first_index, s))
@@ -562,7 +580,10 @@ impl FlowTable {
         };
         let Some(mut f) = s.flow.take() else { return };
         s.epoch = s.epoch.wrapping_add(1);
-        self.map.remove(&f.key);
+        let hash = self.hasher.hash_one(f.key);
+        if let Ok(e) = self.map.find_entry(hash, |&s| s == slot) {
+            e.remove();
+        }
         self.memory -= f.accounted as usize;
         self.free.push(slot);
         self.drop_stale_timers();
@@ -600,7 +621,7 @@ impl FlowTable {
         let ep = endpoints(l)?;
         let (key, _) = ep.key();
 
-        let mut slot = self.map.get(&key).copied();
+        let mut slot = self.find(&key);
         if let (Some(s), Transport::Tcp(seg)) = (slot, &l.transport) {
             let reuse = self.slots[s as usize]
                 .flow
@@ -694,7 +715,10 @@ impl FlowTable {
                 epoch: 0,
             }) as u32,
         };
-        self.map.insert(key, slot);
+        let (slots, hasher) = (&self.slots, &self.hasher);
+        self.map.insert_unique(hasher.hash_one(key), slot, |&s| {
+            slot_hash(slots, hasher, s)
+        });
         self.account(slot);
         self.stats.flows += 1;
         self.stats.peak_flows = self.stats.peak_flows.max(self.map.len() as u64);
@@ -977,7 +1001,7 @@ impl FlowTable {
             one_way,
         };
         let (key, _) = ep.key();
-        let Some(&slot) = self.map.get(&key) else {
+        let Some(slot) = self.find(&key) else {
             return;
         };
         let Some(f) = self.slots[slot as usize].flow.as_mut() else {
@@ -1003,6 +1027,14 @@ impl FlowTable {
             .filter(|a| !a.is_empty());
         Some(build_record(f, tcp, app, cause))
     }
+}
+
+/// The hash of the key of the flow in slot `s` (for the index to grow).
+fn slot_hash(slots: &Slab<Slot>, hasher: &foldhash::fast::RandomState, s: u32) -> u64 {
+    slots
+        .get(s as usize)
+        .and_then(|x| x.flow.as_ref())
+        .map_or(0, |f| hasher.hash_one(f.key))
 }
 
 /// The endpoints of a layer, or `None` for layers that make no flow (a TCP/UDP/ICMP
