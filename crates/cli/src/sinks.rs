@@ -106,8 +106,12 @@ pub struct RecordWriter {
 }
 
 impl RecordWriter {
-    /// Starts the thread that owns `sinks`.
-    pub fn spawn(mut sinks: Vec<Sink>) -> Result<Self> {
+    /// Starts the thread that owns `sinks`; each batch, once written to them, is handed
+    /// to `forward` (the store sink) when there is one.
+    pub fn spawn(
+        mut sinks: Vec<Sink>,
+        forward: Option<SyncSender<Vec<FlowRecord>>>,
+    ) -> Result<Self> {
         let (tx, rx) = sync_channel::<Msg>(IN_FLIGHT);
         let handle = std::thread::Builder::new()
             .name("writer".into())
@@ -121,16 +125,19 @@ impl RecordWriter {
                         Msg::Records(open, recs) => {
                             w.records += recs.len() as u64;
                             // After an error, keep draining so senders never block.
-                            if w.error.is_some() {
-                                continue;
-                            }
-                            'batch: for r in &recs {
-                                for s in sinks.iter_mut() {
-                                    if let Err(e) = s.write(r, open) {
-                                        w.error = Some(e);
-                                        break 'batch;
+                            if w.error.is_none() {
+                                'batch: for r in &recs {
+                                    for s in sinks.iter_mut() {
+                                        if let Err(e) = s.write(r, open) {
+                                            w.error = Some(e);
+                                            break 'batch;
+                                        }
                                     }
                                 }
+                            }
+                            if let Some(f) = &forward {
+                                // Fails only if the store thread is gone; it reports why.
+                                let _ = f.send(recs);
                             }
                         }
                         Msg::Finish(open, close) => {

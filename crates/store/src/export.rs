@@ -90,7 +90,7 @@ pub fn write_csv(store: &Store, q: &FlowQuery, out: &mut dyn Write) -> Result<u6
     };
     writeln!(out, "{}", COLUMNS.join(",")).map_err(io)?;
     let mut failed = None;
-    let n = store.flows(q, |r| match writeln!(out, "{}", csv_row(&r)) {
+    let n = store.flows(q, |_, r| match writeln!(out, "{}", csv_row(&r)) {
         Ok(()) => true,
         Err(e) => {
             failed = Some(e);

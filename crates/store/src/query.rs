@@ -1,10 +1,13 @@
 //! Queries of stored flows and alerts through the filter language.
 //!
-//! Records come back as the JSON the sensor wrote, decoded into [`FlowRecord`], so the
-//! CLI prints them with the same writers as `read` (same schema, same bytes).
+//! Records come back as the JSON text the sensor's record serialised to (what `read
+//! --flows` writes, byte for byte) together with the decoded [`FlowRecord`] for other
+//! formats. `ts` and `last_ts` of the decoded record are restored from the exact
+//! microsecond columns: a JSON float read back through `Timestamp`'s deserializer can
+//! come out one microsecond low.
 
 use rusqlite::params_from_iter;
-use tunnelwatch_model::FlowRecord;
+use tunnelwatch_model::{FlowRecord, Timestamp};
 
 use crate::filter::{compile, Target};
 use crate::{Alert, Severity, Store, StoreError};
@@ -21,15 +24,16 @@ pub struct FlowQuery {
 }
 
 impl Store {
-    /// Calls `each` for every stored flow matching `q`, in order of first packet time
-    /// (then insertion). `each` returns `false` to stop.
+    /// Calls `each` with the stored JSON text and the decoded record of every stored
+    /// flow matching `q`, in order of first packet time (then insertion). `each`
+    /// returns `false` to stop.
     pub fn flows(
         &self,
         q: &FlowQuery,
-        mut each: impl FnMut(FlowRecord) -> bool,
+        mut each: impl FnMut(&str, FlowRecord) -> bool,
     ) -> Result<u64, StoreError> {
         let c = compile(&q.filter, Target::Flows)?;
-        let mut sql = format!("SELECT id, record FROM flows WHERE {}", c.sql);
+        let mut sql = format!("SELECT id, record, ts, last_ts FROM flows WHERE {}", c.sql);
         if q.final_only {
             sql.push_str(" AND final = 1");
         }
@@ -49,14 +53,18 @@ impl Store {
         while let Some(row) = rows.next().map_err(|e| self.sql("querying flows", e))? {
             let id: i64 = row.get(0).map_err(|e| self.sql("querying flows", e))?;
             let text: String = row.get(1).map_err(|e| self.sql("querying flows", e))?;
-            let rec: FlowRecord =
+            let mut rec: FlowRecord =
                 serde_json::from_str(&text).map_err(|e| StoreError::BadRecord {
                     path: self.path.clone(),
                     id,
                     detail: e.to_string(),
                 })?;
+            let ts: i64 = row.get(2).map_err(|e| self.sql("querying flows", e))?;
+            let last: i64 = row.get(3).map_err(|e| self.sql("querying flows", e))?;
+            rec.ts = Timestamp(ts.saturating_mul(1000));
+            rec.last_ts = Timestamp(last.saturating_mul(1000));
             n += 1;
-            if !each(rec) {
+            if !each(&text, rec) {
                 break;
             }
         }
