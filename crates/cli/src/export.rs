@@ -61,8 +61,9 @@ pub fn run(a: ExportArgs) -> Result<ExitCode> {
     drop(w);
     match res {
         Ok(n) => {
-            std::fs::rename(&tmp, &a.output)
-                .with_context(|| format!("cannot rename {} to {}", tmp.display(), a.output.display()))?;
+            std::fs::rename(&tmp, &a.output).with_context(|| {
+                format!("cannot rename {} to {}", tmp.display(), a.output.display())
+            })?;
             eprintln!("tunnelwatch export: {n} flows to {}", a.output.display());
             Ok(ExitCode::SUCCESS)
         }

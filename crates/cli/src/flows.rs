@@ -65,7 +65,9 @@ pub fn run(a: FlowsArgs) -> Result<ExitCode> {
     store.flows(&q, |json, r| {
         let res = match a.format {
             // The stored text is what `read --flows` wrote for this record.
-            Format::Json => out.write_all(json.as_bytes()).and_then(|_| out.write_all(b"\n")),
+            Format::Json => out
+                .write_all(json.as_bytes())
+                .and_then(|_| out.write_all(b"\n")),
             Format::Table => table::write_record(&mut out, &r),
         };
         match res {

@@ -385,7 +385,9 @@ impl Parser {
                 };
                 let (a, l) = v.split_once('/').ok_or_else(|| bad("expected ADDR/LEN"))?;
                 let a: IpAddr = a.parse().map_err(|_| bad("not an IP address"))?;
-                let l: u8 = l.parse().map_err(|_| bad("prefix length is not a number"))?;
+                let l: u8 = l
+                    .parse()
+                    .map_err(|_| bad("prefix length is not a number"))?;
                 let max = if a.is_ipv4() { 32 } else { 128 };
                 if l > max {
                     return Err(bad(&format!("prefix length above {max}")));
@@ -576,8 +578,11 @@ fn emit(e: &Expr, t: Target, c: &mut Compiled) -> Result<(), FilterError> {
         Expr::And(a, b) | Expr::Or(a, b) => {
             c.sql.push('(');
             emit(a, t, c)?;
-            c.sql
-                .push_str(if matches!(e, Expr::And(..)) { " AND " } else { " OR " });
+            c.sql.push_str(if matches!(e, Expr::And(..)) {
+                " AND "
+            } else {
+                " OR "
+            });
             emit(b, t, c)?;
             c.sql.push(')');
         }

@@ -129,20 +129,59 @@ impl Rollups {
     }
 
     fn apply(&self, tx: &Transaction<'_>) -> rusqlite::Result<()> {
-        let mut st = tx.prepare_cached(&rollup_sql("roll_pair", &["hour", "client", "server", "port"]))?;
+        let mut st = tx.prepare_cached(&rollup_sql(
+            "roll_pair",
+            &["hour", "client", "server", "port"],
+        ))?;
         for ((h, c, s, p), a) in &self.pair {
             let v = agg_params(a);
-            st.execute(params![h, &c[..], &s[..], p, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]])?;
+            st.execute(params![
+                h,
+                &c[..],
+                &s[..],
+                p,
+                v[0],
+                v[1],
+                v[2],
+                v[3],
+                v[4],
+                v[5],
+                v[6],
+                v[7]
+            ])?;
         }
         let mut st = tx.prepare_cached(&rollup_sql("roll_client", &["hour", "client"]))?;
         for ((h, c), a) in &self.client {
             let v = agg_params(a);
-            st.execute(params![h, &c[..], v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]])?;
+            st.execute(params![
+                h,
+                &c[..],
+                v[0],
+                v[1],
+                v[2],
+                v[3],
+                v[4],
+                v[5],
+                v[6],
+                v[7]
+            ])?;
         }
         let mut st = tx.prepare_cached(&rollup_sql("roll_server", &["hour", "server", "port"]))?;
         for ((h, s, p), a) in &self.server {
             let v = agg_params(a);
-            st.execute(params![h, &s[..], p, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]])?;
+            st.execute(params![
+                h,
+                &s[..],
+                p,
+                v[0],
+                v[1],
+                v[2],
+                v[3],
+                v[4],
+                v[5],
+                v[6],
+                v[7]
+            ])?;
         }
         let mut st = tx.prepare_cached(&rollup_sql("roll_minute", &["minute"]))?;
         for (m, a) in &self.minute {

@@ -44,6 +44,8 @@ pub use alert::{Alert, Severity};
 pub use capture::CaptureIdentity;
 pub use error::StoreError;
 pub use ingest::InsertStats;
+/// The SQLite driver, for tools and tests that inspect a store directly.
+pub use rusqlite as sqlite;
 
 /// The file a store lives in when no `--db` is given.
 pub const DEFAULT_PATH: &str = "tunnelwatch.db";

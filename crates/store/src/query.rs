@@ -45,7 +45,10 @@ impl Store {
                 i64::try_from(n).unwrap_or(i64::MAX),
             ));
         }
-        let mut st = self.conn.prepare(&sql).map_err(|e| self.sql("querying flows", e))?;
+        let mut st = self
+            .conn
+            .prepare(&sql)
+            .map_err(|e| self.sql("querying flows", e))?;
         let mut rows = st
             .query(params_from_iter(params.iter()))
             .map_err(|e| self.sql("querying flows", e))?;
@@ -90,7 +93,10 @@ impl Store {
         params.push(rusqlite::types::Value::Integer(
             limit.map_or(i64::MAX, |n| i64::try_from(n).unwrap_or(i64::MAX)),
         ));
-        let mut st = self.conn.prepare(&sql).map_err(|e| self.sql("querying alerts", e))?;
+        let mut st = self
+            .conn
+            .prepare(&sql)
+            .map_err(|e| self.sql("querying alerts", e))?;
         let mut rows = st
             .query(params_from_iter(params.iter()))
             .map_err(|e| self.sql("querying alerts", e))?;

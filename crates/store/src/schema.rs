@@ -189,7 +189,8 @@ pub(crate) fn check_and_migrate(
         if now >= to {
             continue;
         }
-        tx.execute_batch(sql).map_err(|e| err("migrating the schema", e))?;
+        tx.execute_batch(sql)
+            .map_err(|e| err("migrating the schema", e))?;
         tx.pragma_update(None, "application_id", APPLICATION_ID)
             .map_err(|e| err("migrating the schema", e))?;
         tx.pragma_update(None, "user_version", to)

@@ -54,9 +54,7 @@ pub fn parse_time(s: &str) -> Result<i64, String> {
             return Ok((v * 1e6).round() as i64);
         }
     }
-    let bad = || {
-        format!("time '{s}': expected epoch seconds or YYYY-MM-DD[THH[:MM[:SS]]] (UTC)")
-    };
+    let bad = || format!("time '{s}': expected epoch seconds or YYYY-MM-DD[THH[:MM[:SS]]] (UTC)");
     let t = t.strip_suffix('Z').unwrap_or(t);
     let (date, clock) = match t.find(['T', ' ']) {
         Some(i) => (&t[..i], &t[i + 1..]),

@@ -18,8 +18,8 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use rusqlite::types::Value;
 use rusqlite::params_from_iter;
+use rusqlite::types::Value;
 use serde::Serialize;
 
 use crate::addr::{addr_from_blob, addr_to_blob};
@@ -522,7 +522,9 @@ impl Store {
             st.query_row(params_from_iter(p.iter()), |r| r.get(0))
                 .map_err(err)?
         };
-        p.push(Value::Integer(i64::try_from(o.conns_per_node).unwrap_or(i64::MAX)));
+        p.push(Value::Integer(
+            i64::try_from(o.conns_per_node).unwrap_or(i64::MAX),
+        ));
         let list = self.conn_rows(&format!("{cond} ORDER BY ts DESC, id DESC LIMIT ?"), &p)?;
         let more = (total.max(0) as u64).saturating_sub(list.len() as u64);
         Ok((list, more))
@@ -535,7 +537,9 @@ impl Store {
         }
         if let Some(u) = o.until_us {
             cond.push_str(" AND ts < ?");
-            p.push(Value::Integer((u + HOUR_US - 1).div_euclid(HOUR_US) * HOUR_US));
+            p.push(Value::Integer(
+                (u + HOUR_US - 1).div_euclid(HOUR_US) * HOUR_US,
+            ));
         }
         if let Some(k) = slot {
             cond.push_str(" AND ((ts / 3600000000) % 24) / ? = ?");
@@ -578,7 +582,12 @@ impl Store {
         Ok(out)
     }
 
-    fn global(&self, o: &ViewOptions, slot: Option<u32>, clients: bool) -> Result<Global, StoreError> {
+    fn global(
+        &self,
+        o: &ViewOptions,
+        slot: Option<u32>,
+        clients: bool,
+    ) -> Result<Global, StoreError> {
         let err = |e| self.sql("computing global averages", e);
         let r = self.hour_range(o, slot, "hour");
         let (table, keys) = if clients {
@@ -715,8 +724,8 @@ impl Store {
                             "ts >= ?1 AND ts < ?2 AND final = 1 ORDER BY ts DESC, id DESC LIMIT ?3",
                             &p,
                         )?;
-                        k.conns_more = (k.totals.conns.max(0) as u64)
-                            .saturating_sub(k.conns.len() as u64);
+                        k.conns_more =
+                            (k.totals.conns.max(0) as u64).saturating_sub(k.conns.len() as u64);
                     }
                 }
                 n.children = kids;
@@ -848,15 +857,16 @@ pub fn render_text(v: &View) -> String {
         let _ = write!(s, "Statistics per {what} view ({}, by {:?}", v.rank, v.by);
         if let Some(k) = t.slot {
             let p = v.period_hours;
-            let _ = write!(s, ", period {:02}H-{:02}H UTC of every day", k * p, (k + 1) * p);
+            let _ = write!(
+                s,
+                ", period {:02}H-{:02}H UTC of every day",
+                k * p,
+                (k + 1) * p
+            );
         } else if v.view == Kind::Time {
             s.push_str(", UTC");
         }
-        let _ = writeln!(
-            s,
-            "): {} connections",
-            t.global.totals.conns
-        );
+        let _ = writeln!(s, "): {} connections", t.global.totals.conns);
         for n in &t.nodes {
             let sep = if v.view == Kind::Time { " :" } else { " :" };
             let _ = writeln!(

@@ -103,7 +103,9 @@ fn store(name: &str) -> Store {
         let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
     }
     let mut s = Store::open(&path, Mode::ReadWrite).unwrap();
-    let cid = s.begin_capture(&CaptureIdentity::named("seed-000")).unwrap();
+    let cid = s
+        .begin_capture(&CaptureIdentity::named("seed-000"))
+        .unwrap();
     // Two batches, to exercise rollup merging across transactions.
     let recs = seed_records();
     s.insert_flows(cid, &recs[..11]).unwrap();
