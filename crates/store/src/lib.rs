@@ -113,7 +113,7 @@ impl Store {
             .execute_batch(
                 "PRAGMA synchronous = NORMAL;
                  PRAGMA temp_store = MEMORY;
-                 PRAGMA cache_size = -65536;",
+                 PRAGMA cache_size = -1048576;",
             )
             .map_err(|e| self.sql("tuning", e))
     }

@@ -868,10 +868,9 @@ pub fn render_text(v: &View) -> String {
         }
         let _ = writeln!(s, "): {} connections", t.global.totals.conns);
         for n in &t.nodes {
-            let sep = if v.view == Kind::Time { " :" } else { " :" };
             let _ = writeln!(
                 s,
-                "o {} {}{sep} TcpCon {}, {}",
+                "o {} {} : TcpCon {}, {}",
                 n.label,
                 stamps(&n.totals),
                 n.totals.conns,
