@@ -63,7 +63,7 @@ pub struct ReadArgs {
     #[arg(long, value_name = "PATH", env = "TUNNELWATCH_DB", default_value = tunnelwatch_store::DEFAULT_PATH)]
     db: PathBuf,
     /// Do not write to the store.
-    #[arg(long = "no-store", env = "TUNNELWATCH_NO_STORE")]
+    #[arg(long = "no-store", env = "TUNNELWATCH_NO_STORE", value_parser = clap::builder::BoolishValueParser::new())]
     no_store: bool,
     /// Checksum policy.
     #[arg(long, value_enum, default_value = "verify")]

@@ -30,8 +30,10 @@ pub enum By {
     /// Connections.
     Conns,
     /// Bytes sent by the client.
+    #[value(name = "out_bytes", alias = "out-bytes")]
     OutBytes,
     /// Bytes received by the client.
+    #[value(name = "in_bytes", alias = "in-bytes")]
     InBytes,
     /// Packets both ways.
     Pkts,
@@ -80,7 +82,7 @@ pub struct ViewsArgs {
     #[arg(long)]
     slots: bool,
     /// Flows whose first packet is at or after this time (epoch seconds or
-    /// YYYY-MM-DD[THH[:MM[:SS]]], UTC; rounded down to the hour).
+    /// `YYYY-MM-DD[THH[:MM[:SS]]]`, UTC; rounded down to the hour).
     #[arg(long, value_name = "TIME")]
     since: Option<String>,
     /// Flows whose first packet is before this time (rounded up to the hour).

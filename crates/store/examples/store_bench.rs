@@ -175,44 +175,56 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             v.trees[0].global.nodes, v.trees[0].nodes[0].label
         ))
     })?;
-    timed("client view page (top 20 clients by out_bytes, their top 20 servers, 50 connections each)", &mut || {
-        let v = store.view(&ViewOptions {
-            kind: Kind::Clients,
-            by: RankBy::OutBytes,
-            limit: Some(20),
-            depth: 3,
-            conns_per_node: 50,
-            ..ViewOptions::default()
-        })?;
-        let text = tunnelwatch_store::views::render_text(&v);
-        Ok(format!("{} lines", text.lines().count()))
-    })?;
-    timed("server view page (top 20 servers by conns, depth 2)", &mut || {
-        let v = store.view(&ViewOptions {
-            kind: Kind::Servers,
-            by: RankBy::Conns,
-            limit: Some(20),
-            depth: 2,
-            ..ViewOptions::default()
-        })?;
-        Ok(format!("{} servers", v.trees[0].global.nodes))
-    })?;
+    timed(
+        "client view page (top 20 clients by out_bytes, their top 20 servers, 50 connections each)",
+        &mut || {
+            let v = store.view(&ViewOptions {
+                kind: Kind::Clients,
+                by: RankBy::OutBytes,
+                limit: Some(20),
+                depth: 3,
+                conns_per_node: 50,
+                ..ViewOptions::default()
+            })?;
+            let text = tunnelwatch_store::views::render_text(&v);
+            Ok(format!("{} lines", text.lines().count()))
+        },
+    )?;
+    timed(
+        "server view page (top 20 servers by conns, depth 2)",
+        &mut || {
+            let v = store.view(&ViewOptions {
+                kind: Kind::Servers,
+                by: RankBy::Conns,
+                limit: Some(20),
+                depth: 2,
+                ..ViewOptions::default()
+            })?;
+            Ok(format!("{} servers", v.trees[0].global.nodes))
+        },
+    )?;
     let host = "10.0.1.44";
-    timed(&format!("flows 'host {host}' (decoded records)"), &mut || {
-        let q = FlowQuery {
-            filter: format!("host {host}"),
-            ..FlowQuery::default()
-        };
-        let n = store.flows(&q, |_, _| true)?;
-        Ok(format!("{n} flows"))
-    })?;
-    timed("flows 'net 10.0.1.0/24 and port 3128 and bytes > 100k'", &mut || {
-        let q = FlowQuery {
-            filter: "net 10.0.1.0/24 and port 3128 and bytes > 100k".into(),
-            ..FlowQuery::default()
-        };
-        let n = store.flows(&q, |_, _| true)?;
-        Ok(format!("{n} flows"))
-    })?;
+    timed(
+        &format!("flows 'host {host}' (decoded records)"),
+        &mut || {
+            let q = FlowQuery {
+                filter: format!("host {host}"),
+                ..FlowQuery::default()
+            };
+            let n = store.flows(&q, |_, _| true)?;
+            Ok(format!("{n} flows"))
+        },
+    )?;
+    timed(
+        "flows 'net 10.0.1.0/24 and port 3128 and bytes > 100k'",
+        &mut || {
+            let q = FlowQuery {
+                filter: "net 10.0.1.0/24 and port 3128 and bytes > 100k".into(),
+                ..FlowQuery::default()
+            };
+            let n = store.flows(&q, |_, _| true)?;
+            Ok(format!("{n} flows"))
+        },
+    )?;
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! Golden test: seed 000's REAL-WORLD RUN. The 21 `DBing` connection records of the
 //! seed, fed to a store as flow records, must give the seed's client and server trees
 //! line for line, and its time view's connection lines in the seed's order, with the
-//! corrections documented in `tests/golden/seed-000-real-world-run/README.md`.
+//! corrections documented in `crates/store/tests/golden/seed-000-real-world-run/README.md` (beside this file, not in
+//! the workspace `tests/golden/`, whose cases are captures).
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -11,7 +12,7 @@ use tunnelwatch_store::views::{render_text, Kind, RankBy, ViewOptions};
 use tunnelwatch_store::{CaptureIdentity, Mode, Store};
 
 fn case() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/golden/seed-000-real-world-run")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/seed-000-real-world-run")
 }
 
 fn read(name: &str) -> String {
