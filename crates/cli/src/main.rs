@@ -1,9 +1,14 @@
 //! The `tunnelwatch` command: configuration → components → run. The only crate that
 //! uses `anyhow`, talks to the terminal and maps errors to exit codes.
 
+mod alerts;
 mod engine;
+mod export;
+mod flows;
 mod read;
 mod sinks;
+mod store_sink;
+mod views;
 
 use std::process::ExitCode;
 
@@ -26,12 +31,24 @@ struct Cli {
 enum Command {
     /// Read capture files (pcap, pcapng, optionally gzip-compressed): packets → flows.
     Read(read::ReadArgs),
+    /// The seed's client, server and time views of the store, with Top/Bottom N.
+    Views(views::ViewsArgs),
+    /// Query stored flows with a filter (`host 10.1.1.9 and port 3128`).
+    Flows(flows::FlowsArgs),
+    /// Query stored alerts.
+    Alerts(alerts::AlertsArgs),
+    /// Export stored flows (CSV, Parquet).
+    Export(export::ExportArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Read(args) => read::run(args),
+        Command::Views(args) => views::run(args),
+        Command::Flows(args) => flows::run(args),
+        Command::Alerts(args) => alerts::run(args),
+        Command::Export(args) => export::run(args),
     };
     match result {
         Ok(code) => code,

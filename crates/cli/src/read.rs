@@ -21,6 +21,7 @@ use tunnelwatch_sensor::{RunStats, SensorConfig};
 
 use crate::engine::Engine;
 use crate::sinks::{open_out, RecordWriter, Sink, Written};
+use crate::store_sink::StoreSink;
 
 /// Output format on standard output.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -58,9 +59,11 @@ pub struct ReadArgs {
     /// --zeek-conn writes there [default: table].
     #[arg(long, value_enum)]
     format: Option<OutputFormat>,
-    /// Do not write to the store (accepted so scripts keep working once the store
-    /// exists; this version keeps no store).
-    #[arg(long = "no-store")]
+    /// The store the flows are written to.
+    #[arg(long, value_name = "PATH", env = "TUNNELWATCH_DB", default_value = tunnelwatch_store::DEFAULT_PATH)]
+    db: PathBuf,
+    /// Do not write to the store.
+    #[arg(long = "no-store", env = "TUNNELWATCH_NO_STORE", value_parser = clap::builder::BoolishValueParser::new())]
     no_store: bool,
     /// Checksum policy.
     #[arg(long, value_enum, default_value = "verify")]
@@ -94,7 +97,12 @@ pub struct ReadArgs {
 
 /// Runs `read`.
 pub fn run(args: ReadArgs) -> Result<ExitCode> {
-    let _ = args.no_store; // nothing to skip until the store exists
+    // The store first: a locked, corrupt or too new store stops here, nothing written.
+    let store = if args.no_store {
+        None
+    } else {
+        Some(StoreSink::start(&args.db, &args.captures)?)
+    };
     let mode = if args.ignore_checksums || args.checksums == Checksums::Ignore {
         ChecksumMode::Ignore
     } else {
@@ -148,7 +156,7 @@ pub fn run(args: ReadArgs) -> Result<ExitCode> {
         None
     };
 
-    let writer = RecordWriter::spawn(sinks)?;
+    let writer = RecordWriter::spawn(sinks, store.as_ref().map(StoreSink::sender))?;
     let mut engine = Engine::new(config, args.threads.clamp(1, 256), &writer)?;
     let mut index = 0u64;
     let mut open: Option<Timestamp> = None;
@@ -201,6 +209,19 @@ pub fn run(args: ReadArgs) -> Result<ExitCode> {
         b.finish_and_clear();
     }
     summary(&stats, &reader_odd, args.captures.len(), written);
+    if let Some(store) = store {
+        let (path, report, err) = store.finish();
+        eprintln!(
+            "  store {}: {} records written, {} already stored, {} commits",
+            path.display(),
+            report.written,
+            report.unchanged,
+            report.commits
+        );
+        if let Some(e) = err {
+            return Err(e).context("writing to the store");
+        }
+    }
     if let Some(e) = io_error {
         if e.kind() != io::ErrorKind::BrokenPipe {
             return Err(e).context("writing records");

@@ -123,8 +123,12 @@ pub struct RecordWriter {
 }
 
 impl RecordWriter {
-    /// Starts the thread that owns `sinks`.
-    pub fn spawn(mut sinks: Vec<Sink>) -> Result<Self> {
+    /// Starts the thread that owns `sinks`; each batch, once written to them, is handed
+    /// to `forward` (the store sink) when there is one.
+    pub fn spawn(
+        mut sinks: Vec<Sink>,
+        forward: Option<SyncSender<Vec<FlowRecord>>>,
+    ) -> Result<Self> {
         let (tx, rx) = sync_channel::<Msg>(IN_FLIGHT);
         let handle = std::thread::Builder::new()
             .name("writer".into())
@@ -138,19 +142,30 @@ impl RecordWriter {
                         Msg::Records(open, mut flows, back) => {
                             w.records += flows.len() as u64;
                             // After an error, keep draining so senders never block.
-                            if w.error.is_some() {
-                                flows.clear();
-                            }
-                            'batch: for flow in flows.drain(..) {
+                            // The store gets the built records of the batch too.
+                            let mut built =
+                                forward.as_ref().map(|_| Vec::with_capacity(flows.len()));
+                            for flow in flows.drain(..) {
+                                if w.error.is_some() && built.is_none() {
+                                    continue;
+                                }
                                 let r = flow.into_record();
-                                for s in sinks.iter_mut() {
-                                    if let Err(e) = s.write(&r, open) {
-                                        w.error = Some(e);
-                                        break 'batch;
+                                if w.error.is_none() {
+                                    for s in sinks.iter_mut() {
+                                        if let Err(e) = s.write(&r, open) {
+                                            w.error = Some(e);
+                                            break;
+                                        }
                                     }
                                 }
+                                if let Some(b) = built.as_mut() {
+                                    b.push(r);
+                                }
                             }
-                            flows.clear();
+                            if let (Some(f), Some(b)) = (&forward, built) {
+                                // Fails only if the store thread is gone; it reports why.
+                                let _ = f.send(b);
+                            }
                             // The producer may be gone already; then the batch is freed.
                             let _ = back.send(flows);
                         }

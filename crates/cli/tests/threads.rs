@@ -9,6 +9,7 @@ use std::process::Command;
 
 fn sorted_records(capture: &Path, threads: usize) -> Vec<String> {
     let out = Command::new(env!("CARGO_BIN_EXE_tunnelwatch"))
+        .env("TUNNELWATCH_NO_STORE", "1") // these tests are about records, not the store
         .arg("read")
         .arg(capture)
         .args(["--flows", "-", "--no-progress", "--threads"])

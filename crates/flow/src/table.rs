@@ -716,9 +716,8 @@ impl FlowTable {
             }) as u32,
         };
         let (slots, hasher) = (&self.slots, &self.hasher);
-        self.map.insert_unique(hasher.hash_one(key), slot, |&s| {
-            slot_hash(slots, hasher, s)
-        });
+        self.map
+            .insert_unique(hasher.hash_one(key), slot, |&s| slot_hash(slots, hasher, s));
         self.account(slot);
         self.stats.flows += 1;
         self.stats.peak_flows = self.stats.peak_flows.max(self.map.len() as u64);

@@ -22,6 +22,11 @@ pub fn write_record(out: &mut impl Write, line: &mut Vec<u8>, rec: &FlowRecord) 
     out.write_all(line)
 }
 
+/// Appends one record as JSON (no newline) to `buf`.
+pub fn write_json(buf: &mut Vec<u8>, rec: &FlowRecord) {
+    Line(buf).record(rec);
+}
+
 /// A JSON text under construction. Object writers start each member with `,` and the
 /// caller removes nothing: the first member of an object is written with `first`.
 struct Line<'a>(&'a mut Vec<u8>);

@@ -1,0 +1,117 @@
+//! The store sink of `tunnelwatch read`: the writer thread hands each batch of records
+//! (after the text outputs have it) to this sink's own thread, which writes them to the
+//! store in transactions.
+//!
+//! The store is opened, checked and the capture registered in [`StoreSink::start`],
+//! before any packet is read or any output file created, so a locked, corrupt or too new
+//! store stops `read` with nothing written. While records flow, the thread gathers every
+//! batch already waiting (up to [`MAX_TXN`] records) into one transaction, so commits
+//! get larger exactly when the store falls behind, and a kill loses at most the
+//! transaction in progress.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
+use std::thread::JoinHandle;
+
+use anyhow::{Context, Result};
+use tunnelwatch_model::FlowRecord;
+use tunnelwatch_store::{CaptureId, CaptureIdentity, Mode, Store, StoreError};
+
+/// Most records in one store transaction.
+pub const MAX_TXN: usize = 64 * 1024;
+/// Batches waiting for the store thread before the writer waits.
+const IN_FLIGHT: usize = 64;
+
+/// What the store thread did.
+#[derive(Debug, Default)]
+pub struct StoreReport {
+    /// Records inserted or superseding interim ones.
+    pub written: u64,
+    /// Records already stored (a re-read).
+    pub unchanged: u64,
+    /// Transactions committed.
+    pub commits: u64,
+}
+
+/// The running store sink.
+pub struct StoreSink {
+    tx: SyncSender<Vec<FlowRecord>>,
+    handle: JoinHandle<(StoreReport, Option<StoreError>)>,
+    path: PathBuf,
+}
+
+impl StoreSink {
+    /// Opens the store at `db`, registers the capture set `inputs` (the readable ones,
+    /// in order) and starts the thread.
+    pub fn start(db: &Path, inputs: &[PathBuf]) -> Result<StoreSink> {
+        let readable: Vec<PathBuf> = inputs.iter().filter(|p| p.is_file()).cloned().collect();
+        let identity = CaptureIdentity::of_files(&readable)?;
+        let mut store = Store::open(db, Mode::ReadWrite)?;
+        let cid = store.begin_capture(&identity)?;
+        let (tx, rx) = sync_channel::<Vec<FlowRecord>>(IN_FLIGHT);
+        let handle = std::thread::Builder::new()
+            .name("store".into())
+            .spawn(move || run(store, cid, rx))
+            .context("cannot start the store thread")?;
+        Ok(StoreSink {
+            tx,
+            handle,
+            path: db.to_path_buf(),
+        })
+    }
+
+    /// Where the writer thread sends batches.
+    pub fn sender(&self) -> SyncSender<Vec<FlowRecord>> {
+        self.tx.clone()
+    }
+
+    /// Waits for the thread after every sender is gone; the store's path, report and
+    /// first error.
+    pub fn finish(self) -> (PathBuf, StoreReport, Option<StoreError>) {
+        drop(self.tx);
+        let (report, err) = self.handle.join().unwrap_or_else(|_| {
+            (
+                StoreReport::default(),
+                Some(StoreError::Invalid("the store thread panicked".into())),
+            )
+        });
+        (self.path, report, err)
+    }
+}
+
+fn run(
+    mut store: Store,
+    cid: CaptureId,
+    rx: Receiver<Vec<FlowRecord>>,
+) -> (StoreReport, Option<StoreError>) {
+    let mut report = StoreReport::default();
+    let mut pending: Vec<FlowRecord> = Vec::with_capacity(MAX_TXN);
+    let mut failed: Option<StoreError> = None;
+    while let Ok(first) = rx.recv() {
+        if failed.is_some() {
+            continue; // keep draining so the writer never blocks
+        }
+        pending.extend(first);
+        while pending.len() < MAX_TXN {
+            match rx.try_recv() {
+                Ok(b) => pending.extend(b),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+        match store.insert_flows(cid, &pending) {
+            Ok(s) => {
+                report.written += s.written;
+                report.unchanged += s.unchanged;
+                report.commits += 1;
+            }
+            Err(e) => failed = Some(e),
+        }
+        pending.clear();
+    }
+    if failed.is_none() {
+        if let Err(e) = store.finish_capture(cid) {
+            failed = Some(e);
+        }
+    }
+    (report, failed)
+}

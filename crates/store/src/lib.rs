@@ -1,0 +1,166 @@
+//! The embedded store of tunnelwatch: one SQLite file (WAL mode, no server) holding
+//! flow records, alerts, room for learnt profiles, the captures they came from, and
+//! the rollup tables (client, server:port, client→server:port per hour; per minute for
+//! the time view) that the views read so they never scan raw flows.
+//!
+//! What it guarantees:
+//! - **Versioned schema.** `PRAGMA user_version` holds the schema version; numbered
+//!   migrations ([`schema`]) bring an older store up to date in one transaction each.
+//!   A store from a newer tunnelwatch is refused before anything is written.
+//! - **Atomic batches.** [`Store::insert_flows`] writes a batch of records and the
+//!   rollup deltas they cause in one transaction: a store killed at any point holds
+//!   whole committed batches, and its rollups agree with its flows.
+//! - **Idempotent re-reads.** A flow is unique by (capture identity, `uid`): reading
+//!   the same capture again changes nothing; an interim record (`cause: status`) is
+//!   superseded by a later record of the same `uid`. Only final records count in the
+//!   rollups.
+//! - **Parameterised queries.** Filters ([`filter`]) compile to SQL text built only from
+//!   fixed fragments; every value a user typed is a bound parameter.
+//!
+//! It leaves to others: producing records (the sensor), scheduling (the CLI runs the
+//! store on its own thread), and presentation of the views ([`views`] returns trees;
+//! text and JSON rendering live there too so the CLI stays thin).
+#![deny(missing_docs)]
+
+mod addr;
+pub mod alert;
+mod capture;
+mod error;
+pub mod export;
+pub mod filter;
+mod ingest;
+pub mod query;
+pub mod schema;
+pub mod time;
+pub mod views;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+pub use addr::{addr_from_blob, addr_to_blob};
+pub use alert::{Alert, Severity};
+pub use capture::CaptureIdentity;
+pub use error::StoreError;
+pub use ingest::InsertStats;
+/// The SQLite driver, for tools and tests that inspect a store directly.
+pub use rusqlite as sqlite;
+
+/// The file a store lives in when no `--db` is given.
+pub const DEFAULT_PATH: &str = "tunnelwatch.db";
+
+/// `PRAGMA application_id` of a tunnelwatch store ("twst"): a SQLite file of another
+/// program is refused instead of being migrated.
+pub const APPLICATION_ID: i32 = 0x7477_7374;
+
+/// How long a writer waits for another process's write lock before giving up.
+pub const BUSY_TIMEOUT: Duration = Duration::from_millis(2000);
+
+/// How a store is opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Create the file if missing, migrate the schema, accept writes.
+    ReadWrite,
+    /// Queries only: the file must exist and be at the current schema version.
+    ReadOnly,
+}
+
+/// An open store.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// The id of a capture (or of a set of captures read as one stream) in this store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CaptureId(pub i64);
+
+impl Store {
+    /// Opens (and for [`Mode::ReadWrite`] creates and migrates) the store at `path`.
+    ///
+    /// Nothing is written before the file is known to be a tunnelwatch store (or an
+    /// empty file) of a schema version this build understands.
+    pub fn open(path: &Path, mode: Mode) -> Result<Store, StoreError> {
+        let p = path.to_path_buf();
+        if mode == Mode::ReadOnly && !path.exists() {
+            return Err(StoreError::Missing { path: p });
+        }
+        let flags = match mode {
+            Mode::ReadWrite => {
+                OpenFlags::SQLITE_OPEN_READ_WRITE
+                    | OpenFlags::SQLITE_OPEN_CREATE
+                    | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            }
+            Mode::ReadOnly => OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        };
+        let conn = Connection::open_with_flags(path, flags)
+            .map_err(|e| StoreError::from_sql(&p, "opening", e))?;
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .map_err(|e| StoreError::from_sql(&p, "opening", e))?;
+        let mut store = Store { conn, path: p };
+        schema::check_and_migrate(&mut store.conn, &store.path, mode)?;
+        if mode == Mode::ReadWrite {
+            store.tune()?;
+        }
+        Ok(store)
+    }
+
+    fn tune(&mut self) -> Result<(), StoreError> {
+        // NORMAL is durable at every WAL checkpoint and atomic at every commit: a
+        // killed process loses at most the last uncommitted batch, never consistency.
+        self.conn
+            .execute_batch(
+                "PRAGMA synchronous = NORMAL;
+                 PRAGMA temp_store = MEMORY;
+                 PRAGMA cache_size = -1048576;",
+            )
+            .map_err(|e| self.sql("tuning", e))
+    }
+
+    /// The file this store lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The underlying connection, for tests and tools that inspect the schema.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    pub(crate) fn sql(&self, what: &'static str, e: rusqlite::Error) -> StoreError {
+        StoreError::from_sql(&self.path, what, e)
+    }
+
+    /// Counts of what the store holds: (final flows, interim flows, alerts, captures).
+    pub fn counts(&self) -> Result<(u64, u64, u64, u64), StoreError> {
+        let q = |sql: &str| -> Result<u64, StoreError> {
+            self.conn
+                .query_row(sql, [], |r| r.get::<_, i64>(0))
+                .map(|n| n.max(0) as u64)
+                .map_err(|e| self.sql("counting", e))
+        };
+        Ok((
+            q("SELECT count(*) FROM flows WHERE final = 1")?,
+            q("SELECT count(*) FROM flows WHERE final = 0")?,
+            q("SELECT count(*) FROM alerts")?,
+            q("SELECT count(*) FROM captures")?,
+        ))
+    }
+
+    /// Runs SQLite's `PRAGMA integrity_check`; `Ok(())` when the file is sound.
+    pub fn integrity_check(&self) -> Result<(), StoreError> {
+        let v: String = self
+            .conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .map_err(|e| self.sql("checking integrity", e))?;
+        if v == "ok" {
+            Ok(())
+        } else {
+            Err(StoreError::Corrupt {
+                path: self.path.clone(),
+                detail: v,
+            })
+        }
+    }
+}

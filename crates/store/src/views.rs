@@ -1,0 +1,940 @@
+//! The seed's three views, read from the rollup tables: the client view (client →
+//! server:port → connection), the server view (server:port → client → connection) and
+//! the time view (period → minute → connection), with per-node totals, Top-N/Bottom-N
+//! ranking, per-node and global averages, modulo-day period slots and time bounds.
+//!
+//! Levels one and two come from the rollups (`roll_client`, `roll_server`,
+//! `roll_pair`, `roll_minute`), so their cost depends on the number of clients,
+//! servers and hours, not on the number of flows; level three lists connections
+//! through the `flows` indexes, a bounded number per node.
+//!
+//! Directions are the client's, as in the seed: `tx` / `out` is what the client
+//! (originator) sent, `rx` / `in` what it received — in the server view too. Bytes are
+//! payload bytes (`orig_bytes` / `resp_bytes`). `uptime` in the text (the seed's
+//! "Uptime") is the sum of connection durations; `channel` is the time the node was
+//! up, from its first packet to its last. Time bounds apply to a flow's first packet
+//! and are rounded to the hour for levels one and two (rollups are hourly).
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use rusqlite::params_from_iter;
+use rusqlite::types::Value;
+use serde::Serialize;
+
+use crate::addr::{addr_from_blob, addr_to_blob};
+use crate::time::utc_fields;
+use crate::{Store, StoreError};
+
+const HOUR_US: i64 = 3_600_000_000;
+const MINUTE_US: i64 = 60_000_000;
+
+/// Which view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// client → server:port → connection.
+    Clients,
+    /// server:port → client → connection.
+    Servers,
+    /// period → minute → connection.
+    Time,
+}
+
+/// What nodes are ranked by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RankBy {
+    /// First packet time (the seed's "sort by time creation"); the default, newest first.
+    First,
+    /// Connections.
+    Conns,
+    /// Bytes sent by the clients.
+    OutBytes,
+    /// Bytes received by the clients.
+    InBytes,
+    /// Packets both ways.
+    Pkts,
+    /// Channel uptime: last packet − first packet of the node.
+    Uptime,
+    /// Connection uptime: sum of connection durations.
+    Duration,
+}
+
+impl RankBy {
+    fn sql(self) -> &'static str {
+        match self {
+            RankBy::First => "min(first_us)",
+            RankBy::Conns => "sum(conns)",
+            RankBy::OutBytes => "sum(bytes_out)",
+            RankBy::InBytes => "sum(bytes_in)",
+            RankBy::Pkts => "sum(pkts_out + pkts_in)",
+            RankBy::Uptime => "(max(last_us) - min(first_us))",
+            RankBy::Duration => "sum(dur_us)",
+        }
+    }
+
+    fn key(self, t: &Totals) -> i128 {
+        match self {
+            RankBy::First => i128::from(t.first_us),
+            RankBy::Conns => i128::from(t.conns),
+            RankBy::OutBytes => i128::from(t.bytes_out),
+            RankBy::InBytes => i128::from(t.bytes_in),
+            RankBy::Pkts => i128::from(t.pkts_out) + i128::from(t.pkts_in),
+            RankBy::Uptime => i128::from(t.last_us) - i128::from(t.first_us),
+            RankBy::Duration => i128::from(t.dur_us),
+        }
+    }
+}
+
+/// Options of a view.
+#[derive(Clone, Debug)]
+pub struct ViewOptions {
+    /// Which view.
+    pub kind: Kind,
+    /// Rank key.
+    pub by: RankBy,
+    /// `Some(n)`: the top `n` first-level nodes, and the top `n` second-level nodes of
+    /// each (the seed's Top20). `None`: all.
+    pub limit: Option<u64>,
+    /// Bottom-N instead of Top-N (ascending rank).
+    pub bottom: bool,
+    /// Period length in hours: 1, 4 or 24. For the client and server views, a modulo-day
+    /// slot is shown per tree (the seed's `t_period_infos`) when `slots` is true; for
+    /// the time view, the length of a first-level bucket.
+    pub period_hours: u32,
+    /// Client and server views: one tree per modulo-day period slot.
+    pub slots: bool,
+    /// First-packet time bounds, µs (inclusive, exclusive).
+    pub since_us: Option<i64>,
+    /// Upper bound, µs (exclusive).
+    pub until_us: Option<i64>,
+    /// Levels shown (1–3).
+    pub depth: u8,
+    /// Most connections listed under a second-level node.
+    pub conns_per_node: u64,
+}
+
+impl Default for ViewOptions {
+    fn default() -> Self {
+        ViewOptions {
+            kind: Kind::Clients,
+            by: RankBy::First,
+            limit: None,
+            bottom: false,
+            period_hours: 1,
+            slots: false,
+            since_us: None,
+            until_us: None,
+            depth: 3,
+            conns_per_node: 50,
+        }
+    }
+}
+
+/// Totals of a node.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Totals {
+    /// Connections (final flow records).
+    pub conns: i64,
+    /// Packets sent by the client(s).
+    pub pkts_out: i64,
+    /// Packets received by the client(s).
+    pub pkts_in: i64,
+    /// Payload bytes sent by the client(s).
+    pub bytes_out: i64,
+    /// Payload bytes received by the client(s).
+    pub bytes_in: i64,
+    /// Sum of connection durations, µs (connection uptime).
+    pub dur_us: i64,
+    /// First packet, µs.
+    pub first_us: i64,
+    /// Last packet, µs.
+    pub last_us: i64,
+}
+
+impl Totals {
+    fn from_row(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Totals> {
+        Ok(Totals {
+            conns: r.get(at)?,
+            pkts_out: r.get(at + 1)?,
+            pkts_in: r.get(at + 2)?,
+            bytes_out: r.get(at + 3)?,
+            bytes_in: r.get(at + 4)?,
+            dur_us: r.get(at + 5)?,
+            first_us: r.get(at + 6)?,
+            last_us: r.get(at + 7)?,
+        })
+    }
+
+    /// Channel uptime, µs.
+    pub fn channel_us(&self) -> i64 {
+        self.last_us - self.first_us
+    }
+}
+
+const SUMS: &str = "sum(conns), sum(pkts_out), sum(pkts_in), sum(bytes_out), sum(bytes_in), \
+                    sum(dur_us), min(first_us), max(last_us)";
+
+/// A connection (third level).
+#[derive(Clone, Debug, Serialize)]
+pub struct Conn {
+    /// Flow uid.
+    pub uid: String,
+    /// Client address.
+    pub orig_h: IpAddr,
+    /// Client port.
+    pub orig_p: u16,
+    /// Server address.
+    pub resp_h: IpAddr,
+    /// Server port.
+    pub resp_p: u16,
+    /// Totals of this one connection.
+    pub totals: Totals,
+}
+
+/// A first- or second-level node.
+#[derive(Clone, Debug, Serialize)]
+pub struct Node {
+    /// Text label (`10.1.1.9`, `10.1.2.2:3128`, `25/11/2003 at 13H`, `minute 28`).
+    pub label: String,
+    /// Address, for client/server nodes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<IpAddr>,
+    /// Port, for server nodes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Start of the bucket (time view), µs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_us: Option<i64>,
+    /// Totals.
+    pub totals: Totals,
+    /// Number of second-level nodes (servers of a client, clients of a server) in range,
+    /// before any Top/Bottom limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub children_total: Option<u64>,
+    /// Second-level nodes shown.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<Node>,
+    /// Connections shown (third level).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub conns: Vec<Conn>,
+    /// Connections not shown because of `conns_per_node`.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub conns_more: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+/// Averages of a first-level node per second-level node (per destination server of a
+/// client, per client of a server).
+#[derive(Clone, Debug, Serialize)]
+pub struct Averages {
+    /// The first-level node's label.
+    pub label: String,
+    /// Second-level nodes (servers of the client / clients of the server).
+    pub per: u64,
+    /// Connections per second-level node.
+    pub conns: f64,
+    /// Packets sent per second-level node.
+    pub pkts_out: f64,
+    /// Packets received per second-level node.
+    pub pkts_in: f64,
+    /// Bytes sent per second-level node.
+    pub bytes_out: f64,
+    /// Bytes received per second-level node.
+    pub bytes_in: f64,
+    /// Connection uptime per second-level node, s.
+    pub uptime: f64,
+    /// Channel uptime per second-level node, s (sum of the second-level nodes' channel
+    /// uptimes divided by their number).
+    pub channel: f64,
+}
+
+/// Global averages per first-level node.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Global {
+    /// First-level nodes in range (all, not only those shown).
+    pub nodes: u64,
+    /// Totals over all of them.
+    pub totals: Totals,
+    /// Second-level nodes per first-level node (servers per client …).
+    pub per_node_children: f64,
+    /// Connections per first-level node.
+    pub conns: f64,
+    /// Bytes sent per first-level node.
+    pub bytes_out: f64,
+    /// Bytes received per first-level node.
+    pub bytes_in: f64,
+    /// Packets per first-level node (both ways).
+    pub pkts: f64,
+    /// Connection uptime per first-level node, s.
+    pub uptime: f64,
+}
+
+/// One tree: the whole range, or one modulo-day slot.
+#[derive(Clone, Debug, Serialize)]
+pub struct Tree {
+    /// `Some(k)`: slot `k` of the day (hours `k*period .. (k+1)*period` UTC).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slot: Option<u32>,
+    /// First-level nodes shown.
+    pub nodes: Vec<Node>,
+    /// Averages of each node shown, per second-level node.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub averages: Vec<Averages>,
+    /// Global averages.
+    pub global: Global,
+}
+
+/// A computed view.
+#[derive(Clone, Debug, Serialize)]
+pub struct View {
+    /// Which view.
+    pub view: Kind,
+    /// Rank key.
+    pub by: RankBy,
+    /// `top` or `bottom` with its N, or `all`.
+    pub rank: String,
+    /// Period length, hours.
+    pub period_hours: u32,
+    /// The trees (one, or one per non-empty slot).
+    pub trees: Vec<Tree>,
+}
+
+struct Range {
+    sql: String,
+    params: Vec<Value>,
+}
+
+impl Store {
+    /// Computes a view.
+    pub fn view(&self, o: &ViewOptions) -> Result<View, StoreError> {
+        if !matches!(o.period_hours, 1 | 4 | 24) {
+            return Err(StoreError::Invalid(format!(
+                "period of {} h: expected 1h, 4h or 1d",
+                o.period_hours
+            )));
+        }
+        let slots: Vec<Option<u32>> = if o.slots && o.kind != Kind::Time {
+            (0..24 / o.period_hours).map(Some).collect()
+        } else {
+            vec![None]
+        };
+        let mut trees = Vec::new();
+        for slot in slots {
+            let t = match o.kind {
+                Kind::Clients | Kind::Servers => self.host_tree(o, slot)?,
+                Kind::Time => self.time_tree(o)?,
+            };
+            if slot.is_none() || !t.nodes.is_empty() {
+                trees.push(t);
+            }
+        }
+        Ok(View {
+            view: o.kind,
+            by: o.by,
+            rank: match (o.limit, o.bottom) {
+                (None, _) => "all".into(),
+                (Some(n), false) => format!("top {n}"),
+                (Some(n), true) => format!("bottom {n}"),
+            },
+            period_hours: o.period_hours,
+            trees,
+        })
+    }
+
+    /// The hour-range (and slot) condition on a rollup's `hour` column.
+    fn hour_range(&self, o: &ViewOptions, slot: Option<u32>, col: &str) -> Range {
+        let mut sql = String::from("1");
+        let mut params = Vec::new();
+        if let Some(s) = o.since_us {
+            let _ = write!(sql, " AND {col} >= ?");
+            params.push(Value::Integer(s.div_euclid(HOUR_US)));
+        }
+        if let Some(u) = o.until_us {
+            let _ = write!(sql, " AND {col} < ?");
+            params.push(Value::Integer((u + HOUR_US - 1).div_euclid(HOUR_US)));
+        }
+        if let Some(k) = slot {
+            let _ = write!(sql, " AND ({col} % 24) / ? = ?");
+            params.push(Value::Integer(i64::from(o.period_hours)));
+            params.push(Value::Integer(i64::from(k)));
+        }
+        Range { sql, params }
+    }
+
+    fn order(&self, o: &ViewOptions, tiebreak: &str) -> String {
+        let dir = if o.bottom { "ASC" } else { "DESC" };
+        format!("{} {dir}, {tiebreak}", o.by.sql())
+    }
+
+    fn host_tree(&self, o: &ViewOptions, slot: Option<u32>) -> Result<Tree, StoreError> {
+        let err = |e| self.sql("computing the view", e);
+        let clients = o.kind == Kind::Clients;
+        let r = self.hour_range(o, slot, "hour");
+        // Level 1.
+        let (table, keys) = if clients {
+            ("roll_client", "client")
+        } else {
+            ("roll_server", "server, port")
+        };
+        let mut sql = format!(
+            "SELECT {keys}, {SUMS} FROM {table} WHERE {} GROUP BY {keys} ORDER BY {}",
+            r.sql,
+            self.order(o, keys)
+        );
+        let mut params = r.params.clone();
+        if let Some(n) = o.limit {
+            sql.push_str(" LIMIT ?");
+            params.push(Value::Integer(i64::try_from(n).unwrap_or(i64::MAX)));
+        }
+        let mut st = self.conn.prepare(&sql).map_err(err)?;
+        let mut nodes = Vec::new();
+        let mut rows = st.query(params_from_iter(params.iter())).map_err(err)?;
+        while let Some(row) = rows.next().map_err(err)? {
+            let blob: Vec<u8> = row.get(0).map_err(err)?;
+            let host = addr_from_blob(&blob);
+            let (port, at) = if clients {
+                (None, 1)
+            } else {
+                (Some(row.get::<_, u16>(1).map_err(err)?), 2)
+            };
+            let totals = Totals::from_row(row, at).map_err(err)?;
+            nodes.push(Node {
+                label: host_label(host, port),
+                host,
+                port,
+                start_us: None,
+                totals,
+                children_total: None,
+                children: Vec::new(),
+                conns: Vec::new(),
+                conns_more: 0,
+            });
+        }
+        drop(rows);
+        drop(st);
+        // Level 2 (all children, for averages; the shown ones ranked and limited).
+        let mut averages = Vec::new();
+        for n in nodes.iter_mut() {
+            let Some(h) = n.host else { continue };
+            let hb = addr_to_blob(h).to_vec();
+            let (sql, mut p) = if clients {
+                (
+                    format!(
+                        "SELECT server, port, {SUMS} FROM roll_pair WHERE client = ? AND {} GROUP BY server, port",
+                        r.sql
+                    ),
+                    vec![Value::Blob(hb.clone())],
+                )
+            } else {
+                (
+                    format!(
+                        "SELECT client, {SUMS} FROM roll_pair WHERE server = ? AND port = ? AND {} GROUP BY client",
+                        r.sql
+                    ),
+                    vec![
+                        Value::Blob(hb.clone()),
+                        Value::Integer(i64::from(n.port.unwrap_or(0))),
+                    ],
+                )
+            };
+            p.extend(r.params.iter().cloned());
+            let mut st = self.conn.prepare_cached(&sql).map_err(err)?;
+            let mut rows = st.query(params_from_iter(p.iter())).map_err(err)?;
+            let mut kids = Vec::new();
+            while let Some(row) = rows.next().map_err(err)? {
+                let blob: Vec<u8> = row.get(0).map_err(err)?;
+                let host = addr_from_blob(&blob);
+                let (port, at) = if clients {
+                    (Some(row.get::<_, u16>(1).map_err(err)?), 2)
+                } else {
+                    (None, 1)
+                };
+                let totals = Totals::from_row(row, at).map_err(err)?;
+                kids.push(Node {
+                    label: host_label(host, port),
+                    host,
+                    port,
+                    start_us: None,
+                    totals,
+                    children_total: None,
+                    children: Vec::new(),
+                    conns: Vec::new(),
+                    conns_more: 0,
+                });
+            }
+            let per = kids.len() as u64;
+            averages.push(averages_of(n, &kids));
+            n.children_total = Some(per);
+            rank(&mut kids, o);
+            if o.depth >= 2 {
+                if o.depth >= 3 {
+                    for k in kids.iter_mut() {
+                        let (c, s, port) = if clients {
+                            (h, k.host, k.port)
+                        } else {
+                            (k.host.unwrap_or(h), n.host, n.port)
+                        };
+                        if let (Some(s), Some(port)) = (s, port) {
+                            let (list, more) = self.conns_of(o, slot, c, s, port)?;
+                            k.conns = list;
+                            k.conns_more = more;
+                        }
+                    }
+                }
+                n.children = kids;
+            }
+        }
+        let global = self.global(o, slot, clients)?;
+        Ok(Tree {
+            slot,
+            nodes,
+            averages,
+            global,
+        })
+    }
+
+    fn conns_of(
+        &self,
+        o: &ViewOptions,
+        slot: Option<u32>,
+        client: IpAddr,
+        server: IpAddr,
+        port: u16,
+    ) -> Result<(Vec<Conn>, u64), StoreError> {
+        let err = |e| self.sql("listing connections", e);
+        let mut cond = String::from("orig_h = ? AND resp_h = ? AND resp_p = ? AND final = 1");
+        let mut p = vec![
+            Value::Blob(addr_to_blob(client).to_vec()),
+            Value::Blob(addr_to_blob(server).to_vec()),
+            Value::Integer(i64::from(port)),
+        ];
+        self.ts_bounds(o, slot, &mut cond, &mut p);
+        let total: i64 = {
+            let mut st = self
+                .conn
+                .prepare_cached(&format!("SELECT count(*) FROM flows WHERE {cond}"))
+                .map_err(err)?;
+            st.query_row(params_from_iter(p.iter()), |r| r.get(0))
+                .map_err(err)?
+        };
+        p.push(Value::Integer(
+            i64::try_from(o.conns_per_node).unwrap_or(i64::MAX),
+        ));
+        let list = self.conn_rows(&format!("{cond} ORDER BY ts DESC, id DESC LIMIT ?"), &p)?;
+        let more = (total.max(0) as u64).saturating_sub(list.len() as u64);
+        Ok((list, more))
+    }
+
+    fn ts_bounds(&self, o: &ViewOptions, slot: Option<u32>, cond: &mut String, p: &mut Vec<Value>) {
+        if let Some(s) = o.since_us {
+            cond.push_str(" AND ts >= ?");
+            p.push(Value::Integer(s.div_euclid(HOUR_US) * HOUR_US));
+        }
+        if let Some(u) = o.until_us {
+            cond.push_str(" AND ts < ?");
+            p.push(Value::Integer(
+                (u + HOUR_US - 1).div_euclid(HOUR_US) * HOUR_US,
+            ));
+        }
+        if let Some(k) = slot {
+            cond.push_str(" AND ((ts / 3600000000) % 24) / ? = ?");
+            p.push(Value::Integer(i64::from(o.period_hours)));
+            p.push(Value::Integer(i64::from(k)));
+        }
+    }
+
+    fn conn_rows(&self, cond: &str, p: &[Value]) -> Result<Vec<Conn>, StoreError> {
+        let err = |e| self.sql("listing connections", e);
+        let sql = format!(
+            "SELECT uid, orig_h, orig_p, resp_h, resp_p, orig_pkts, resp_pkts, orig_bytes, \
+             resp_bytes, duration, ts, last_ts FROM flows WHERE {cond}"
+        );
+        let mut st = self.conn.prepare_cached(&sql).map_err(err)?;
+        let mut rows = st.query(params_from_iter(p.iter())).map_err(err)?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().map_err(err)? {
+            let oh: Vec<u8> = r.get(1).map_err(err)?;
+            let rh: Vec<u8> = r.get(3).map_err(err)?;
+            let dur: f64 = r.get(9).map_err(err)?;
+            out.push(Conn {
+                uid: r.get(0).map_err(err)?,
+                orig_h: addr_from_blob(&oh).unwrap_or(IpAddr::from([0u8; 4])),
+                orig_p: r.get(2).map_err(err)?,
+                resp_h: addr_from_blob(&rh).unwrap_or(IpAddr::from([0u8; 4])),
+                resp_p: r.get(4).map_err(err)?,
+                totals: Totals {
+                    conns: 1,
+                    pkts_out: r.get(5).map_err(err)?,
+                    pkts_in: r.get(6).map_err(err)?,
+                    bytes_out: r.get(7).map_err(err)?,
+                    bytes_in: r.get(8).map_err(err)?,
+                    dur_us: (dur * 1e6).round() as i64,
+                    first_us: r.get(10).map_err(err)?,
+                    last_us: r.get(11).map_err(err)?,
+                },
+            });
+        }
+        Ok(out)
+    }
+
+    fn global(
+        &self,
+        o: &ViewOptions,
+        slot: Option<u32>,
+        clients: bool,
+    ) -> Result<Global, StoreError> {
+        let err = |e| self.sql("computing global averages", e);
+        let r = self.hour_range(o, slot, "hour");
+        let (table, keys) = if clients {
+            ("roll_client", "client")
+        } else {
+            ("roll_server", "server, port")
+        };
+        let sql = format!(
+            "SELECT count(*), coalesce(sum(c), 0), coalesce(sum(po), 0), coalesce(sum(pi), 0), \
+             coalesce(sum(bo), 0), coalesce(sum(bi), 0), coalesce(sum(d), 0), coalesce(min(f), 0), \
+             coalesce(max(l), 0) FROM (SELECT sum(conns) c, sum(pkts_out) po, sum(pkts_in) pi, \
+             sum(bytes_out) bo, sum(bytes_in) bi, sum(dur_us) d, min(first_us) f, max(last_us) l \
+             FROM {table} WHERE {} GROUP BY {keys})",
+            r.sql
+        );
+        let (nodes, totals) = self
+            .conn
+            .query_row(&sql, params_from_iter(r.params.iter()), |row| {
+                Ok((row.get::<_, i64>(0)?, Totals::from_row(row, 1)?))
+            })
+            .map_err(err)?;
+        let pairs: i64 = self
+            .conn
+            .query_row(
+                &format!(
+                    "SELECT count(*) FROM (SELECT 1 FROM roll_pair WHERE {} GROUP BY client, server, port)",
+                    r.sql
+                ),
+                params_from_iter(r.params.iter()),
+                |row| row.get(0),
+            )
+            .map_err(err)?;
+        let n = nodes.max(1) as f64;
+        Ok(Global {
+            nodes: nodes.max(0) as u64,
+            totals,
+            per_node_children: pairs as f64 / n,
+            conns: totals.conns as f64 / n,
+            bytes_out: totals.bytes_out as f64 / n,
+            bytes_in: totals.bytes_in as f64 / n,
+            pkts: (totals.pkts_out + totals.pkts_in) as f64 / n,
+            uptime: totals.dur_us as f64 / 1e6 / n,
+        })
+    }
+
+    fn time_tree(&self, o: &ViewOptions) -> Result<Tree, StoreError> {
+        let err = |e| self.sql("computing the time view", e);
+        let bucket_min = i64::from(o.period_hours) * 60;
+        let mut cond = String::from("1");
+        let mut p = Vec::new();
+        if let Some(s) = o.since_us {
+            cond.push_str(" AND minute >= ?");
+            p.push(Value::Integer(s.div_euclid(MINUTE_US)));
+        }
+        if let Some(u) = o.until_us {
+            cond.push_str(" AND minute < ?");
+            p.push(Value::Integer((u + MINUTE_US - 1).div_euclid(MINUTE_US)));
+        }
+        let mut sql = format!(
+            "SELECT minute / {bucket_min} AS b, {SUMS} FROM roll_minute WHERE {cond} GROUP BY b ORDER BY {}",
+            self.order(o, "b DESC")
+        );
+        let mut params = p.clone();
+        if let Some(n) = o.limit {
+            sql.push_str(" LIMIT ?");
+            params.push(Value::Integer(i64::try_from(n).unwrap_or(i64::MAX)));
+        }
+        let mut nodes = Vec::new();
+        {
+            let mut st = self.conn.prepare(&sql).map_err(err)?;
+            let mut rows = st.query(params_from_iter(params.iter())).map_err(err)?;
+            while let Some(row) = rows.next().map_err(err)? {
+                let b: i64 = row.get(0).map_err(err)?;
+                let start = b * bucket_min * MINUTE_US;
+                nodes.push(Node {
+                    label: bucket_label(start, o.period_hours),
+                    host: None,
+                    port: None,
+                    start_us: Some(start),
+                    totals: Totals::from_row(row, 1).map_err(err)?,
+                    children_total: None,
+                    children: Vec::new(),
+                    conns: Vec::new(),
+                    conns_more: 0,
+                });
+            }
+        }
+        for n in nodes.iter_mut() {
+            let start = n.start_us.unwrap_or(0);
+            let lo = start / MINUTE_US;
+            let hi = lo + bucket_min;
+            let mut st = self
+                .conn
+                .prepare_cached(&format!(
+                    "SELECT minute, {SUMS} FROM roll_minute WHERE minute >= ? AND minute < ? AND {cond} GROUP BY minute"
+                ))
+                .map_err(err)?;
+            let mut q = vec![Value::Integer(lo), Value::Integer(hi)];
+            q.extend(p.iter().cloned());
+            let mut rows = st.query(params_from_iter(q.iter())).map_err(err)?;
+            let mut kids = Vec::new();
+            while let Some(row) = rows.next().map_err(err)? {
+                let m: i64 = row.get(0).map_err(err)?;
+                let (_, _, _, hh, mm, _) = utc_fields(m * 60);
+                kids.push(Node {
+                    label: if o.period_hours == 1 {
+                        format!("minute {mm}")
+                    } else {
+                        format!("minute {hh:02}:{mm:02}")
+                    },
+                    host: None,
+                    port: None,
+                    start_us: Some(m * MINUTE_US),
+                    totals: Totals::from_row(row, 1).map_err(err)?,
+                    children_total: None,
+                    children: Vec::new(),
+                    conns: Vec::new(),
+                    conns_more: 0,
+                });
+            }
+            drop(rows);
+            n.children_total = Some(kids.len() as u64);
+            rank(&mut kids, o);
+            if o.depth >= 2 {
+                if o.depth >= 3 {
+                    for k in kids.iter_mut() {
+                        let s = k.start_us.unwrap_or(0);
+                        let p = vec![
+                            Value::Integer(s),
+                            Value::Integer(s + MINUTE_US),
+                            Value::Integer(i64::try_from(o.conns_per_node).unwrap_or(i64::MAX)),
+                        ];
+                        k.conns = self.conn_rows(
+                            "ts >= ?1 AND ts < ?2 AND final = 1 ORDER BY ts DESC, id DESC LIMIT ?3",
+                            &p,
+                        )?;
+                        k.conns_more =
+                            (k.totals.conns.max(0) as u64).saturating_sub(k.conns.len() as u64);
+                    }
+                }
+                n.children = kids;
+            }
+        }
+        let mut global = Global::default();
+        for n in &nodes {
+            add_totals(&mut global.totals, &n.totals);
+        }
+        Ok(Tree {
+            slot: None,
+            nodes,
+            averages: Vec::new(),
+            global,
+        })
+    }
+}
+
+fn add_totals(a: &mut Totals, b: &Totals) {
+    if a.conns == 0 {
+        a.first_us = b.first_us;
+        a.last_us = b.last_us;
+    } else {
+        a.first_us = a.first_us.min(b.first_us);
+        a.last_us = a.last_us.max(b.last_us);
+    }
+    a.conns += b.conns;
+    a.pkts_out += b.pkts_out;
+    a.pkts_in += b.pkts_in;
+    a.bytes_out += b.bytes_out;
+    a.bytes_in += b.bytes_in;
+    a.dur_us += b.dur_us;
+}
+
+fn rank(kids: &mut Vec<Node>, o: &ViewOptions) {
+    kids.sort_by(|a, b| {
+        let (ka, kb) = (o.by.key(&a.totals), o.by.key(&b.totals));
+        let ord = if o.bottom { ka.cmp(&kb) } else { kb.cmp(&ka) };
+        ord.then_with(|| a.label.cmp(&b.label))
+    });
+    if let Some(n) = o.limit {
+        kids.truncate(usize::try_from(n).unwrap_or(usize::MAX));
+    }
+}
+
+fn averages_of(n: &Node, kids: &[Node]) -> Averages {
+    let per = kids.len() as u64;
+    let d = per.max(1) as f64;
+    let t = &n.totals;
+    let channel: i64 = kids.iter().map(|k| k.totals.channel_us()).sum();
+    Averages {
+        label: n.label.clone(),
+        per,
+        conns: t.conns as f64 / d,
+        pkts_out: t.pkts_out as f64 / d,
+        pkts_in: t.pkts_in as f64 / d,
+        bytes_out: t.bytes_out as f64 / d,
+        bytes_in: t.bytes_in as f64 / d,
+        uptime: t.dur_us as f64 / 1e6 / d,
+        channel: channel as f64 / 1e6 / d,
+    }
+}
+
+fn host_label(h: Option<IpAddr>, port: Option<u16>) -> String {
+    let h = h.map_or_else(|| "?".to_string(), |h| h.to_string());
+    match port {
+        Some(p) if h.contains(':') => format!("[{h}]:{p}"),
+        Some(p) => format!("{h}:{p}"),
+        None => h,
+    }
+}
+
+fn bucket_label(start_us: i64, period_hours: u32) -> String {
+    let (y, m, d, h, _, _) = utc_fields(start_us.div_euclid(1_000_000));
+    match period_hours {
+        24 => format!("{d:02}/{m:02}/{y}"),
+        1 => format!("{d:02}/{m:02}/{y} at {h:02}H"),
+        p => format!("{d:02}/{m:02}/{y} at {h:02}H-{:02}H", h + p),
+    }
+}
+
+/// Seconds as the seed prints them: whole seconds bare, otherwise up to microseconds.
+pub fn secs(us: i64) -> String {
+    if us % 1_000_000 == 0 {
+        format!("{}", us / 1_000_000)
+    } else {
+        let s = format!("{:.6}", us as f64 / 1e6);
+        s.trim_end_matches('0').to_string()
+    }
+}
+
+fn stamps(t: &Totals) -> String {
+    format!(
+        "({}-{})",
+        t.first_us.div_euclid(1_000_000),
+        t.last_us.div_euclid(1_000_000)
+    )
+}
+
+fn counts(t: &Totals) -> String {
+    format!(
+        "packets rx={} tx={}, bytes rx={} tx={}, Uptime {}",
+        t.pkts_in,
+        t.pkts_out,
+        t.bytes_in,
+        t.bytes_out,
+        secs(t.dur_us)
+    )
+}
+
+fn conn_label(c: &Conn, kind: Kind) -> String {
+    let ep = |h: IpAddr, p: u16| host_label(Some(h), Some(p));
+    match kind {
+        Kind::Time => format!("{}->{}", ep(c.orig_h, c.orig_p), ep(c.resp_h, c.resp_p)),
+        _ => ep(c.orig_h, c.orig_p),
+    }
+}
+
+/// Renders a view as the seed's text tree: `o` first level, `$` second, `#` connections
+/// (indented by level), then the averages.
+pub fn render_text(v: &View) -> String {
+    let mut s = String::new();
+    let what = match v.view {
+        Kind::Clients => "client",
+        Kind::Servers => "server",
+        Kind::Time => "time",
+    };
+    for t in &v.trees {
+        let _ = write!(s, "Statistics per {what} view ({}, by {:?}", v.rank, v.by);
+        if let Some(k) = t.slot {
+            let p = v.period_hours;
+            let _ = write!(
+                s,
+                ", period {:02}H-{:02}H UTC of every day",
+                k * p,
+                (k + 1) * p
+            );
+        } else if v.view == Kind::Time {
+            s.push_str(", UTC");
+        }
+        let _ = writeln!(s, "): {} connections", t.global.totals.conns);
+        for n in &t.nodes {
+            let _ = writeln!(
+                s,
+                "o {} {} : TcpCon {}, {}",
+                n.label,
+                stamps(&n.totals),
+                n.totals.conns,
+                counts(&n.totals)
+            );
+            for k in &n.children {
+                let _ = writeln!(
+                    s,
+                    "  $ {} {}: TcpCon {}, {}",
+                    k.label,
+                    stamps(&k.totals),
+                    k.totals.conns,
+                    counts(&k.totals)
+                );
+                for c in &k.conns {
+                    let _ = writeln!(
+                        s,
+                        "    # {} {}: {}",
+                        conn_label(c, v.view),
+                        stamps(&c.totals),
+                        counts(&c.totals)
+                    );
+                }
+                if k.conns_more > 0 {
+                    let _ = writeln!(s, "    # … {} more connections", k.conns_more);
+                }
+            }
+            if let Some(total) = n.children_total {
+                let shown = n.children.len() as u64;
+                if shown > 0 && total > shown {
+                    let _ = writeln!(s, "  $ … {} more", total - shown);
+                }
+            }
+        }
+        if !t.averages.is_empty() {
+            let per = if v.view == Kind::Clients {
+                "destination server"
+            } else {
+                "client"
+            };
+            let _ = writeln!(s, "Averages per {per}:");
+            for a in &t.averages {
+                let _ = writeln!(
+                    s,
+                    "= {}: {} x {per}; TcpCon {:.2}, packets rx={:.2} tx={:.2}, bytes rx={:.2} tx={:.2}, Uptime {:.2}, channel {:.2}",
+                    a.label, a.per, a.conns, a.pkts_in, a.pkts_out, a.bytes_in, a.bytes_out, a.uptime, a.channel
+                );
+            }
+        }
+        if v.view != Kind::Time {
+            let g = &t.global;
+            let _ = writeln!(
+                s,
+                "Global averages over {} {what}s: {:.2} x {}; TcpCon {:.2}, packets {:.2}, bytes rx={:.2} tx={:.2}, Uptime {:.2}",
+                g.nodes,
+                g.per_node_children,
+                if v.view == Kind::Clients { "server" } else { "client" },
+                g.conns,
+                g.pkts,
+                g.bytes_in,
+                g.bytes_out,
+                g.uptime
+            );
+        }
+    }
+    s
+}
