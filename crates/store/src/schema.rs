@@ -103,6 +103,8 @@ CREATE TABLE roll_pair (
     first_us INTEGER NOT NULL, last_us INTEGER NOT NULL,
     PRIMARY KEY (hour, client, server, port)
 ) WITHOUT ROWID;
+CREATE INDEX roll_pair_client ON roll_pair (client, hour);
+CREATE INDEX roll_pair_server ON roll_pair (server, port, hour);
 
 CREATE TABLE roll_client (
     hour INTEGER NOT NULL, client BLOB NOT NULL,
