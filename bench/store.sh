@@ -5,7 +5,7 @@
 #   bench/store.sh                 # N=10000000, DIR=/tmp/tw-store-bench
 #   N=1000000 bench/store.sh
 #
-# Results go to docs/STORE-BENCH.md by hand (see that file for the last run).
+# Results go to BENCHMARKS.md ("Store") by hand, with the command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-10000000}
