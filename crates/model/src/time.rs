@@ -76,8 +76,12 @@ impl serde::Serialize for Timestamp {
 
 impl<'de> serde::Deserialize<'de> for Timestamp {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Records print microseconds; rounding there (not to nanoseconds) gives back
+        // the exact microsecond, which `secs * 1e9` truncated could miss by one.
         let secs = f64::deserialize(d)?;
-        Ok(Timestamp::from_secs_f64(secs))
+        Ok(Timestamp(
+            ((secs * 1e6).round() as i64).saturating_mul(1000),
+        ))
     }
 }
 
@@ -97,6 +101,19 @@ mod tests {
             "12.000003"
         );
         assert_eq!(Timestamp(-1).to_string(), "-1.999999");
+    }
+
+    #[test]
+    fn json_round_trip_keeps_the_microsecond() {
+        // 1795318008.770114 came back as ...770113 when parsed to nanoseconds.
+        for micros in [1_795_318_008_770_114_i64, 1_700_000_000_123_456, 0, 999_999] {
+            for k in 0..1000 {
+                let t = Timestamp((micros + k * 7919) * 1000);
+                let back: Timestamp =
+                    serde_json::from_str(&serde_json::to_string(&t).unwrap()).unwrap();
+                assert_eq!(back.as_micros(), t.as_micros(), "{t}");
+            }
+        }
     }
 
     #[test]

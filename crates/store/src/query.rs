@@ -2,12 +2,10 @@
 //!
 //! Records come back as the JSON text the sensor's record serialised to (what `read
 //! --flows` writes, byte for byte) together with the decoded [`FlowRecord`] for other
-//! formats. `ts` and `last_ts` of the decoded record are restored from the exact
-//! microsecond columns: a JSON float read back through `Timestamp`'s deserializer can
-//! come out one microsecond low.
+//! formats.
 
 use rusqlite::params_from_iter;
-use tunnelwatch_model::{FlowRecord, Timestamp};
+use tunnelwatch_model::FlowRecord;
 
 use crate::filter::{compile, Target};
 use crate::{Alert, Severity, Store, StoreError};
@@ -33,7 +31,7 @@ impl Store {
         mut each: impl FnMut(&str, FlowRecord) -> bool,
     ) -> Result<u64, StoreError> {
         let c = compile(&q.filter, Target::Flows)?;
-        let mut sql = format!("SELECT id, record, ts, last_ts FROM flows WHERE {}", c.sql);
+        let mut sql = format!("SELECT id, record FROM flows WHERE {}", c.sql);
         if q.final_only {
             sql.push_str(" AND final = 1");
         }
@@ -65,16 +63,12 @@ impl Store {
                 .map_err(|e| bad(format!("record does not decompress: {e}")))?;
             let text =
                 String::from_utf8(json).map_err(|e| bad(format!("record is not UTF-8: {e}")))?;
-            let mut rec: FlowRecord =
+            let rec: FlowRecord =
                 serde_json::from_str(&text).map_err(|e| StoreError::BadRecord {
                     path: self.path.clone(),
                     id,
                     detail: e.to_string(),
                 })?;
-            let ts: i64 = row.get(2).map_err(|e| self.sql("querying flows", e))?;
-            let last: i64 = row.get(3).map_err(|e| self.sql("querying flows", e))?;
-            rec.ts = Timestamp(ts.saturating_mul(1000));
-            rec.last_ts = Timestamp(last.saturating_mul(1000));
             n += 1;
             if !each(&text, rec) {
                 break;
