@@ -21,6 +21,8 @@ use tunnelwatch_store::{export, Mode, Store};
 pub enum Format {
     /// CSV with a header line.
     Csv,
+    /// Parquet (Snappy), for DuckDB, ClickHouse, Spark, pandas.
+    Parquet,
 }
 
 /// Arguments of `export`.
@@ -57,6 +59,7 @@ pub fn run(a: ExportArgs) -> Result<ExitCode> {
     let mut w = BufWriter::new(f);
     let res = match a.format {
         Format::Csv => export::write_csv(&store, &q, &mut w),
+        Format::Parquet => export::write_parquet(&store, &q, &mut w),
     };
     drop(w);
     match res {

@@ -526,3 +526,68 @@ fn export_csv_has_a_header_and_the_filtered_rows() {
         assert!(uids.contains(r["uid"].as_str().unwrap()));
     }
 }
+
+#[test]
+fn export_parquet_holds_the_stored_flows_column_by_column() {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use parquet::record::Field;
+
+    let p = stored_demo("export-pq.db");
+    let out = db("export.parquet");
+    let o = tw(&[
+        "export",
+        "--db",
+        s(&p),
+        "--format",
+        "parquet",
+        "-o",
+        s(&out),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let f = tw(&["flows", "--db", s(&p), "--format", "json"]);
+    let recs = jsonl(&f);
+    assert!(recs.len() > 50);
+
+    let reader = SerializedFileReader::new(std::fs::File::open(&out).unwrap()).unwrap();
+    let rows: Vec<parquet::record::Row> = reader
+        .get_row_iter(None)
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(rows.len(), recs.len());
+    let mut with_service = 0;
+    for (row, rec) in rows.iter().zip(&recs) {
+        let col = |name: &str| {
+            row.get_column_iter()
+                .find(|(n, _)| n.as_str() == name)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| panic!("no column {name}"))
+        };
+        assert_eq!(col("uid"), Field::Str(rec["uid"].as_str().unwrap().into()));
+        let micros = (rec["ts"].as_f64().unwrap() * 1e6).round() as i64;
+        assert_eq!(col("ts"), Field::TimestampMicros(micros));
+        assert_eq!(
+            col("orig_p"),
+            Field::UShort(rec["orig_p"].as_u64().unwrap() as u16)
+        );
+        assert_eq!(
+            col("orig_bytes"),
+            Field::Long(rec["orig_bytes"].as_i64().unwrap())
+        );
+        assert_eq!(
+            col("history"),
+            Field::Str(rec["history"].as_str().unwrap().into())
+        );
+        match rec["service"].as_str() {
+            Some(svc) => {
+                with_service += 1;
+                assert_eq!(col("service"), Field::Str(svc.into()));
+            }
+            None => assert_eq!(col("service"), Field::Null),
+        }
+    }
+    assert!(
+        with_service > 0,
+        "the demo has flows with a service and without"
+    );
+}
