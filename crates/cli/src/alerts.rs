@@ -19,21 +19,6 @@ pub enum Format {
     Json,
 }
 
-/// Minimum severity.
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum Level {
-    /// All alerts.
-    Info,
-    /// Low and above.
-    Low,
-    /// Medium and above.
-    Medium,
-    /// High and above.
-    High,
-    /// Critical only.
-    Critical,
-}
-
 /// Arguments of `alerts`.
 #[derive(Args, Debug)]
 pub struct AlertsArgs {
@@ -43,9 +28,9 @@ pub struct AlertsArgs {
     /// The store.
     #[arg(long, value_name = "PATH", env = "TUNNELWATCH_DB", default_value = tunnelwatch_store::DEFAULT_PATH)]
     db: PathBuf,
-    /// Only alerts at or above this severity.
-    #[arg(long, value_enum, default_value = "info")]
-    min_severity: Level,
+    /// Only alerts at or above this severity (low, medium, high).
+    #[arg(long, value_name = "LEVEL", default_value = "low", value_parser = parse_severity)]
+    min_severity: Severity,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
@@ -58,13 +43,7 @@ pub struct AlertsArgs {
 pub fn run(a: AlertsArgs) -> Result<ExitCode> {
     let filter = crate::flows::filter_text(&a.filter);
     compile(&filter, Target::Alerts).map_err(|e| anyhow::anyhow!("{e}, in filter \"{filter}\""))?;
-    let min = match a.min_severity {
-        Level::Info => Severity::Info,
-        Level::Low => Severity::Low,
-        Level::Medium => Severity::Medium,
-        Level::High => Severity::High,
-        Level::Critical => Severity::Critical,
-    };
+    let min = a.min_severity;
     let store = Store::open(&a.db, Mode::ReadOnly)?;
     let mut out = io::BufWriter::new(io::stdout().lock());
     let mut failed: Option<io::Error> = None;
@@ -99,4 +78,10 @@ pub fn run(a: AlertsArgs) -> Result<ExitCode> {
         Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(e.into()),
         _ => Ok(ExitCode::SUCCESS),
     }
+}
+
+/// Parses `low`, `medium` or `high`.
+pub fn parse_severity(s: &str) -> Result<Severity, String> {
+    Severity::parse(&s.to_ascii_lowercase())
+        .ok_or_else(|| format!("unknown severity '{s}' (expected low, medium or high)"))
 }

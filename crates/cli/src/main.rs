@@ -1,6 +1,7 @@
 //! The `tunnelwatch` command: configuration → components → run. The only crate that
 //! uses `anyhow`, talks to the terminal and maps errors to exit codes.
 
+mod alert_sink;
 mod alerts;
 mod engine;
 mod export;

@@ -19,6 +19,10 @@ use tunnelwatch_model::Timestamp;
 use tunnelwatch_output::zeek;
 use tunnelwatch_sensor::{RunStats, SensorConfig};
 
+use tunnelwatch_detect::Detection;
+use tunnelwatch_model::Category;
+
+use crate::alert_sink::{AlertReport, AlertSink};
 use crate::engine::Engine;
 use crate::sinks::{open_out, RecordWriter, Sink, Written};
 use crate::store_sink::StoreSink;
@@ -93,10 +97,48 @@ pub struct ReadArgs {
     /// No progress bar even on a terminal.
     #[arg(long)]
     no_progress: bool,
+    /// Write alerts as JSON lines to FILE (`-` for standard output).
+    #[arg(long, value_name = "FILE")]
+    alerts: Option<String>,
+    /// Detector settings (TOML; every key documented in docs/config.example.toml). A
+    /// missing file means the documented defaults.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "TUNNELWATCH_CONFIG",
+        default_value = "tunnelwatch.toml"
+    )]
+    config: PathBuf,
+    /// Run no detectors (flow records only).
+    #[arg(long = "no-detect")]
+    no_detect: bool,
+}
+
+/// The detector settings at `path`; a missing file gives the defaults (said on
+/// standard error unless it is the default name).
+pub fn load_config(path: &std::path::Path) -> Result<tunnelwatch_detect::Config> {
+    match tunnelwatch_detect::Config::load(path)? {
+        Some(c) => Ok(c),
+        None => {
+            if path != std::path::Path::new("tunnelwatch.toml") {
+                eprintln!(
+                    "tunnelwatch: config file {} not found: using the documented defaults",
+                    path.display()
+                );
+            }
+            Ok(tunnelwatch_detect::Config::default())
+        }
+    }
 }
 
 /// Runs `read`.
 pub fn run(args: ReadArgs) -> Result<ExitCode> {
+    // The config before anything is opened or written: a bad one stops here.
+    let detect_config = if args.no_detect {
+        None
+    } else {
+        Some(load_config(&args.config)?)
+    };
     // The store first: a locked, corrupt or too new store stops here, nothing written.
     let store = if args.no_store {
         None
@@ -127,6 +169,20 @@ pub fn run(args: ReadArgs) -> Result<ExitCode> {
             header: false,
         });
     }
+    let alerting = match (detect_config, &args.alerts) {
+        (None, Some(_)) => anyhow::bail!("--alerts needs the detectors (drop --no-detect)"),
+        (None, None) => None,
+        (Some(c), target) => {
+            let out = match target {
+                Some(t) => {
+                    stdout_used |= t == "-";
+                    Some(open_out(t)?)
+                }
+                None => None,
+            };
+            Some(AlertSink::new(Detection::new(c), out))
+        }
+    };
     if !stdout_used && (args.format.is_some() || sinks.is_empty()) {
         let out = open_out("-")?;
         sinks.push(match args.format.unwrap_or(OutputFormat::Table) {
@@ -156,7 +212,7 @@ pub fn run(args: ReadArgs) -> Result<ExitCode> {
         None
     };
 
-    let writer = RecordWriter::spawn(sinks, store.as_ref().map(StoreSink::sender))?;
+    let writer = RecordWriter::spawn(sinks, store.as_ref().map(StoreSink::sender), alerting)?;
     let mut engine = Engine::new(config, args.threads.clamp(1, 256), &writer)?;
     let mut index = 0u64;
     let mut open: Option<Timestamp> = None;
@@ -204,27 +260,35 @@ pub fn run(args: ReadArgs) -> Result<ExitCode> {
     let Written {
         records: written,
         error: io_error,
+        alerts,
     } = writer.finish(open, close);
     if let Some(b) = bar {
         b.finish_and_clear();
     }
     summary(&stats, &reader_odd, args.captures.len(), written);
+    let alert_error = alerts.as_ref().and_then(|a| alert_summary(a).err());
     if let Some(store) = store {
         let (path, report, err) = store.finish();
         eprintln!(
-            "  store {}: {} records written, {} already stored, {} commits",
+            "  store {}: {} records written, {} already stored, {} alerts, {} commits",
             path.display(),
             report.written,
             report.unchanged,
+            report.alerts,
             report.commits
         );
         if let Some(e) = err {
             return Err(e).context("writing to the store");
         }
     }
-    if let Some(e) = io_error {
-        if e.kind() != io::ErrorKind::BrokenPipe {
-            return Err(e).context("writing records");
+    for (e, what) in [
+        (io_error, "writing records"),
+        (alert_error, "writing alerts"),
+    ] {
+        if let Some(e) = e {
+            if e.kind() != io::ErrorKind::BrokenPipe {
+                return Err(e).context(what);
+            }
         }
     }
     if errors.is_empty() {
@@ -238,6 +302,57 @@ pub fn run(args: ReadArgs) -> Result<ExitCode> {
             errors.len()
         );
         Ok(ExitCode::from(1))
+    }
+}
+
+/// The alerts line of the summary: counts by category and severity, and what the
+/// lists dropped. Returns the error met writing `--alerts`, if any.
+fn alert_summary(a: &AlertReport) -> std::result::Result<(), io::Error> {
+    let mut by_cat: std::collections::BTreeMap<Category, Vec<String>> = Default::default();
+    let mut total = 0;
+    for ((c, s), n) in a.counts.iter().rev() {
+        by_cat.entry(*c).or_default().push(format!("{n} {s}"));
+        total += n;
+    }
+    let groups: Vec<String> = by_cat
+        .iter()
+        .map(|(c, v)| format!("{c}: {}", v.join(", ")))
+        .collect();
+    let s = &a.stats;
+    let mut dropped = Vec::new();
+    for (n, why) in [
+        (s.whitelisted, "white list"),
+        (s.redlisted, "red list"),
+        (s.below_min, "below min_severity"),
+    ] {
+        if n > 0 {
+            dropped.push(format!("{n} by the {why}"));
+        }
+    }
+    eprintln!(
+        "  alerts: {}{}{}",
+        if total == 0 {
+            "none".to_string()
+        } else {
+            format!("{total} ({})", groups.join("; "))
+        },
+        if dropped.is_empty() {
+            String::new()
+        } else {
+            format!("; dropped {}", dropped.join(", "))
+        },
+        if s.untracked > 0 {
+            format!(
+                "; {} findings not tracked (detector state full)",
+                s.untracked
+            )
+        } else {
+            String::new()
+        }
+    );
+    match &a.error {
+        Some(e) => Err(io::Error::new(e.kind(), e.to_string())),
+        None => Ok(()),
     }
 }
 

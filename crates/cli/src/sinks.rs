@@ -1,7 +1,8 @@
 //! Record sinks and the writer thread that feeds them.
 //!
-//! Building records from ended flows, serializing them (JSON, Zeek TSV, the table) and
-//! the write system calls run on a thread of their own, so the packet path never waits
+//! Building records from ended flows, running the detectors over them, serializing
+//! records and alerts (JSON, Zeek TSV, the table) and the write system calls run on a
+//! thread of their own, so the packet path never waits
 //! on strings, formatting or the disk.
 //! Records travel in batches over a bounded channel (back-pressure instead of unbounded
 //! memory); each producer's records are written in the order it sent them, and its
@@ -14,8 +15,10 @@ use std::thread::JoinHandle;
 
 use anyhow::{Context, Result};
 use tunnelwatch_flow::{Ended, FlowSink};
-use tunnelwatch_model::{FlowRecord, Timestamp};
+use tunnelwatch_model::{Alert, FlowRecord, Timestamp};
 use tunnelwatch_output::{jsonl, table, zeek};
+
+use crate::alert_sink::{AlertReport, AlertSink};
 
 /// Records per batch sent to the writer.
 const BATCH: usize = 1024;
@@ -114,6 +117,16 @@ pub struct Written {
     pub records: u64,
     /// The first error met; writing stops at it.
     pub error: Option<io::Error>,
+    /// What detection raised, when it ran.
+    pub alerts: Option<AlertReport>,
+}
+
+/// What the store thread receives.
+pub enum StoreBatch {
+    /// Flow records.
+    Flows(Vec<FlowRecord>),
+    /// Alerts.
+    Alerts(Vec<Alert>),
 }
 
 /// The writer thread.
@@ -123,11 +136,13 @@ pub struct RecordWriter {
 }
 
 impl RecordWriter {
-    /// Starts the thread that owns `sinks`; each batch, once written to them, is handed
-    /// to `forward` (the store sink) when there is one.
+    /// Starts the thread that owns `sinks` and `alerting`; each batch, once written to
+    /// the sinks and seen by the detectors, is handed to `forward` (the store sink) with
+    /// its alerts when there is one.
     pub fn spawn(
         mut sinks: Vec<Sink>,
-        forward: Option<SyncSender<Vec<FlowRecord>>>,
+        forward: Option<SyncSender<StoreBatch>>,
+        mut alerting: Option<AlertSink>,
     ) -> Result<Self> {
         let (tx, rx) = sync_channel::<Msg>(IN_FLIGHT);
         let handle = std::thread::Builder::new()
@@ -136,7 +151,9 @@ impl RecordWriter {
                 let mut w = Written {
                     records: 0,
                     error: None,
+                    alerts: None,
                 };
+                let mut raised: Vec<Alert> = Vec::new();
                 for msg in rx {
                     match msg {
                         Msg::Records(open, mut flows, back) => {
@@ -146,10 +163,13 @@ impl RecordWriter {
                             let mut built =
                                 forward.as_ref().map(|_| Vec::with_capacity(flows.len()));
                             for flow in flows.drain(..) {
-                                if w.error.is_some() && built.is_none() {
+                                if w.error.is_some() && built.is_none() && alerting.is_none() {
                                     continue;
                                 }
                                 let r = flow.into_record();
+                                if let Some(a) = alerting.as_mut() {
+                                    a.record(&r, &mut raised);
+                                }
                                 if w.error.is_none() {
                                     for s in sinks.iter_mut() {
                                         if let Err(e) = s.write(&r, open) {
@@ -164,12 +184,17 @@ impl RecordWriter {
                             }
                             if let (Some(f), Some(b)) = (&forward, built) {
                                 // Fails only if the store thread is gone; it reports why.
-                                let _ = f.send(b);
+                                let _ = f.send(StoreBatch::Flows(b));
                             }
+                            send_alerts(&forward, &mut raised);
                             // The producer may be gone already; then the batch is freed.
                             let _ = back.send(flows);
                         }
                         Msg::Finish(open, close) => {
+                            if let Some(a) = alerting.as_mut() {
+                                a.finish(&mut raised);
+                                send_alerts(&forward, &mut raised);
+                            }
                             for s in sinks.iter_mut() {
                                 if let Err(e) = s.finish(open, close) {
                                     w.error.get_or_insert(e);
@@ -178,6 +203,7 @@ impl RecordWriter {
                         }
                     }
                 }
+                w.alerts = alerting.map(AlertSink::report);
                 w
             })
             .context("cannot start the writer thread")?;
@@ -204,7 +230,19 @@ impl RecordWriter {
         self.handle.join().unwrap_or_else(|_| Written {
             records: 0,
             error: Some(io::Error::other("the writer thread panicked")),
+            alerts: None,
         })
+    }
+}
+
+/// Hands the alerts raised so far to the store, when there is one.
+fn send_alerts(forward: &Option<SyncSender<StoreBatch>>, raised: &mut Vec<Alert>) {
+    if raised.is_empty() {
+        return;
+    }
+    let batch = std::mem::take(raised);
+    if let Some(f) = forward {
+        let _ = f.send(StoreBatch::Alerts(batch));
     }
 }
 

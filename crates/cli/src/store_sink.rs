@@ -14,7 +14,9 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
 use std::thread::JoinHandle;
 
 use anyhow::{Context, Result};
-use tunnelwatch_model::FlowRecord;
+use tunnelwatch_model::{Alert, FlowRecord};
+
+use crate::sinks::StoreBatch;
 use tunnelwatch_store::{CaptureId, CaptureIdentity, Mode, Store, StoreError};
 
 /// Most records in one store transaction.
@@ -31,11 +33,13 @@ pub struct StoreReport {
     pub unchanged: u64,
     /// Transactions committed.
     pub commits: u64,
+    /// Alerts stored.
+    pub alerts: u64,
 }
 
 /// The running store sink.
 pub struct StoreSink {
-    tx: SyncSender<Vec<FlowRecord>>,
+    tx: SyncSender<StoreBatch>,
     handle: JoinHandle<(StoreReport, Option<StoreError>)>,
     path: PathBuf,
 }
@@ -48,7 +52,9 @@ impl StoreSink {
         let identity = CaptureIdentity::of_files(&readable)?;
         let mut store = Store::open(db, Mode::ReadWrite)?;
         let cid = store.begin_capture(&identity)?;
-        let (tx, rx) = sync_channel::<Vec<FlowRecord>>(IN_FLIGHT);
+        // Detection is deterministic: a re-read raises the same alerts again.
+        store.delete_capture_alerts(cid)?;
+        let (tx, rx) = sync_channel::<StoreBatch>(IN_FLIGHT);
         let handle = std::thread::Builder::new()
             .name("store".into())
             .spawn(move || run(store, cid, rx))
@@ -61,7 +67,7 @@ impl StoreSink {
     }
 
     /// Where the writer thread sends batches.
-    pub fn sender(&self) -> SyncSender<Vec<FlowRecord>> {
+    pub fn sender(&self) -> SyncSender<StoreBatch> {
         self.tx.clone()
     }
 
@@ -82,19 +88,24 @@ impl StoreSink {
 fn run(
     mut store: Store,
     cid: CaptureId,
-    rx: Receiver<Vec<FlowRecord>>,
+    rx: Receiver<StoreBatch>,
 ) -> (StoreReport, Option<StoreError>) {
     let mut report = StoreReport::default();
     let mut pending: Vec<FlowRecord> = Vec::with_capacity(MAX_TXN);
+    let mut alerts: Vec<Alert> = Vec::new();
     let mut failed: Option<StoreError> = None;
+    let mut take = |b: StoreBatch, pending: &mut Vec<FlowRecord>| match b {
+        StoreBatch::Flows(f) => pending.extend(f),
+        StoreBatch::Alerts(a) => alerts.extend(a),
+    };
     while let Ok(first) = rx.recv() {
         if failed.is_some() {
             continue; // keep draining so the writer never blocks
         }
-        pending.extend(first);
+        take(first, &mut pending);
         while pending.len() < MAX_TXN {
             match rx.try_recv() {
-                Ok(b) => pending.extend(b),
+                Ok(b) => take(b, &mut pending),
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
@@ -107,6 +118,12 @@ fn run(
             Err(e) => failed = Some(e),
         }
         pending.clear();
+    }
+    if failed.is_none() && !alerts.is_empty() {
+        match store.insert_alerts(Some(cid), &alerts) {
+            Ok(n) => report.alerts = n,
+            Err(e) => failed = Some(e),
+        }
     }
     if failed.is_none() {
         if let Err(e) = store.finish_capture(cid) {

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use tunnelwatch_store::{Alert, Mode, Severity, Store};
+use tunnelwatch_store::{Alert, Category, Mode, Severity, Store};
 
 fn tw(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tunnelwatch"))
@@ -443,16 +443,21 @@ fn alerts_inserted_through_the_api_are_listed_and_filtered() {
     let p = stored_demo("alerts.db");
     let mk = |sev, det: &str, orig: &str, ts: f64| Alert {
         ts: tunnelwatch_model::Timestamp::from_secs_f64(ts),
+        first_ts: tunnelwatch_model::Timestamp::from_secs_f64(ts - 60.0),
+        last_ts: tunnelwatch_model::Timestamp::from_secs_f64(ts),
         uids: vec![format!("C{det}")],
         community_id: None,
         orig_h: Some(orig.parse().unwrap()),
         resp_h: Some("10.1.2.2".parse().unwrap()),
         detector: det.into(),
-        category: "tunnel".into(),
+        category: Category::Tunnel,
         severity: sev,
         score: 0.9,
         message: format!("{det} fired"),
-        evidence: serde_json::json!({"uptime_s": 600, "threshold_s": 300}),
+        evidence: serde_json::json!({"uptime_s": 600, "threshold_s": 300})
+            .as_object()
+            .unwrap()
+            .clone(),
     };
     {
         let mut st = Store::open(&p, Mode::ReadWrite).unwrap();
@@ -461,8 +466,8 @@ fn alerts_inserted_through_the_api_are_listed_and_filtered() {
                 None,
                 &[
                     mk(Severity::Low, "beacon", "10.1.1.9", 100.0),
-                    mk(Severity::High, "long_connection", "10.1.1.9", 200.0),
-                    mk(Severity::Critical, "http_tunnel", "10.1.1.99", 300.0),
+                    mk(Severity::Medium, "long_connection", "10.1.1.9", 200.0),
+                    mk(Severity::High, "http_tunnel", "10.1.1.99", 300.0),
                 ],
             )
             .unwrap();
@@ -475,7 +480,7 @@ fn alerts_inserted_through_the_api_are_listed_and_filtered() {
         "--format",
         "json",
         "--min-severity",
-        "high",
+        "medium",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let dets: Vec<String> = jsonl(&o)

@@ -17,6 +17,7 @@ pub mod stats;
 pub mod table;
 pub mod tcp;
 mod timers;
+pub mod watch;
 
 pub use config::{ChecksumMode, FlowConfig};
 pub use table::{Ended, FlowSink, FlowTable, Frame, LayerRef, TableStats};

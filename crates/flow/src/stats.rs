@@ -133,6 +133,11 @@ impl Direction {
         }
     }
 
+    /// Time of this direction's latest packet.
+    pub fn last_seen(&self) -> Option<Timestamp> {
+        self.last_ts
+    }
+
     /// The TCP flags union.
     pub fn flags(&self) -> TcpFlags {
         TcpFlags(self.flags)

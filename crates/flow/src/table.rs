@@ -32,6 +32,7 @@ use crate::config::{is_dns_port, ChecksumMode, FlowConfig};
 use crate::history::{bit, History, Scaled};
 use crate::key::{community_id, icmp_counterpart, uid, Endpoints, Key};
 use crate::slab::{Recycler, Slab};
+use crate::watch::Watch;
 
 /// Boxes of each kind kept for reuse by ended flows' successors.
 const RECYCLED: usize = 4096;
@@ -199,6 +200,7 @@ struct TcpEnd {
     orig_bytes: u64,
     resp_bytes: u64,
     missed_bytes: u64,
+    watch: Watch,
 }
 
 impl TcpEnd {
@@ -209,6 +211,7 @@ impl TcpEnd {
             orig_bytes,
             resp_bytes,
             missed_bytes: t.missed_bytes,
+            watch: t.watch,
         }
     }
 }
@@ -907,6 +910,11 @@ impl FlowTable {
                 }
             }
             if counted {
+                if let (Transport::Tcp(seg), Some(tcp)) = (&l.transport, f.tcp.as_deref_mut()) {
+                    let prev = f.dirs[usize::from(!is_orig)].last_seen();
+                    let quick = prev.is_some_and(|p| ts.nanos_since(p) < 1_000_000_000);
+                    tcp.watch.observe(is_orig, seg, l.payload_len, quick);
+                }
                 let d = &mut f.dirs[usize::from(!is_orig)];
                 d.pkts += 1;
                 d.ip_bytes += u64::from(l.ip_len);
@@ -1117,6 +1125,9 @@ fn flip_flow(f: &mut Flow) {
     std::mem::swap(&mut f.orig_h, &mut f.resp_h);
     std::mem::swap(&mut f.orig_p, &mut f.resp_p);
     f.dirs.swap(0, 1);
+    if let Some(tcp) = f.tcp.as_deref_mut() {
+        tcp.watch.flip();
+    }
     f.history.add(b'^');
     let t = &mut f.timing;
     std::mem::swap(&mut t.orig_mss, &mut t.resp_mss);
@@ -1225,6 +1236,10 @@ fn build_record(f: &Flow, tcp: Option<TcpEnd>, app: Option<AppFacts>, cause: Cau
         resp_mss: ti.resp_mss,
         orig_wscale: ti.orig_wscale,
         resp_wscale: ti.resp_wscale,
+        first_packets: tcp.map(|t| t.watch.first_packets()).unwrap_or_default(),
+        orig_header: tcp.map(|t| t.watch.header(true)).unwrap_or_default(),
+        resp_header: tcp.map(|t| t.watch.header(false)).unwrap_or_default(),
+        ack_storm_run: tcp.map_or(0, |t| t.watch.ack_storm_run()),
     });
     FlowRecord {
         uid: f.uid(),

@@ -12,6 +12,7 @@
 //! Everything is a pure function of the packets given: no clock, no allocation except
 //! the out-of-order range list of an endpoint, which is bounded.
 
+use crate::watch::Watch;
 use tunnelwatch_decode::{TcpFlags, TcpSegment};
 
 use crate::history::{bit, History, Scaled};
@@ -339,6 +340,8 @@ pub struct TcpConn {
     /// Bytes missing from the streams (content gaps), as Zeek's `missed_bytes`.
     pub missed_bytes: u64,
     fx: Effects,
+    /// Header and acknowledgement facts for the TCP filter, oriented like the flow.
+    pub watch: Watch,
 }
 
 impl Default for TcpConn {
@@ -353,6 +356,7 @@ impl Default for TcpConn {
             deferred_gen_event: false,
             missed_bytes: 0,
             fx: Effects::default(),
+            watch: Watch::default(),
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The shared vocabulary of tunnelwatch: packet timestamps, IP protocol numbers, flow
-//! records and the names of their fields.
+//! records, alerts and the names of their fields.
 //!
 //! Every other crate speaks in these types. They are plain data with `serde`
 //! serialisation; nothing here reads a clock, touches a socket or allocates on a hot
@@ -7,12 +7,14 @@
 //! `docs/specs/flow-record.md`: renaming one is a breaking change.
 #![deny(missing_docs)]
 
+mod alert;
 mod record;
 mod time;
 
+pub use alert::{Alert, Category, Severity};
 pub use record::{
     AppFacts, Cause, ConnState, DirectionStats, DnsFacts, Dynamics, FlowRecord, HttpFacts,
-    IcmpFacts, SshFacts, Stats, TcpFacts, TlsFacts,
+    IcmpFacts, SshFacts, Stats, TcpFacts, TcpHeaderFacts, TcpOptionFault, TlsFacts,
 };
 pub use time::Timestamp;
 

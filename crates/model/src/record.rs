@@ -164,6 +164,82 @@ pub struct TcpFacts {
     /// Window-scale option of the responder's SYN/ACK.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resp_wscale: Option<u8>,
+    /// The first four packets in wire order: `>` from the originator, `<` from the
+    /// responder, then their flags' letters (`[">S", "<RA"]`): what the TCP filter's scan
+    /// patterns read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub first_packets: Vec<String>,
+    /// Header oddities of the originator's packets.
+    #[serde(default, skip_serializing_if = "TcpHeaderFacts::is_empty")]
+    pub orig_header: TcpHeaderFacts,
+    /// Header oddities of the responder's packets.
+    #[serde(default, skip_serializing_if = "TcpHeaderFacts::is_empty")]
+    pub resp_header: TcpHeaderFacts,
+    /// ACK storms: the most times both sides at once had repeated the same pure ACK
+    /// (repeats after the first sending, under a second apart; the smaller of the two
+    /// sides' counts).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ack_storm_run: u64,
+}
+
+/// What was odd about the TCP headers one side sent (all counts of packets).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TcpHeaderFacts {
+    /// Packets with any of the three reserved bits of byte 12 set.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reserved_bits: u64,
+    /// Packets with the URG flag and a zero urgent pointer.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub urg_without_pointer: u64,
+    /// Packets with a non-zero urgent pointer and no URG flag.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pointer_without_urg: u64,
+    /// Packets whose options hold an unknown kind, a truncated option or a bad length.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub bad_options: u64,
+    /// The first bad option seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_bad_option: Option<TcpOptionFault>,
+    /// The longest run of consecutive zero-window advertisements (RST excluded).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub zero_window_run: u64,
+}
+
+impl TcpHeaderFacts {
+    /// True when nothing odd was seen.
+    pub fn is_empty(&self) -> bool {
+        *self == TcpHeaderFacts::default()
+    }
+}
+
+/// A TCP option that a correct stack does not send (`offset` counts from the first
+/// option byte).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "fault", rename_all = "snake_case")]
+pub enum TcpOptionFault {
+    /// A kind without an IANA assignment.
+    Unknown {
+        /// Option kind.
+        kind: u8,
+        /// Offset in the option bytes.
+        offset: u8,
+    },
+    /// The header ends after the kind byte: no length.
+    Truncated {
+        /// Option kind.
+        kind: u8,
+        /// Offset in the option bytes.
+        offset: u8,
+    },
+    /// A length below 2 or running past the header.
+    BadLength {
+        /// Option kind.
+        kind: u8,
+        /// Offset in the option bytes.
+        offset: u8,
+        /// The length byte.
+        len: u8,
+    },
 }
 
 /// ICMP facts: for ICMP flows, the echo identifiers seen; for any flow, the ICMP

@@ -10,7 +10,8 @@ use std::io::{self, Write};
 use std::net::IpAddr;
 
 use tunnelwatch_model::{
-    AppFacts, DirectionStats, FlowRecord, IcmpFacts, Stats, TcpFacts, Timestamp,
+    AppFacts, DirectionStats, FlowRecord, IcmpFacts, Stats, TcpFacts, TcpHeaderFacts,
+    TcpOptionFault, Timestamp,
 };
 
 /// Writes one record as a JSON line. The line is built in `line` (cleared first, kept
@@ -259,6 +260,59 @@ impl Line<'_> {
         self.opt_uint("resp_mss", t.resp_mss);
         self.opt_uint("orig_wscale", t.orig_wscale);
         self.opt_uint("resp_wscale", t.resp_wscale);
+        self.str_list("first_packets", &t.first_packets);
+        for (k, h) in [
+            ("orig_header", &t.orig_header),
+            ("resp_header", &t.resp_header),
+        ] {
+            if !h.is_empty() {
+                self.key(k);
+                self.header(h);
+            }
+        }
+        if t.ack_storm_run != 0 {
+            self.key("ack_storm_run");
+            self.uint(t.ack_storm_run);
+        }
+        self.0.push(b'}');
+    }
+
+    fn header(&mut self, h: &TcpHeaderFacts) {
+        self.0.push(b'{');
+        for (k, v) in [
+            ("reserved_bits", h.reserved_bits),
+            ("urg_without_pointer", h.urg_without_pointer),
+            ("pointer_without_urg", h.pointer_without_urg),
+            ("bad_options", h.bad_options),
+        ] {
+            if v != 0 {
+                self.key(k);
+                self.uint(v);
+            }
+        }
+        if let Some(f) = h.first_bad_option {
+            self.key("first_bad_option");
+            let (name, kind, offset, len) = match f {
+                TcpOptionFault::Unknown { kind, offset } => ("unknown", kind, offset, None),
+                TcpOptionFault::Truncated { kind, offset } => ("truncated", kind, offset, None),
+                TcpOptionFault::BadLength { kind, offset, len } => {
+                    ("bad_length", kind, offset, Some(len))
+                }
+            };
+            self.0.push(b'{');
+            self.key("fault");
+            self.str(name);
+            self.key("kind");
+            self.uint(kind);
+            self.key("offset");
+            self.uint(offset);
+            self.opt_uint("len", len);
+            self.0.push(b'}');
+        }
+        if h.zero_window_run != 0 {
+            self.key("zero_window_run");
+            self.uint(h.zero_window_run);
+        }
         self.0.push(b'}');
     }
 
@@ -400,6 +454,27 @@ mod tests {
             resp_mss: Some(536),
             orig_wscale: Some(7),
             resp_wscale: Some(14),
+            first_packets: vec![">S".into(), "<AS".into()],
+            orig_header: TcpHeaderFacts {
+                reserved_bits: 1,
+                urg_without_pointer: 2,
+                pointer_without_urg: 3,
+                bad_options: 4,
+                first_bad_option: Some(TcpOptionFault::BadLength {
+                    kind: 2,
+                    offset: 0,
+                    len: 1,
+                }),
+                zero_window_run: 5,
+            },
+            resp_header: TcpHeaderFacts {
+                first_bad_option: Some(TcpOptionFault::Unknown {
+                    kind: 99,
+                    offset: 3,
+                }),
+                ..Default::default()
+            },
+            ack_storm_run: 6,
         });
         rec.icmp = Some(IcmpFacts {
             errors: 2,

@@ -101,6 +101,8 @@ fn record(i: u64, n: u64) -> FlowRecord {
             resp_mss: Some(1460),
             orig_wscale: Some(7),
             resp_wscale: Some(7),
+            first_packets: vec![">S".into(), "<AS".into(), ">A".into(), ">AP".into()],
+            ..Default::default()
         }),
         icmp: None,
         app: Some(AppFacts {

@@ -36,7 +36,7 @@ use std::net::IpAddr;
 use rusqlite::types::Value;
 
 use crate::addr::{addr_to_blob, net_range};
-use crate::alert::Severity;
+use tunnelwatch_model::Severity;
 
 /// A filter that cannot be used, with the column (1-based, in characters) of the
 /// offending token.

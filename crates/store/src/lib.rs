@@ -40,12 +40,12 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 
 pub use addr::{addr_from_blob, addr_to_blob};
-pub use alert::{Alert, Severity};
 pub use capture::CaptureIdentity;
 pub use error::StoreError;
 pub use ingest::InsertStats;
 /// The SQLite driver, for tools and tests that inspect a store directly.
 pub use rusqlite as sqlite;
+pub use tunnelwatch_model::{Alert, Category, Severity};
 
 /// The file a store lives in when no `--db` is given.
 pub const DEFAULT_PATH: &str = "tunnelwatch.db";

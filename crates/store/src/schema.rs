@@ -69,7 +69,7 @@ CREATE TABLE alerts (
     resp_h        BLOB,
     detector      TEXT NOT NULL,
     category      TEXT NOT NULL,
-    severity      INTEGER NOT NULL,      -- 0 info .. 4 critical
+    severity      INTEGER NOT NULL,      -- 1 low, 2 medium, 3 high
     score         REAL NOT NULL,
     message       TEXT NOT NULL,
     evidence      TEXT NOT NULL,         -- JSON object

@@ -1,0 +1,439 @@
+//! The detectors' configuration: every threshold, rules on and off, ports to leave
+//! unchecked, and the seed's black / white / red lists. Read from TOML (`--config`);
+//! every key has a documented default (`docs/config.example.toml`), unknown keys are
+//! errors, and an error names the key and the line.
+
+use std::path::Path;
+
+use serde::Deserialize;
+use tunnelwatch_model::Severity;
+
+use crate::net::Net;
+
+/// Everything the detectors read.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Which alerts are kept.
+    pub alerts: AlertsConfig,
+    /// Rules switched off by name.
+    pub rules: RulesConfig,
+    /// The TCP attack & anomaly filter (seed 004).
+    pub tcp_filter: TcpFilterConfig,
+    /// SYN and flow floods per destination.
+    pub flood: FloodConfig,
+    /// Port scans from flow records alone (seed 002).
+    pub port_scan: PortScanConfig,
+    /// tcpstatflow's per-connection thresholds (seed 000).
+    pub thresholds: ThresholdsConfig,
+    /// Black, white and red lists (seed 000's false-positive section).
+    pub lists: ListsConfig,
+}
+
+/// Which alerts are kept.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// Alerts below this severity are dropped (black-listed ones excepted).
+    pub min_severity: Severity,
+    /// At most this many flow `uid`s per alert (the first ones).
+    pub max_uids: usize,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            min_severity: Severity::Low,
+            max_uids: 10,
+        }
+    }
+}
+
+/// Rules switched off.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesConfig {
+    /// Rule names (the alerts' `detector` values) that never run.
+    pub disable: Vec<String>,
+}
+
+/// The TCP attack & anomaly filter.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TcpFilterConfig {
+    /// Connections from or to these ports are not checked (seed: `UNCHECKED_PORTS`).
+    pub unchecked_ports: Vec<u16>,
+    /// Findings are queued per (source, destination, rule) and summarised once per this
+    /// many seconds of packet time (seed: 120).
+    pub summary_period: f64,
+    /// How long after a period ends its summary waits for flows that started in it but
+    /// end later (seconds; the flow table's longest wait for an unanswered connection).
+    pub lateness: f64,
+    /// A pure ACK repeated more than this many times in a row by both sides at once is
+    /// an ACK storm.
+    pub max_ack: u64,
+    /// More than this many consecutive zero-window advertisements by one side is
+    /// buffer exhaustion.
+    pub max_zero_windows: u64,
+    /// More than this many unused connections from one source to one destination in a
+    /// period is a DoS (seed: 10).
+    pub unused_dos: u64,
+    /// An established connection with no payload either way that lasted at least this
+    /// many seconds, or timed out, is unused (connect-and-idle).
+    pub unused_idle: f64,
+    /// More findings than this in one summary are not listed port by port (seed: 300).
+    pub too_many_ports: u64,
+    /// A port hit more than this many times in one summary means a client retrying a
+    /// closed server, not a scan (seed: 2).
+    pub retry_hits: u64,
+    /// Distinct ports a scan pattern needs in one summary before it is reported.
+    pub min_ports: MinPorts,
+}
+
+impl Default for TcpFilterConfig {
+    fn default() -> Self {
+        TcpFilterConfig {
+            unchecked_ports: Vec::new(),
+            summary_period: 120.0,
+            lateness: 360.0,
+            max_ack: 10,
+            max_zero_windows: 10,
+            unused_dos: 10,
+            unused_idle: 5.0,
+            too_many_ports: 300,
+            retry_hits: 2,
+            min_ports: MinPorts::default(),
+        }
+    }
+}
+
+/// Distinct destination ports per scan pattern before a summary is reported. Crafted
+/// flag combinations (XMAS, NULL) are never benign; patterns that broken or closed
+/// connections also produce need a few ports.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MinPorts {
+    /// FIN+URG+PSH, then RST.
+    pub xmas_scan: u64,
+    /// No flags, then RST.
+    pub null_scan: u64,
+    /// FIN, then RST.
+    pub fin_scan: u64,
+    /// ACK, then RST.
+    pub ack_scan: u64,
+    /// SYN, then RST (closed port).
+    pub half_open_closed: u64,
+    /// SYN, SYN/ACK, then RST or FIN (open port).
+    pub half_open_open: u64,
+    /// SYN, SYN/ACK, then nothing.
+    pub synack_unanswered: u64,
+    /// SYN(s) and no answer at all.
+    pub syn_no_answer: u64,
+    /// SYN, SYN/ACK, ACK, then RST with no data (a connect() scan on an open port).
+    pub connect_scan: u64,
+    /// Established, no data, idle (below the DoS count).
+    pub unused_connection: u64,
+}
+
+impl Default for MinPorts {
+    fn default() -> Self {
+        MinPorts {
+            xmas_scan: 1,
+            null_scan: 1,
+            fin_scan: 3,
+            ack_scan: 3,
+            half_open_closed: 5,
+            half_open_open: 3,
+            synack_unanswered: 5,
+            syn_no_answer: 5,
+            connect_scan: 5,
+            unused_connection: 3,
+        }
+    }
+}
+
+impl MinPorts {
+    /// The minimum for a pattern rule.
+    pub fn of(&self, rule: &str) -> u64 {
+        match rule {
+            "xmas_scan" => self.xmas_scan,
+            "null_scan" => self.null_scan,
+            "fin_scan" => self.fin_scan,
+            "ack_scan" => self.ack_scan,
+            "half_open_closed" => self.half_open_closed,
+            "half_open_open" => self.half_open_open,
+            "synack_unanswered" => self.synack_unanswered,
+            "syn_no_answer" => self.syn_no_answer,
+            "connect_scan" => self.connect_scan,
+            "unused_connection" => self.unused_connection,
+            _ => 1,
+        }
+    }
+}
+
+/// Floods per destination host.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FloodConfig {
+    /// Window length in seconds (windows are aligned to multiples of it).
+    pub window: f64,
+    /// Connection attempts to one host that never completed a handshake (SYN only,
+    /// refused or unanswered SYN/ACK) in one window at which `syn_flood` fires.
+    pub syn_attempts: u64,
+    /// Flows of any kind to one host in one window at which `flow_flood` fires.
+    pub flows: u64,
+    /// Destinations tracked at once; beyond it new ones are counted as untracked.
+    pub max_destinations: usize,
+}
+
+impl Default for FloodConfig {
+    fn default() -> Self {
+        FloodConfig {
+            window: 10.0,
+            syn_attempts: 200,
+            flows: 5000,
+            max_destinations: 100_000,
+        }
+    }
+}
+
+/// Port scans from flows alone.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PortScanConfig {
+    /// Window length in seconds.
+    pub window: f64,
+    /// Distinct (destination, port) pairs without a reply from one source in one
+    /// window at which `port_scan` fires.
+    pub unanswered: u64,
+    /// Sources tracked at once.
+    pub max_sources: usize,
+}
+
+impl Default for PortScanConfig {
+    fn default() -> Self {
+        PortScanConfig {
+            window: 60.0,
+            unanswered: 25,
+            max_sources: 100_000,
+        }
+    }
+}
+
+/// Per-connection thresholds (0 switches one off).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ThresholdsConfig {
+    /// Seconds a connection may last (tcpstatflow `-y`).
+    pub duration: f64,
+    /// Bytes (both directions, payload) a connection may carry.
+    pub bytes: u64,
+    /// Packets (both directions) a connection may carry.
+    pub packets: u64,
+    /// Only these protocols (`tcp`, `udp`, `icmp`); empty = all.
+    pub protocols: Vec<String>,
+}
+
+impl Default for ThresholdsConfig {
+    fn default() -> Self {
+        ThresholdsConfig {
+            duration: 4.0 * 3600.0,
+            bytes: 1 << 30,
+            packets: 1_000_000,
+            protocols: Vec::new(),
+        }
+    }
+}
+
+/// The seed's colour lists.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListsConfig {
+    /// Always reported: alerts matching are kept whatever else says, raised to at least
+    /// medium, and every flow matching raises a `black_list` alert.
+    pub black: Vec<ListEntry>,
+    /// Never reported: alerts matching are dropped.
+    pub white: Vec<ListEntry>,
+    /// Reported only at or above the entry's `min_severity` (default high).
+    pub red: Vec<ListEntry>,
+}
+
+/// One list entry: every field given must match.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ListEntry {
+    /// The client / source (`orig_h`) is in this network.
+    pub client: Option<Net>,
+    /// The server / target (`resp_h`) is in this network.
+    pub server: Option<Net>,
+    /// Either side is in this network.
+    pub net: Option<Net>,
+    /// The server port.
+    pub port: Option<u16>,
+    /// The rule (`detector`).
+    pub detector: Option<String>,
+    /// Red lists: the lowest severity still reported.
+    pub min_severity: Option<Severity>,
+    /// Why the entry exists (shown in alerts).
+    pub note: Option<String>,
+}
+
+/// A configuration file that could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file exists but cannot be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Bad TOML, an unknown key or a bad value.
+    #[error("config file {path}, line {line}: {message}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// 1-based line of the problem.
+        line: usize,
+        /// What is wrong, naming the key.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads `path`; a missing file gives the documented defaults (`Ok(None)` tells the
+    /// caller it was missing).
+    pub fn load(path: &Path) -> Result<Option<Config>, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.display().to_string(),
+                    source,
+                })
+            }
+        };
+        Config::parse(&text, &path.display().to_string()).map(Some)
+    }
+
+    /// Parses TOML text (`origin` names it in errors).
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let c: Config = toml::from_str(text).map_err(|e| {
+            let line = e.span().map_or(1, |s| {
+                text[..s.start.min(text.len())].matches('\n').count() + 1
+            });
+            ConfigError::Invalid {
+                path: origin.to_string(),
+                line,
+                message: e.message().trim().to_string(),
+            }
+        })?;
+        c.check(text, origin)?;
+        Ok(c)
+    }
+
+    /// Values that parse but make no sense.
+    fn check(&self, text: &str, origin: &str) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: &str| {
+            let name = key.rsplit('.').next().unwrap_or(key);
+            let line = text
+                .lines()
+                .position(|l| l.trim_start().starts_with(name))
+                .map_or(1, |i| i + 1);
+            Err(ConfigError::Invalid {
+                path: origin.to_string(),
+                line,
+                message: format!("{key}: {why}"),
+            })
+        };
+        for (key, v) in [
+            ("tcp_filter.summary_period", self.tcp_filter.summary_period),
+            ("flood.window", self.flood.window),
+            ("port_scan.window", self.port_scan.window),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return bad(key, "must be a positive number of seconds");
+            }
+        }
+        if !(self.tcp_filter.lateness.is_finite() && self.tcp_filter.lateness >= 0.0) {
+            return bad("tcp_filter.lateness", "must be zero or more seconds");
+        }
+        for p in &self.thresholds.protocols {
+            if !matches!(p.as_str(), "tcp" | "udp" | "icmp") {
+                return bad("thresholds.protocols", "each must be tcp, udp or icmp");
+            }
+        }
+        for r in &self.rules.disable {
+            if !crate::RULES.iter().any(|(n, _)| n == r) {
+                return bad(
+                    "rules.disable",
+                    &format!("unknown rule '{r}' (see docs/specs/detector.md)"),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// True unless the rule is switched off.
+    pub fn enabled(&self, rule: &str) -> bool {
+        !self.rules.disable.iter().any(|r| r == rule)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_empty_text_gives_defaults() {
+        assert_eq!(Config::parse("", "t").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn config_unknown_key_is_an_error_naming_key_and_line() {
+        let e = Config::parse("[tcp_filter]\nmax_ack = 5\nmax_acks = 6\n", "c.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("c.toml, line 3"), "{e}");
+        assert!(e.contains("max_acks"), "{e}");
+    }
+
+    #[test]
+    fn config_wrong_type_names_the_line() {
+        let e = Config::parse("[flood]\n\nsyn_attempts = \"many\"\n", "c.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 3"), "{e}");
+    }
+
+    #[test]
+    fn config_unknown_rule_and_bad_window_are_errors() {
+        let e = Config::parse("[rules]\ndisable = [\"nope\"]\n", "c")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2") && e.contains("nope"), "{e}");
+        let e = Config::parse("[flood]\nwindow = 0\n", "c")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("flood.window"), "{e}");
+    }
+
+    #[test]
+    fn config_lists_parse_networks_and_severities() {
+        let c = Config::parse(
+            "[[lists.red]]\nclient = \"10.0.0.0/8\"\nmin_severity = \"high\"\n\
+             [[lists.white]]\nserver = \"2001:db8::1\"\nport = 443\n",
+            "c",
+        )
+        .unwrap();
+        assert_eq!(c.lists.red[0].min_severity, Some(Severity::High));
+        assert_eq!(c.lists.white[0].port, Some(443));
+        let e = Config::parse("[[lists.black]]\nclient = \"10.0.0.0/33\"\n", "c")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2"), "{e}");
+    }
+}
