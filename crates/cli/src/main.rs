@@ -4,6 +4,7 @@
 mod alert_sink;
 mod alerts;
 mod engine;
+mod evaluate;
 mod export;
 mod flows;
 mod read;
@@ -40,6 +41,9 @@ enum Command {
     Alerts(alerts::AlertsArgs),
     /// Export stored flows (CSV, Parquet).
     Export(export::ExportArgs),
+    /// Measure detection against ground truth (the lab's truth file) or list the
+    /// alerts raised on benign captures.
+    Evaluate(evaluate::EvaluateArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +54,7 @@ fn main() -> ExitCode {
         Command::Flows(args) => flows::run(args),
         Command::Alerts(args) => alerts::run(args),
         Command::Export(args) => export::run(args),
+        Command::Evaluate(args) => evaluate::run(args),
     };
     match result {
         Ok(code) => code,

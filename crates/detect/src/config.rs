@@ -73,7 +73,8 @@ pub struct TcpFilterConfig {
     /// an ACK storm.
     pub max_ack: u64,
     /// More than this many consecutive zero-window advertisements by one side is
-    /// buffer exhaustion.
+    /// buffer exhaustion (5 take a stalled peer at least 6 s of persist-timer back-off;
+    /// benign flows in the public corpora show runs of 1).
     pub max_zero_windows: u64,
     /// More than this many unused connections from one source to one destination in a
     /// period is a DoS (seed: 10).
@@ -97,7 +98,7 @@ impl Default for TcpFilterConfig {
             summary_period: 120.0,
             lateness: 360.0,
             max_ack: 10,
-            max_zero_windows: 10,
+            max_zero_windows: 4,
             unused_dos: 10,
             unused_idle: 5.0,
             too_many_ports: 300,
@@ -177,8 +178,10 @@ impl MinPorts {
 pub struct FloodConfig {
     /// Window length in seconds (windows are aligned to multiples of it).
     pub window: f64,
-    /// Connection attempts to one host that never completed a handshake (SYN only,
-    /// refused or unanswered SYN/ACK) in one window at which `syn_flood` fires.
+    /// Connection attempts that never completed a handshake (SYN only, refused or
+    /// unanswered SYN/ACK) to one port of one host in one window, or from at least
+    /// half this many sources to the host, at which `syn_flood` fires (a scan touches
+    /// each port once or twice from one source, so it stays below).
     pub syn_attempts: u64,
     /// Flows of any kind to one host in one window at which `flow_flood` fires.
     pub flows: u64,
@@ -237,7 +240,7 @@ pub struct ThresholdsConfig {
 impl Default for ThresholdsConfig {
     fn default() -> Self {
         ThresholdsConfig {
-            duration: 4.0 * 3600.0,
+            duration: 3600.0,
             bytes: 1 << 30,
             packets: 1_000_000,
             protocols: Vec::new(),

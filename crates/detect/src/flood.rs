@@ -5,7 +5,9 @@
 //!
 //! A connection attempt is a TCP flow whose originator sent a SYN but never an ACK
 //! (Zeek history with `S` and without `A`): unanswered (S0), refused (REJ), or answered
-//! by a SYN/ACK that the (often spoofed) source never acknowledged. Windows are aligned
+//! by a SYN/ACK that the (often spoofed) source never acknowledged. A flood hammers one
+//! port, or comes from many sources; a scan from one source touches many ports once,
+//! which is the port-scan rules' business. Windows are aligned
 //! to multiples of their length and a flow counts in the window of its first packet,
 //! so any record order gives the same alerts; a window is judged once packet time is
 //! past its end by the TCP filter's lateness, or at the end of the input. State is
@@ -29,6 +31,7 @@ struct Count {
     attempts: u64,
     sources: BTreeSet<IpAddr>,
     attempt_sources: BTreeSet<IpAddr>,
+    attempt_ports: BTreeMap<u16, u64>,
     ports: BTreeMap<u16, u64>,
     first: Option<Timestamp>,
     last: Option<Timestamp>,
@@ -97,7 +100,12 @@ impl Flood {
                 .build(),
             );
         };
-        if self.syn_on && c.attempts >= self.cfg.syn_attempts {
+        let top_port = c.attempt_ports.values().max().copied().unwrap_or(0);
+        let spread = c.attempt_sources.len() as u64 * 2 >= self.cfg.syn_attempts;
+        if self.syn_on
+            && c.attempts >= self.cfg.syn_attempts
+            && (top_port >= self.cfg.syn_attempts || spread)
+        {
             raise(
                 "syn_flood",
                 c.attempts,
@@ -139,6 +147,7 @@ impl Detector for Flood {
         }
         if is_attempt(r) {
             c.attempts += 1;
+            *c.attempt_ports.entry(r.resp_p).or_default() += 1;
             if c.attempt_sources.len() < MAX_SOURCES {
                 c.attempt_sources.insert(r.orig_h);
             }

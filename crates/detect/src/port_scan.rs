@@ -44,6 +44,14 @@ pub fn unanswered(r: &FlowRecord) -> bool {
     r.resp_pkts == 0 || (r.ip_proto == 6 && r.conn_state == ConnState::REJ)
 }
 
+/// Multicast or broadcast destinations.
+fn is_group(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v) => v.is_multicast() || v.is_broadcast() || v.octets()[3] == 255,
+        IpAddr::V6(v) => v.is_multicast(),
+    }
+}
+
 impl PortScan {
     /// The detector with `config`'s settings.
     pub fn new(config: &Config) -> Self {
@@ -107,10 +115,12 @@ impl PortScan {
 
 impl Detector for PortScan {
     fn record(&mut self, r: &FlowRecord, _out: &mut Vec<Alert>) {
-        if !self.on || r.cause == Cause::Status || r.ip_proto == 1 || r.ip_proto == 58 {
+        // TCP and UDP only: ICMP, IGMP and the like have no ports to scan, and traffic
+        // to a group or broadcast address expects no reply.
+        if !self.on || r.cause == Cause::Status || !matches!(r.ip_proto, 6 | 17) {
             return;
         }
-        if !unanswered(r) {
+        if !unanswered(r) || is_group(r.resp_h) {
             return;
         }
         let key = (r.ts.as_nanos().div_euclid(self.window_ns), r.orig_h);

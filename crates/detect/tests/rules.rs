@@ -1,0 +1,432 @@
+//! Every rule with a positive and a benign case, on flow records built here: the
+//! records are what the flow table writes for the traffic each case describes (the
+//! first packets in wire order, Zeek's history and state, the header facts). The lab
+//! and the public captures are the end-to-end cases (`crates/cli/tests/detection.rs`).
+
+use std::net::IpAddr;
+
+use tunnelwatch_detect::{Config, Detection};
+use tunnelwatch_model::{
+    Alert, Category, Cause, ConnState, Dynamics, FlowRecord, Severity, TcpFacts, TcpHeaderFacts,
+    Timestamp,
+};
+
+const ATK: &str = "10.77.0.1";
+const SRV: &str = "10.77.0.2";
+
+/// A TCP flow record from `orig` to `resp:port` starting at `t` seconds.
+fn tcp(orig: &str, resp: &str, port: u16, t: f64, first: &[&str]) -> FlowRecord {
+    let from_orig = first.iter().filter(|p| p.starts_with('>')).count() as u64;
+    let from_resp = first.len() as u64 - from_orig;
+    FlowRecord {
+        uid: format!("C{orig}-{port}-{t}"),
+        community_id: "1:test".into(),
+        ts: Timestamp::from_secs_f64(t),
+        last_ts: Timestamp::from_secs_f64(t + 0.001),
+        duration: 0.001,
+        proto: "tcp".into(),
+        ip_proto: 6,
+        orig_h: orig.parse().unwrap(),
+        orig_p: 40000 + (t as u16 % 20000),
+        resp_h: resp.parse().unwrap(),
+        resp_p: port,
+        service: None,
+        orig_pkts: from_orig,
+        resp_pkts: from_resp,
+        orig_bytes: 0,
+        resp_bytes: 0,
+        orig_ip_bytes: 40 * from_orig,
+        resp_ip_bytes: 40 * from_resp,
+        conn_state: ConnState::OTH,
+        history: String::new(),
+        cause: Cause::End,
+        missed_bytes: 0,
+        vlan: None,
+        inner_vlan: None,
+        tunnel_parents: Vec::new(),
+        dynamics: Dynamics::default(),
+        tcp: Some(TcpFacts {
+            first_packets: first.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }),
+        icmp: None,
+        app: None,
+    }
+}
+
+/// A complete, ordinary connection with data.
+fn normal(orig: &str, resp: &str, port: u16, t: f64) -> FlowRecord {
+    let mut r = tcp(orig, resp, port, t, &[">S", "<AS", ">A", ">AP"]);
+    r.orig_pkts = 6;
+    r.resp_pkts = 5;
+    r.orig_bytes = 300;
+    r.resp_bytes = 5000;
+    r.history = "ShADadFf".into();
+    r.conn_state = ConnState::SF;
+    r.duration = 0.4;
+    r.last_ts = Timestamp::from_secs_f64(t + 0.4);
+    r
+}
+
+fn run_with(c: Config, records: &[FlowRecord]) -> Vec<Alert> {
+    let mut d = Detection::new(c);
+    let mut out = Vec::new();
+    for r in records {
+        d.record(r, &mut out);
+    }
+    d.finish(&mut out);
+    out
+}
+
+fn run(records: &[FlowRecord]) -> Vec<Alert> {
+    run_with(Config::default(), records)
+}
+
+fn rules(alerts: &[Alert]) -> Vec<&str> {
+    let mut v: Vec<&str> = alerts.iter().map(|a| a.detector.as_str()).collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+fn one<'a>(alerts: &'a [Alert], rule: &str) -> &'a Alert {
+    let v: Vec<&Alert> = alerts.iter().filter(|a| a.detector == rule).collect();
+    assert_eq!(v.len(), 1, "one {rule} alert expected in {alerts:#?}");
+    v[0]
+}
+
+/// The same pattern against `ports` destination ports.
+fn many(
+    ports: std::ops::Range<u16>,
+    first: &[&str],
+    edit: impl Fn(&mut FlowRecord),
+) -> Vec<FlowRecord> {
+    ports
+        .enumerate()
+        .map(|(i, p)| {
+            let mut r = tcp(ATK, SRV, p, 1000.0 + i as f64 * 0.01, first);
+            edit(&mut r);
+            r
+        })
+        .collect()
+}
+
+#[test]
+fn header_oddities_positive_are_summarised_with_ports_and_counts() {
+    let mut r = normal(ATK, SRV, 80, 1000.0);
+    let t = r.tcp.as_mut().unwrap();
+    t.orig_header = TcpHeaderFacts {
+        reserved_bits: 3,
+        urg_without_pointer: 1,
+        pointer_without_urg: 2,
+        bad_options: 1,
+        ..Default::default()
+    };
+    let mut r2 = normal(ATK, SRV, 81, 1001.0);
+    r2.tcp.as_mut().unwrap().orig_header.reserved_bits = 1;
+    let a = run(&[r, r2]);
+    let res = one(&a, "reserved_bits");
+    assert_eq!(res.category, Category::TcpAnomaly);
+    assert_eq!(res.severity, Severity::Medium);
+    assert_eq!(res.evidence["count"], 4);
+    assert_eq!(res.evidence["ports"]["80"], 3);
+    assert_eq!(res.uids.len(), 2);
+    assert!(res.message.contains("ports: 80:3,81"), "{}", res.message);
+    for rule in [
+        "urg_without_pointer",
+        "pointer_without_urg",
+        "bad_tcp_option",
+    ] {
+        assert_eq!(one(&a, rule).severity, Severity::Low);
+    }
+}
+
+#[test]
+fn header_oddities_benign_ecn_and_clean_headers_raise_nothing() {
+    let mut r = normal(ATK, SRV, 443, 1000.0);
+    r.dynamics.orig.flags = "CEAPSF".into(); // ECN negotiated: not reserved bits
+    assert!(run(&[r]).is_empty());
+}
+
+#[test]
+fn land_positive_and_loopback_client_benign() {
+    let mut r = tcp(SRV, SRV, 139, 1000.0, &[">S"]);
+    r.orig_p = 139;
+    let a = run(&[r]);
+    let land = one(&a, "land");
+    assert_eq!(
+        (land.category, land.severity),
+        (Category::Dos, Severity::High)
+    );
+    // A local client talking to a local server: same address, different ports.
+    assert!(rules(&run(&[normal(SRV, SRV, 80, 1000.0)])).is_empty());
+}
+
+#[test]
+fn winnuke_positive_and_smb_benign() {
+    let mut r = normal(ATK, SRV, 139, 1000.0);
+    r.dynamics.orig.flags = "UAPSF".into();
+    assert_eq!(one(&run(&[r]), "winnuke").category, Category::Dos);
+    let mut b = normal(ATK, SRV, 139, 1000.0);
+    b.dynamics.orig.flags = "APSF".into();
+    assert!(run(&[b]).is_empty());
+}
+
+#[test]
+fn xmas_and_null_scans_positive_from_one_port_benign_normal_traffic() {
+    let mut recs = many(1..4, &[">UPF", "<AR"], |_| {});
+    recs.extend(many(10..12, &[">", "<AR"], |_| {}));
+    let a = run(&recs);
+    let x = one(&a, "xmas_scan");
+    assert_eq!((x.category, x.severity), (Category::Scan, Severity::Medium));
+    assert_eq!(x.evidence["distinct_ports"], 3);
+    assert_eq!(one(&a, "null_scan").evidence["distinct_ports"], 2);
+    let benign: Vec<FlowRecord> = (0..20)
+        .map(|i| normal(ATK, SRV, 80, 1000.0 + f64::from(i)))
+        .collect();
+    assert!(run(&benign).is_empty());
+}
+
+#[test]
+fn fin_and_ack_scans_positive_benign_single_stale_packets() {
+    let mut recs = many(20..30, &[">F", "<AR"], |_| {});
+    recs.extend(many(30..40, &[">A", "<R"], |_| {}));
+    let a = run(&recs);
+    assert_eq!(one(&a, "fin_scan").severity, Severity::Medium);
+    assert_eq!(one(&a, "ack_scan").evidence["distinct_ports"], 10);
+    // A FIN and an ACK with data after the server forgot the connection: one port each.
+    let mut stale = many(80..81, &[">FA", "<R"], |_| {});
+    stale.extend(many(443..444, &[">AP", "<R"], |r| r.orig_bytes = 100));
+    assert!(run(&stale).is_empty());
+}
+
+#[test]
+fn half_open_closed_positive_benign_client_retrying_a_closed_server() {
+    let a = run(&many(1..200, &[">S", "<AR"], |_| {}));
+    let s = one(&a, "half_open_closed");
+    assert_eq!(s.severity, Severity::High);
+    assert_eq!(s.evidence["distinct_ports"], 199);
+    // The same client tries port 8080 five times and 3 other ports once: a port hit more
+    // than twice means a client retrying, not a scan (seed 004).
+    let mut retry = many(8080..8081, &[">S", "<AR"], |_| {});
+    for i in 1..5 {
+        let mut r = retry[0].clone();
+        r.uid = format!("Cretry{i}");
+        retry.push(r);
+    }
+    retry.extend(many(9000..9003, &[">S", "<AR"], |_| {}));
+    assert!(!rules(&run(&retry)).contains(&"half_open_closed"));
+}
+
+#[test]
+fn half_open_open_and_connect_scan_positive_benign_complete_connections() {
+    let mut recs = many(1..6, &[">S", "<AS", ">R"], |_| {});
+    recs.extend(many(100..106, &[">S", "<AS", ">A", ">AR"], |r| {
+        r.orig_pkts = 2
+    }));
+    let a = run(&recs);
+    assert_eq!(one(&a, "half_open_open").evidence["distinct_ports"], 5);
+    assert_eq!(one(&a, "connect_scan").evidence["distinct_ports"], 6);
+    let benign: Vec<FlowRecord> = (1..30).map(|p| normal(ATK, SRV, p, 1000.0)).collect();
+    assert!(run(&benign).is_empty());
+}
+
+#[test]
+fn unanswered_syns_and_synacks_positive_benign_one_dead_server() {
+    let mut recs = many(1..8, &[">S", ">S"], |r| r.resp_pkts = 0);
+    recs.extend(many(50..57, &[">S", "<AS", "<AS"], |_| {}));
+    let a = run(&recs);
+    assert_eq!(one(&a, "syn_no_answer").evidence["flows"], 7);
+    assert_eq!(one(&a, "synack_unanswered").evidence["flows"], 7);
+    let dead = many(5432..5433, &[">S", ">S", ">S"], |r| r.resp_pkts = 0);
+    assert!(run(&dead).is_empty());
+}
+
+#[test]
+fn unused_connections_positive_dos_benign_keepalive_with_data() {
+    let idle = |r: &mut FlowRecord| {
+        r.duration = 30.0;
+        r.orig_pkts = 3;
+        r.resp_pkts = 2;
+    };
+    let mut recs = Vec::new();
+    for i in 0..15 {
+        let mut r = tcp(
+            ATK,
+            SRV,
+            80,
+            1000.0 + f64::from(i),
+            &[">S", "<AS", ">A", ">FA"],
+        );
+        idle(&mut r);
+        recs.push(r);
+    }
+    let a = run(&recs);
+    let u = one(&a, "unused_connection");
+    assert_eq!((u.category, u.severity), (Category::Dos, Severity::Medium));
+    assert_eq!(u.evidence["count"], 15);
+    // Fifteen connections that carried data.
+    for r in &mut recs {
+        r.orig_bytes = 10;
+    }
+    assert!(run(&recs).is_empty());
+}
+
+#[test]
+fn ack_storm_and_zero_window_positive_and_benign() {
+    let mut r = normal(ATK, SRV, 23, 1000.0);
+    r.tcp.as_mut().unwrap().ack_storm_run = 50;
+    r.tcp.as_mut().unwrap().resp_header.zero_window_run = 40;
+    let a = run(&[r]);
+    assert_eq!(one(&a, "ack_storm").evidence["ack_storm_run"], 50);
+    let z = one(&a, "zero_window");
+    assert_eq!(z.evidence["side"], "responder");
+    assert_eq!(z.category, Category::Dos);
+    let mut b = normal(ATK, SRV, 23, 1000.0);
+    b.tcp.as_mut().unwrap().ack_storm_run = 3;
+    b.tcp.as_mut().unwrap().resp_header.zero_window_run = 4;
+    assert!(run(&[b]).is_empty());
+}
+
+#[test]
+fn syn_flood_positive_from_spoofed_sources_benign_busy_server() {
+    let flood: Vec<FlowRecord> = (0..300u32)
+        .map(|i| {
+            let src = IpAddr::from([10, 77, 1, (i % 250) as u8 + 1]).to_string();
+            let mut r = tcp(
+                &src,
+                SRV,
+                80,
+                1000.0 + f64::from(i) * 0.001,
+                &[">S", "<AS", "<AS"],
+            );
+            r.history = "Sh".into();
+            r.conn_state = ConnState::S1;
+            r
+        })
+        .collect();
+    let a = run(&flood);
+    let f = one(&a, "syn_flood");
+    assert_eq!(f.evidence["count"], 300);
+    assert_eq!(f.evidence["distinct_sources"], 250);
+    assert_eq!(f.resp_h, Some(SRV.parse().unwrap()));
+    assert!(f.severity >= Severity::Medium);
+    // 300 complete connections from 250 clients to a busy server.
+    let busy: Vec<FlowRecord> = (0..300u32)
+        .map(|i| {
+            let src = IpAddr::from([10, 77, 1, (i % 250) as u8 + 1]).to_string();
+            normal(&src, SRV, 80, 1000.0 + f64::from(i) * 0.001)
+        })
+        .collect();
+    assert!(run(&busy).is_empty());
+    // One source trying 300 ports once each is a scan, not a flood.
+    let scan = many(1..301, &[">S", "<AR"], |r| r.history = "Sr".into());
+    assert!(!rules(&run(&scan)).contains(&"syn_flood"));
+}
+
+#[test]
+fn flow_flood_positive_benign_below_threshold() {
+    let mut c = Config::default();
+    c.flood.flows = 100;
+    let flows: Vec<FlowRecord> = (0..150)
+        .map(|i| normal(ATK, SRV, 53, 1000.0 + f64::from(i) * 0.01))
+        .collect();
+    assert_eq!(
+        one(&run_with(c.clone(), &flows), "flow_flood").evidence["count"],
+        150
+    );
+    assert!(run_with(c, &flows[..60]).is_empty());
+}
+
+#[test]
+fn port_scan_from_flows_positive_benign_answered() {
+    let recs = many(1000..1040, &[">S"], |r| {
+        r.resp_pkts = 0;
+        r.tcp = None; // as from NetFlow: counters only
+        r.conn_state = ConnState::S0;
+    });
+    let a = run(&recs);
+    let p = one(&a, "port_scan");
+    assert_eq!(p.evidence["unanswered"], 40);
+    assert_eq!(p.evidence["shape"], "vertical");
+    let answered: Vec<FlowRecord> = (1000..1040).map(|p| normal(ATK, SRV, p, 1000.0)).collect();
+    assert!(run(&answered).is_empty());
+}
+
+#[test]
+fn thresholds_alert_during_a_long_flow_once_and_not_on_short_ones() {
+    let mut interim = normal(ATK, SRV, 443, 1000.0);
+    interim.cause = Cause::Status;
+    interim.duration = 5400.0;
+    let mut fin = interim.clone();
+    fin.cause = Cause::End;
+    fin.duration = 10800.0;
+    let a = run(&[interim, fin]);
+    let d = one(&a, "long_duration");
+    assert_eq!(d.evidence["interim"], true);
+    assert_eq!(d.category, Category::Threshold);
+    assert!(d.message.contains("still open"));
+    let mut big = normal(ATK, SRV, 443, 1000.0);
+    big.orig_bytes = 3 << 30;
+    big.orig_pkts = 3_000_000;
+    assert_eq!(rules(&run(&[big])), ["many_bytes", "many_packets"]);
+    assert!(run(&[normal(ATK, SRV, 443, 1000.0)]).is_empty());
+}
+
+#[test]
+fn lists_black_white_red_and_min_severity() {
+    let scan = many(1..40, &[">S", "<AR"], |_| {});
+    let cfg = |toml: &str| Config::parse(toml, "test").unwrap();
+    // White: the scanner is a known vulnerability scanner.
+    let w = cfg(&format!("[[lists.white]]\nclient = \"{ATK}/32\"\n"));
+    assert!(run_with(w, &scan).is_empty());
+    // Red: only high alerts from this network (the 39-port scan is medium).
+    let r = cfg("[[lists.red]]\nnet = \"10.77.0.0/16\"\nmin_severity = \"high\"\n");
+    assert!(!rules(&run_with(r, &scan)).contains(&"half_open_closed"));
+    // Black: a flow to the listed server is reported, and alerts about it kept.
+    let b = cfg(&format!(
+        "[alerts]\nmin_severity = \"high\"\n[[lists.black]]\nserver = \"{SRV}\"\nnote = \"old C2\"\n"
+    ));
+    let a = run_with(b, &scan);
+    let bl = one(&a, "black_list");
+    assert_eq!(bl.category, Category::List);
+    assert_eq!(bl.evidence["flows"], 39);
+    let s = one(&a, "half_open_closed");
+    assert_eq!(
+        (s.evidence["list"].as_str(), s.severity),
+        (Some("black"), Severity::Medium)
+    );
+    // Disabled rules do not run.
+    let off = cfg("[rules]\ndisable = [\"half_open_closed\", \"port_scan\"]\n");
+    assert!(run_with(off, &scan).is_empty());
+}
+
+#[test]
+fn summaries_do_not_depend_on_record_order_and_split_by_period() {
+    let mut recs = many(1..30, &[">S", "<AR"], |r| r.conn_state = ConnState::REJ);
+    recs.extend(many(1..30, &[">F", "<AR"], |r| {
+        r.ts = Timestamp(r.ts.0 + 500_000_000_000);
+        r.last_ts = r.ts;
+    }));
+    let mut forward = run(&recs);
+    recs.reverse();
+    let mut backward = run(&recs);
+    let key = |a: &Alert| (a.detector.clone(), a.ts, a.message.clone());
+    forward.sort_by_key(key);
+    backward.sort_by_key(key);
+    assert_eq!(forward, backward);
+    assert_eq!(
+        rules(&forward),
+        ["fin_scan", "half_open_closed", "port_scan"]
+    );
+}
+
+#[test]
+fn too_many_findings_are_not_listed_port_by_port() {
+    let a = run(&many(1..400, &[">UPF", "<AR"], |_| {}));
+    let x = one(&a, "xmas_scan");
+    assert!(x.message.contains("too many to list"), "{}", x.message);
+    assert_eq!(x.severity, Severity::High);
+    assert!(x.evidence["ports"].is_null());
+    assert_eq!(x.uids.len(), 10);
+}
