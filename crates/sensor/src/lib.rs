@@ -3,8 +3,8 @@
 //! non-IP frames, fragments, time span).
 //!
 //! Sans-IO like the crates it joins: the caller reads packets from any source and
-//! collects the flow records pushed into its `Vec`. Packet-level detectors will run
-//! here too, next to the flow table they read.
+//! collects the flow records pushed into its `Vec`. The facts detectors need from each
+//! packet are gathered by the flow table and carried on the records.
 #![deny(missing_docs)]
 
 use std::collections::BTreeMap;
