@@ -4,7 +4,8 @@
 # short packet sequences (for the flow table) extracted with Python's stdlib.
 set -euo pipefail
 cd "$(dirname "$0")"
-mkdir -p corpus/capture_reader corpus/decode corpus/flow_table
+mkdir -p corpus/capture_reader corpus/decode corpus/flow_table corpus/config
+cp ../docs/config.example.toml corpus/config/example.toml
 for f in ../tests/golden/*/input.pcap*; do
   cp "$f" "corpus/capture_reader/$(basename "$(dirname "$f")")-$(basename "$f")"
 done

@@ -1,5 +1,6 @@
 //! Any bytes as a sequence of timestamped Ethernet frames through the whole sensor
-//! (decode, reassembly, flow table, expiry): no panic, and packets are conserved.
+//! (decode, reassembly, flow table, expiry) and the detectors: no panic, packets are
+//! conserved, and every alert's evidence spans no more than its own time.
 //!
 //! Input layout: repeated [2-byte time step in ms][2-byte length][frame bytes].
 #![no_main]
@@ -33,4 +34,14 @@ fuzz_target!(|data: &[u8]| {
         .sum();
     // Tunnelled frames count once per layer; never more than layers decoded.
     assert!(counted <= sensor.stats().table.layers);
+    let mut detection = tunnelwatch_detect::Detection::new(Default::default());
+    let mut alerts = Vec::new();
+    for r in &out {
+        detection.record(r, &mut alerts);
+    }
+    detection.finish(&mut alerts);
+    for a in &alerts {
+        assert!(a.first_ts <= a.last_ts, "{a:?}");
+        assert!((0.0..=1.0).contains(&a.score), "{a:?}");
+    }
 });

@@ -94,7 +94,7 @@ fn run(
     let mut pending: Vec<FlowRecord> = Vec::with_capacity(MAX_TXN);
     let mut alerts: Vec<Alert> = Vec::new();
     let mut failed: Option<StoreError> = None;
-    let mut take = |b: StoreBatch, pending: &mut Vec<FlowRecord>| match b {
+    let take = |b: StoreBatch, pending: &mut Vec<FlowRecord>, alerts: &mut Vec<Alert>| match b {
         StoreBatch::Flows(f) => pending.extend(f),
         StoreBatch::Alerts(a) => alerts.extend(a),
     };
@@ -102,10 +102,10 @@ fn run(
         if failed.is_some() {
             continue; // keep draining so the writer never blocks
         }
-        take(first, &mut pending);
+        take(first, &mut pending, &mut alerts);
         while pending.len() < MAX_TXN {
             match rx.try_recv() {
-                Ok(b) => take(b, &mut pending),
+                Ok(b) => take(b, &mut pending, &mut alerts),
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
@@ -118,11 +118,13 @@ fn run(
             Err(e) => failed = Some(e),
         }
         pending.clear();
-    }
-    if failed.is_none() && !alerts.is_empty() {
-        match store.insert_alerts(Some(cid), &alerts) {
-            Ok(n) => report.alerts = n,
-            Err(e) => failed = Some(e),
+        // Alerts follow the flows they name, each batch in its own transaction.
+        if failed.is_none() && !alerts.is_empty() {
+            match store.insert_alerts(Some(cid), &alerts) {
+                Ok(n) => report.alerts += n,
+                Err(e) => failed = Some(e),
+            }
+            alerts.clear();
         }
     }
     if failed.is_none() {
