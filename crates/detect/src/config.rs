@@ -26,6 +26,8 @@ pub struct Config {
     pub port_scan: PortScanConfig,
     /// tcpstatflow's per-connection thresholds (seed 000).
     pub thresholds: ThresholdsConfig,
+    /// HTTP and proxy checks (seed 000, part 2.5).
+    pub http: HttpConfig,
     /// Black, white and red lists (seed 000's false-positive section).
     pub lists: ListsConfig,
 }
@@ -244,6 +246,34 @@ impl Default for ThresholdsConfig {
             bytes: 1 << 30,
             packets: 1_000_000,
             protocols: Vec::new(),
+        }
+    }
+}
+
+/// HTTP and proxy checks.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Ports a CONNECT may ask for.
+    pub connect_ports: Vec<u16>,
+    /// Ports where HTTP is expected (web servers and proxies).
+    pub http_ports: Vec<u16>,
+    /// Ports where TLS is expected.
+    pub tls_ports: Vec<u16>,
+    /// Ports where SSH is expected.
+    pub ssh_ports: Vec<u16>,
+    /// Methods to accept besides RFC 9110's, PATCH and WebDAV's.
+    pub methods: Vec<String>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            connect_ports: vec![443],
+            http_ports: vec![80, 3128, 8000, 8008, 8080, 8888],
+            tls_ports: vec![443, 8443],
+            ssh_ports: vec![22],
+            methods: Vec::new(),
         }
     }
 }

@@ -21,7 +21,9 @@ use tunnelwatch_model::{Alert, Category, FlowRecord, Severity, Timestamp};
 
 pub mod config;
 pub mod flood;
+pub mod http_checks;
 pub mod net;
+mod once;
 pub mod policy;
 pub mod port_scan;
 pub mod summary;
@@ -31,7 +33,7 @@ pub mod threshold;
 pub use config::{Config, ConfigError};
 
 /// Every rule name, with the category of its alerts.
-pub const RULES: [(&str, Category); 25] = [
+pub const RULES: [(&str, Category); 33] = [
     ("reserved_bits", Category::TcpAnomaly),
     ("urg_without_pointer", Category::TcpAnomaly),
     ("pointer_without_urg", Category::TcpAnomaly),
@@ -57,6 +59,14 @@ pub const RULES: [(&str, Category); 25] = [
     ("many_bytes", Category::Threshold),
     ("many_packets", Category::Threshold),
     ("black_list", Category::List),
+    ("connect_without_tls", Category::Tunnel),
+    ("connect_port_policy", Category::ProtocolAnomaly),
+    ("ssh_in_http", Category::Tunnel),
+    ("ssh_non_standard_port", Category::Tunnel),
+    ("foreign_protocol_on_port", Category::Tunnel),
+    ("http_without_host", Category::ProtocolAnomaly),
+    ("exotic_method", Category::ProtocolAnomaly),
+    ("response_without_request", Category::ProtocolAnomaly),
 ];
 
 /// The category of a rule's alerts.
@@ -220,6 +230,7 @@ impl Detection {
             Box::new(flood::Flood::new(&config)),
             Box::new(port_scan::PortScan::new(&config)),
             Box::new(threshold::Thresholds::new(&config)),
+            Box::new(http_checks::HttpChecks::new(&config)),
             Box::new(policy::BlackList::new(&config)),
         ];
         Detection {

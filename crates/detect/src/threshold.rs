@@ -5,22 +5,17 @@
 //! flow (`uid`), and the memory of which flows alerted is dropped with their final
 //! record.
 
-use std::collections::BTreeSet;
-
 use tunnelwatch_model::{Alert, Cause, FlowRecord, Timestamp};
 
 use crate::config::{Config, ThresholdsConfig};
+use crate::once::OncePerFlow;
 use crate::{AlertBuilder, Detector};
-
-/// Flows remembered as having alerted while still live.
-const MAX_LIVE: usize = 1 << 20;
 
 /// The detector.
 pub struct Thresholds {
     cfg: ThresholdsConfig,
     on: [bool; 3],
-    alerted: BTreeSet<(String, u8)>,
-    untracked: u64,
+    once: OncePerFlow,
 }
 
 impl Thresholds {
@@ -33,8 +28,7 @@ impl Thresholds {
                 config.enabled("many_bytes"),
                 config.enabled("many_packets"),
             ],
-            alerted: BTreeSet::new(),
-            untracked: 0,
+            once: OncePerFlow::default(),
         }
     }
 }
@@ -74,16 +68,8 @@ impl Detector for Thresholds {
             if !self.on[i] || limit <= 0.0 || value <= limit {
                 continue;
             }
-            let key = (r.uid.clone(), i as u8);
-            if self.alerted.contains(&key) {
+            if !self.once.first(r, rule) {
                 continue;
-            }
-            if interim {
-                if self.alerted.len() >= MAX_LIVE {
-                    self.untracked += 1;
-                } else {
-                    self.alerted.insert(key);
-                }
             }
             out.push(
                 AlertBuilder::new(
@@ -114,11 +100,7 @@ impl Detector for Thresholds {
                 .build(),
             );
         }
-        if !interim {
-            for i in 0..3u8 {
-                self.alerted.remove(&(r.uid.clone(), i));
-            }
-        }
+        self.once.done(r);
     }
 
     fn advance(&mut self, _now: Timestamp, _out: &mut Vec<Alert>) {}
@@ -126,7 +108,7 @@ impl Detector for Thresholds {
     fn finish(&mut self, _out: &mut Vec<Alert>) {}
 
     fn untracked(&self) -> u64 {
-        self.untracked
+        self.once.untracked()
     }
 }
 

@@ -65,6 +65,10 @@ fn normal(orig: &str, resp: &str, port: u16, t: f64) -> FlowRecord {
     r.conn_state = ConnState::SF;
     r.duration = 0.4;
     r.last_ts = Timestamp::from_secs_f64(t + 0.4);
+    r.app = Some(tunnelwatch_model::AppFacts {
+        http: Some(request("GET", "/", Some("example.org"))),
+        ..Default::default()
+    });
     r
 }
 
@@ -429,4 +433,147 @@ fn too_many_findings_are_not_listed_port_by_port() {
     assert_eq!(x.severity, Severity::High);
     assert!(x.evidence["ports"].is_null());
     assert_eq!(x.uids.len(), 10);
+}
+
+/// A complete connection to `port` with these HTTP / SSH facts.
+fn with_app(
+    port: u16,
+    http: Option<tunnelwatch_model::HttpFacts>,
+    ssh: Option<&str>,
+) -> FlowRecord {
+    let mut r = normal(ATK, SRV, port, 1000.0);
+    r.app = Some(tunnelwatch_model::AppFacts {
+        http,
+        ssh: ssh.map(|b| tunnelwatch_model::SshFacts {
+            client: Some(b.into()),
+            server: Some(b.into()),
+        }),
+        ..Default::default()
+    });
+    r
+}
+
+fn request(method: &str, uri: &str, host: Option<&str>) -> tunnelwatch_model::HttpFacts {
+    tunnelwatch_model::HttpFacts {
+        method: Some(method.into()),
+        uri: Some(uri.into()),
+        version: Some("1.1".into()),
+        host: host.map(Into::into),
+        status: Some(200),
+        resp_version: Some("1.1".into()),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn connect_without_tls_positive_ssh_and_shell_benign_browser() {
+    let mut ssh = request("CONNECT", "10.78.0.3:443", Some("10.78.0.3:443"));
+    ssh.after_connect = Some("ssh".into());
+    let a = run(&[with_app(3128, Some(ssh), Some("SSH-2.0-OpenSSH_9.2p1"))]);
+    let c = one(&a, "connect_without_tls");
+    assert_eq!((c.category, c.severity), (Category::Tunnel, Severity::High));
+    assert_eq!(c.evidence["tunnelled"], "ssh");
+    assert!(
+        !rules(&a).contains(&"ssh_in_http"),
+        "one alert for one tunnel: {a:?}"
+    );
+    let mut shell = request("CONNECT", "example.org:443", Some("example.org:443"));
+    shell.after_connect = Some("other".into());
+    assert_eq!(
+        rules(&run(&[with_app(3128, Some(shell), None)])),
+        ["connect_without_tls"]
+    );
+    let mut browser = request("CONNECT", "example.org:443", Some("example.org:443"));
+    browser.after_connect = Some("tls".into());
+    assert!(run(&[with_app(3128, Some(browser), None)]).is_empty());
+}
+
+#[test]
+fn connect_port_policy_positive_port_25_benign_443() {
+    let mut smtp = request("CONNECT", "mail.example:25", Some("mail.example:25"));
+    smtp.after_connect = Some("tls".into());
+    let a = run(&[with_app(8080, Some(smtp), None)]);
+    assert_eq!(one(&a, "connect_port_policy").evidence["port"], 25);
+    let c = Config::parse("[http]\nconnect_ports = [443, 25]\n", "t").unwrap();
+    let mut ok = request("CONNECT", "mail.example:25", Some("mail.example:25"));
+    ok.after_connect = Some("tls".into());
+    assert!(run_with(c, &[with_app(8080, Some(ok), None)]).is_empty());
+}
+
+#[test]
+fn ssh_on_web_and_odd_ports_positive_benign_port_22() {
+    let a = run(&[with_app(80, None, Some("SSH-2.0-OpenSSH_9.2p1"))]);
+    assert_eq!(one(&a, "ssh_in_http").category, Category::Tunnel);
+    let b = run(&[with_app(2222, None, Some("SSH-2.0-OpenSSH_9.2p1"))]);
+    assert_eq!(one(&b, "ssh_non_standard_port").severity, Severity::Medium);
+    assert!(run(&[with_app(22, None, Some("SSH-2.0-OpenSSH_9.2p1"))]).is_empty());
+}
+
+#[test]
+fn foreign_protocol_on_web_ports_positive_benign_partial_flows_and_http() {
+    let mut shell = normal(ATK, SRV, 443, 1000.0);
+    shell.app = None;
+    let a = run(&[shell.clone()]);
+    assert_eq!(one(&a, "foreign_protocol_on_port").severity, Severity::Low);
+    // The start was not seen (no SYN): the first payload may be mid-stream.
+    let mut partial = shell.clone();
+    partial.history = "DdA".into();
+    assert!(run(&[partial]).is_empty());
+    assert!(run(&[with_app(80, Some(request("GET", "/", Some("h"))), None)]).is_empty());
+}
+
+#[test]
+fn http_grammar_rules_positive_and_benign() {
+    let a = run(&[
+        with_app(80, Some(request("FOO", "/", Some("h"))), None),
+        with_app(8080, Some(request("GET", "/", None)), None),
+    ]);
+    assert_eq!(one(&a, "exotic_method").evidence["method"], "FOO");
+    assert_eq!(
+        one(&a, "http_without_host").category,
+        Category::ProtocolAnomaly
+    );
+    let mut http10 = request("GET", "/", None);
+    http10.version = Some("1.0".into());
+    assert!(run(&[
+        with_app(80, Some(http10), None),
+        with_app(80, Some(request("PROPFIND", "/", Some("h"))), None)
+    ])
+    .is_empty());
+    // A server that answers with HTTP before the client said anything.
+    let mut speaks_first = with_app(
+        80,
+        Some(tunnelwatch_model::HttpFacts {
+            status: Some(200),
+            resp_version: Some("1.0".into()),
+            ..Default::default()
+        }),
+        None,
+    );
+    speaks_first.orig_bytes = 0;
+    assert_eq!(
+        one(&run(&[speaks_first.clone()]), "response_without_request").severity,
+        Severity::Medium
+    );
+    // The client sent bytes the parser did not take for a request (HTTP/0.9, a split
+    // request line): not evidence.
+    speaks_first.orig_bytes = 120;
+    assert!(run(&[speaks_first]).is_empty());
+}
+
+#[test]
+fn http_rules_alert_once_per_flow_across_interim_records() {
+    let mut ssh = request("CONNECT", "x:443", Some("x:443"));
+    ssh.after_connect = Some("ssh".into());
+    let mut interim = with_app(3128, Some(ssh), Some("SSH-2.0-x"));
+    interim.cause = Cause::Status;
+    let mut fin = interim.clone();
+    fin.cause = Cause::End;
+    let a = run(&[interim.clone(), interim, fin]);
+    assert_eq!(
+        a.iter()
+            .filter(|a| a.detector == "connect_without_tls")
+            .count(),
+        1
+    );
 }

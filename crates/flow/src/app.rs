@@ -88,11 +88,30 @@ impl AppState {
             }
             return;
         }
-        if self.facts.http.is_none() {
-            if let Some(h) = http::parse_request(payload) {
-                self.facts.http = Some(h);
-                return;
+        match self.facts.http.as_mut() {
+            None => {
+                if let Some(h) = http::parse_request(payload) {
+                    self.facts.http = Some(h);
+                    return;
+                }
             }
+            // The first payload through a proxy tunnel: a browser starts TLS here.
+            Some(h) if h.method.as_deref() == Some("CONNECT") && h.after_connect.is_none() => {
+                let kind = if tls::handshake_bytes_needed(payload).is_some() {
+                    "tls"
+                } else if ssh::parse_banner(payload).is_some() {
+                    "ssh"
+                } else if http::parse_request(payload).is_some() {
+                    "http"
+                } else {
+                    "other"
+                };
+                h.after_connect = Some(kind.to_string());
+                if kind == "http" {
+                    return;
+                }
+            }
+            Some(_) => {}
         }
         if self.facts.tls.is_none() {
             if let Some(need) = tls::handshake_bytes_needed(payload) {
@@ -179,6 +198,33 @@ mod tests {
         let h = a.facts.http.unwrap();
         assert_eq!(h.host.as_deref(), Some("example.com"));
         assert_eq!(h.status, Some(404));
+    }
+
+    #[test]
+    fn connect_records_what_the_tunnel_carried_first() {
+        for (first, kind) in [
+            (&b"\x16\x03\x01\x00\x05\x01\x00\x00\x01\x00"[..], "tls"),
+            (b"SSH-2.0-OpenSSH_9.2p1\r\n", "ssh"),
+            (b"EHLO x\r\n", "other"),
+        ] {
+            let mut a = AppState::default();
+            let ports = (40000, 3128);
+            a.offer(
+                true,
+                b"CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n",
+                Carrier::Tcp,
+                ports,
+            );
+            a.offer(
+                false,
+                b"HTTP/1.1 200 Connection established\r\n\r\n",
+                Carrier::Tcp,
+                ports,
+            );
+            a.offer(true, first, Carrier::Tcp, ports);
+            let h = a.facts.http.unwrap();
+            assert_eq!(h.after_connect.as_deref(), Some(kind));
+        }
     }
 
     #[test]

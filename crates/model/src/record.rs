@@ -286,6 +286,10 @@ pub struct HttpFacts {
     /// Response version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resp_version: Option<String>,
+    /// After a CONNECT: what the client's first payload through the tunnel was (`tls`,
+    /// `ssh`, `http` or `other`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_connect: Option<String>,
 }
 
 /// TLS handshake facts from the ClientHello and ServerHello.

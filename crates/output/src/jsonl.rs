@@ -352,6 +352,7 @@ impl Line<'_> {
             self.opt_str("user_agent", &h.user_agent);
             self.opt_uint("status", h.status);
             self.opt_str("resp_version", &h.resp_version);
+            self.opt_str("after_connect", &h.after_connect);
             self.0.push(b'}');
         }
         if let Some(t) = &a.tls {
@@ -493,6 +494,7 @@ mod tests {
                 user_agent: s("ua\u{7f}"),
                 status: Some(200),
                 resp_version: s("1.0"),
+                after_connect: s("ssh"),
             }),
             tls: Some(TlsFacts {
                 version: s("TLSv1.3"),

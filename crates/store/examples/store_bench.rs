@@ -114,6 +114,7 @@ fn record(i: u64, n: u64) -> FlowRecord {
                 user_agent: Some("Mozilla/5.0 (X11; Linux x86_64)".into()),
                 status: Some(200),
                 resp_version: Some("1.1".into()),
+                after_connect: None,
             }),
             ..AppFacts::default()
         }),
