@@ -414,6 +414,15 @@ impl Config {
     pub fn enabled(&self, rule: &str) -> bool {
         !self.rules.disable.iter().any(|r| r == rule)
     }
+
+    /// The names of the rules that run.
+    pub fn enabled_rules(&self) -> Vec<&'static str> {
+        crate::RULES
+            .iter()
+            .map(|(n, _)| *n)
+            .filter(|n| self.enabled(n))
+            .collect()
+    }
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use std::net::IpAddr;
 use tunnelwatch_model::{Alert, Cause, FlowRecord, Timestamp};
 
 use crate::config::{Config, FloodConfig};
-use crate::summary::{keep_first, split_first, FirstFlows};
+use crate::summary::{keep_first, split_due, split_first, FirstFlows};
 use crate::{AlertBuilder, Detector};
 
 /// Distinct sources remembered per destination and window.
@@ -159,11 +159,8 @@ impl Detector for Flood {
     }
 
     fn advance(&mut self, now: Timestamp, out: &mut Vec<Alert>) {
-        let last_due = (now.as_nanos() - self.lateness_ns).div_euclid(self.window_ns) - 1;
-        let keep = self
-            .counts
-            .split_off(&(last_due + 1, IpAddr::from([0u8; 4])));
-        for (k, c) in std::mem::replace(&mut self.counts, keep) {
+        let due = split_due(&mut self.counts, now, self.window_ns, self.lateness_ns);
+        for (k, c) in due {
             self.judge(k, c, out);
         }
     }

@@ -66,11 +66,7 @@ impl HttpChecks {
     pub fn new(config: &Config) -> Self {
         HttpChecks {
             cfg: config.http.clone(),
-            enabled: crate::RULES
-                .iter()
-                .map(|(n, _)| *n)
-                .filter(|n| config.enabled(n))
-                .collect(),
+            enabled: config.enabled_rules(),
             once: OncePerFlow::default(),
         }
     }

@@ -14,7 +14,7 @@ use std::net::IpAddr;
 use tunnelwatch_model::{Alert, Cause, ConnState, FlowRecord, Timestamp};
 
 use crate::config::{Config, PortScanConfig};
-use crate::summary::{keep_first, split_first, FirstFlows};
+use crate::summary::{keep_first, split_due, split_first, FirstFlows};
 use crate::{AlertBuilder, Detector};
 
 const MAX_PAIRS: usize = 65_536;
@@ -139,9 +139,8 @@ impl Detector for PortScan {
     }
 
     fn advance(&mut self, now: Timestamp, out: &mut Vec<Alert>) {
-        let last_due = (now.as_nanos() - self.lateness_ns).div_euclid(self.window_ns) - 1;
-        let keep = self.seen.split_off(&(last_due + 1, IpAddr::from([0u8; 4])));
-        for (k, s) in std::mem::replace(&mut self.seen, keep) {
+        let due = split_due(&mut self.seen, now, self.window_ns, self.lateness_ns);
+        for (k, s) in due {
             self.judge(k, s, out);
         }
     }

@@ -167,3 +167,16 @@ pub fn split_first(uids: &FirstFlows) -> (Vec<String>, Option<String>) {
         uids.first().map(|u| u.2.clone()),
     )
 }
+
+/// Removes and returns the entries of windows `window_ns` long (keyed by window number
+/// first) that ended more than `lateness_ns` before `now`.
+pub fn split_due<V>(
+    map: &mut BTreeMap<(i64, IpAddr), V>,
+    now: Timestamp,
+    window_ns: i64,
+    lateness_ns: i64,
+) -> BTreeMap<(i64, IpAddr), V> {
+    let last_due = (now.as_nanos() - lateness_ns).div_euclid(window_ns) - 1;
+    let keep = map.split_off(&(last_due + 1, IpAddr::from([0u8; 4])));
+    std::mem::replace(map, keep)
+}

@@ -53,11 +53,7 @@ impl TcpFilter {
         let c = &config.tcp_filter;
         TcpFilter {
             cfg: c.clone(),
-            enabled: crate::RULES
-                .iter()
-                .map(|(n, _)| *n)
-                .filter(|n| config.enabled(n))
-                .collect(),
+            enabled: config.enabled_rules(),
             max_uids: config.alerts.max_uids,
             queue: Queue::new(c.summary_period, c.lateness, config.alerts.max_uids),
         }
