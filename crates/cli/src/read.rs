@@ -14,13 +14,11 @@ use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use tunnelwatch_capture::CaptureFile;
+use tunnelwatch_detect::Detection;
 use tunnelwatch_flow::ChecksumMode;
-use tunnelwatch_model::Timestamp;
+use tunnelwatch_model::{Category, Timestamp};
 use tunnelwatch_output::zeek;
 use tunnelwatch_sensor::{RunStats, SensorConfig};
-
-use tunnelwatch_detect::Detection;
-use tunnelwatch_model::Category;
 
 use crate::alert_sink::{AlertReport, AlertSink};
 use crate::engine::Engine;
@@ -133,6 +131,12 @@ pub fn load_config(path: &std::path::Path) -> Result<tunnelwatch_detect::Config>
 
 /// Runs `read`.
 pub fn run(args: ReadArgs) -> Result<ExitCode> {
+    let to_stdout = |o: &Option<String>| o.as_deref() == Some("-");
+    if to_stdout(&args.alerts) && (to_stdout(&args.flows) || to_stdout(&args.zeek_conn)) {
+        anyhow::bail!(
+            "--alerts - and another output both want standard output: send one to a file"
+        );
+    }
     // The config before anything is opened or written: a bad one stops here.
     let detect_config = if args.no_detect {
         None
@@ -266,7 +270,10 @@ pub fn run(args: ReadArgs) -> Result<ExitCode> {
         b.finish_and_clear();
     }
     summary(&stats, &reader_odd, args.captures.len(), written);
-    let alert_error = alerts.as_ref().and_then(|a| alert_summary(a).err());
+    let alert_error = alerts.and_then(|a| {
+        alert_summary(&a);
+        a.error
+    });
     if let Some(store) = store {
         let (path, report, err) = store.finish();
         eprintln!(
@@ -306,8 +313,8 @@ pub fn run(args: ReadArgs) -> Result<ExitCode> {
 }
 
 /// The alerts line of the summary: counts by category and severity, and what the
-/// lists dropped. Returns the error met writing `--alerts`, if any.
-fn alert_summary(a: &AlertReport) -> std::result::Result<(), io::Error> {
+/// lists dropped.
+fn alert_summary(a: &AlertReport) {
     let mut by_cat: std::collections::BTreeMap<Category, Vec<String>> = Default::default();
     let mut total = 0;
     for ((c, s), n) in a.counts.iter().rev() {
@@ -350,10 +357,6 @@ fn alert_summary(a: &AlertReport) -> std::result::Result<(), io::Error> {
             String::new()
         }
     );
-    match &a.error {
-        Some(e) => Err(io::Error::new(e.kind(), e.to_string())),
-        None => Ok(()),
-    }
 }
 
 fn human_bytes(b: u64) -> String {

@@ -243,6 +243,17 @@ fn config_errors_name_key_and_line_and_missing_file_means_defaults() {
     ]);
     assert!(o.status.success());
     assert!(stderr(&o).contains("using the documented defaults"));
+    // Two outputs on standard output would interleave: refused before anything runs.
+    let o = tw(&[
+        "read",
+        demo.to_str().unwrap(),
+        "--flows",
+        "-",
+        "--alerts",
+        "-",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("standard output"), "{}", stderr(&o));
     // The commented example is the defaults, and it parses.
     let example = support::workspace().join("docs/config.example.toml");
     let text = std::fs::read_to_string(&example).unwrap();
