@@ -353,3 +353,26 @@ fn zeek_http_and_ssh_traces_show_the_proxy_checks() {
     // A browser's CONNECT followed by TLS: nothing.
     assert!(alerts(&t.join("http/connect-with-header.pcap"), &[]).is_empty());
 }
+
+#[test]
+fn ndpi_dns_tunnel_captures_are_flagged() {
+    let Some(shared) = support::shared_dir("ndpi_dns_tunnel_captures") else {
+        return;
+    };
+    let p = shared.join("data/pcaps/ndpi/pcap");
+    // iodine (NULL queries under pirate.sea) and dnscat2 (skullseclabs.org, its
+    // default domain) in nDPI's captures.
+    for (cap, domain) in [
+        ("dns-tunnel-iodine.pcap", "pirate.sea"),
+        ("bad-dns-traffic.pcap", "skullseclabs.org"),
+    ] {
+        let a = alerts(&p.join(cap), &[]);
+        let t = a
+            .iter()
+            .find(|a| a["detector"] == "dns_tunnel")
+            .unwrap_or_else(|| panic!("{cap}: no dns_tunnel alert in {a:?}"));
+        assert_eq!(t["category"], "tunnel");
+        assert_eq!(t["evidence"]["domain"], domain);
+        assert!(t["evidence"]["queries"].as_u64().unwrap() >= 200);
+    }
+}

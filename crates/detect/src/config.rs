@@ -28,6 +28,8 @@ pub struct Config {
     pub thresholds: ThresholdsConfig,
     /// HTTP and proxy checks (seed 000, part 2.5).
     pub http: HttpConfig,
+    /// DNS tunnels from query facts.
+    pub dns_tunnel: DnsTunnelConfig,
     /// Black, white and red lists (seed 000's false-positive section).
     pub lists: ListsConfig,
 }
@@ -278,6 +280,43 @@ impl Default for HttpConfig {
     }
 }
 
+/// DNS tunnels: per client and registered domain, over a window.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsTunnelConfig {
+    /// Window length in seconds.
+    pub window: f64,
+    /// Queries under one domain from one client in a window before it is judged.
+    pub min_queries: u64,
+    /// Mean query-name length (characters) that counts as long.
+    pub mean_name_len: f64,
+    /// Mean subdomain entropy (bits per character) that counts as random.
+    pub entropy: f64,
+    /// Share of TXT/NULL/CNAME/MX/ANY/private queries that counts as data-carrying.
+    pub unusual_share: f64,
+    /// Share of distinct names that counts as mostly unique.
+    pub distinct_share: f64,
+    /// How many of those four must agree.
+    pub min_agreeing: usize,
+    /// (window, client, domain) keys tracked at once.
+    pub max_keys: usize,
+}
+
+impl Default for DnsTunnelConfig {
+    fn default() -> Self {
+        DnsTunnelConfig {
+            window: 300.0,
+            min_queries: 50,
+            mean_name_len: 40.0,
+            entropy: 3.5,
+            unusual_share: 0.5,
+            distinct_share: 0.8,
+            min_agreeing: 3,
+            max_keys: 100_000,
+        }
+    }
+}
+
 /// The seed's colour lists.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -386,6 +425,7 @@ impl Config {
             ("tcp_filter.summary_period", self.tcp_filter.summary_period),
             ("flood.window", self.flood.window),
             ("port_scan.window", self.port_scan.window),
+            ("dns_tunnel.window", self.dns_tunnel.window),
         ] {
             if !(v.is_finite() && v > 0.0) {
                 return bad(key, "must be a positive number of seconds");

@@ -20,6 +20,7 @@ use std::net::IpAddr;
 use tunnelwatch_model::{Alert, Category, FlowRecord, Severity, Timestamp};
 
 pub mod config;
+pub mod dns_tunnel;
 pub mod flood;
 pub mod http_checks;
 pub mod net;
@@ -33,7 +34,7 @@ pub mod threshold;
 pub use config::{Config, ConfigError};
 
 /// Every rule name, with the category of its alerts.
-pub const RULES: [(&str, Category); 33] = [
+pub const RULES: [(&str, Category); 34] = [
     ("reserved_bits", Category::TcpAnomaly),
     ("urg_without_pointer", Category::TcpAnomaly),
     ("pointer_without_urg", Category::TcpAnomaly),
@@ -67,6 +68,7 @@ pub const RULES: [(&str, Category); 33] = [
     ("http_without_host", Category::ProtocolAnomaly),
     ("exotic_method", Category::ProtocolAnomaly),
     ("response_without_request", Category::ProtocolAnomaly),
+    ("dns_tunnel", Category::Tunnel),
 ];
 
 /// The category of a rule's alerts.
@@ -231,6 +233,7 @@ impl Detection {
             Box::new(port_scan::PortScan::new(&config)),
             Box::new(threshold::Thresholds::new(&config)),
             Box::new(http_checks::HttpChecks::new(&config)),
+            Box::new(dns_tunnel::DnsTunnel::new(&config)),
             Box::new(policy::BlackList::new(&config)),
         ];
         Detection {

@@ -577,3 +577,84 @@ fn http_rules_alert_once_per_flow_across_interim_records() {
         1
     );
 }
+
+/// A DNS flow from `client` with these query counters.
+fn dns_flow(
+    client: &str,
+    t: f64,
+    first: &str,
+    f: impl Fn(&mut tunnelwatch_model::DnsFacts),
+) -> FlowRecord {
+    let mut r = normal(client, "10.77.0.53", 53, t);
+    r.proto = "udp".into();
+    r.ip_proto = 17;
+    r.tcp = None;
+    let mut d = tunnelwatch_model::DnsFacts {
+        query: Some(first.into()),
+        qtype: Some(1),
+        ..Default::default()
+    };
+    f(&mut d);
+    r.app = Some(tunnelwatch_model::AppFacts {
+        dns: Some(d),
+        ..Default::default()
+    });
+    r
+}
+
+#[test]
+fn dns_tunnel_positive_when_metrics_agree_benign_busy_resolver_client() {
+    // iodine-like: 200 unique long random NULL queries under one domain.
+    let tunnel = dns_flow(ATK, 1000.0, "vaaaakardli.t.example", |d| {
+        d.queries = 200;
+        d.distinct_names = 200;
+        d.name_bytes = 200 * 90;
+        d.unusual_qtypes = 200;
+        d.subdomain_entropy = 4.2;
+    });
+    let a = run(&[tunnel]);
+    let t = one(&a, "dns_tunnel");
+    assert_eq!((t.category, t.severity), (Category::Tunnel, Severity::High));
+    assert_eq!(t.evidence["domain"], "t.example");
+    assert_eq!(t.evidence["agreeing"], 4);
+    // The same volume of ordinary lookups: short names, A/AAAA, many repeats — spread
+    // over many flows (one per source port), as a stub resolver sends them.
+    let lookups: Vec<FlowRecord> = (0..200)
+        .map(|i| {
+            dns_flow(ATK, 1000.0 + f64::from(i), "www.example.org", |d| {
+                d.queries = 1;
+                d.distinct_names = 1;
+                d.name_bytes = 15;
+            })
+        })
+        .collect();
+    assert!(run(&lookups).is_empty());
+    // Long hashed names alone (a CDN or an anti-virus lookup service) are one metric.
+    let cdn = dns_flow(ATK, 1000.0, "d3k1h2x9.cloudfront.example", |d| {
+        d.queries = 100;
+        d.distinct_names = 30;
+        d.name_bytes = 100 * 60;
+    });
+    assert!(run(&[cdn]).is_empty());
+}
+
+#[test]
+fn dns_tunnel_long_flow_adds_only_what_is_new_per_interim_record() {
+    let mk = |q: u64, cause| {
+        let mut r = dns_flow(ATK, 1000.0, "x.t.example", |d| {
+            d.queries = q;
+            d.distinct_names = q;
+            d.name_bytes = q * 80;
+            d.unusual_qtypes = q;
+        });
+        r.cause = cause;
+        r
+    };
+    // Three records of one flow: 30, 60 then 90 queries in total; counted once → 90.
+    let a = run(&[
+        mk(30, Cause::Status),
+        mk(60, Cause::Status),
+        mk(90, Cause::End),
+    ]);
+    assert_eq!(one(&a, "dns_tunnel").evidence["queries"], 90);
+}

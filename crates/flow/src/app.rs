@@ -12,6 +12,9 @@ const MAX_TRIES: u8 = 4;
 /// Largest TLS handshake buffered.
 const MAX_TLS_BUFFER: usize = 16 * 1024 + 5;
 
+/// Query names remembered exactly per flow for the distinct count.
+const MAX_DNS_NAMES: usize = 1024;
+
 /// Application-layer state of one flow.
 #[derive(Clone, Debug, Default)]
 pub struct AppState {
@@ -19,6 +22,60 @@ pub struct AppState {
     pub facts: AppFacts,
     tries: [u8; 2],
     tls_buf: Option<Vec<u8>>,
+    /// A DNS flow: every message is counted, not only the first ones.
+    dns: Option<Box<DnsTally>>,
+}
+
+/// Running DNS counters of one flow (DNS tunnels are many queries in one flow).
+#[derive(Clone, Debug, Default)]
+struct DnsTally {
+    /// Hashes of the names seen, sorted (at most [`MAX_DNS_NAMES`]).
+    names: Vec<u64>,
+    entropy_sum: f64,
+    entropy_n: u64,
+}
+
+/// Qtypes that carry room for data in answers: CNAME, NULL, MX, TXT, ANY, private use.
+fn unusual_qtype(t: u16) -> bool {
+    matches!(t, 5 | 10 | 15 | 16 | 255) || t >= 65280
+}
+
+/// FNV-1a, fixed so that runs are reproducible.
+fn name_hash(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b.to_ascii_lowercase())).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Shannon entropy (bits per character) of the part of `name` left of its last two
+/// labels, or `None` when there is no such part.
+pub fn subdomain_entropy(name: &str) -> Option<f64> {
+    let mut dots = name.trim_end_matches('.').rmatch_indices('.');
+    dots.next()?;
+    let (cut, _) = dots.next()?;
+    let sub = &name.as_bytes()[..cut];
+    let mut counts = [0u32; 256];
+    let mut n = 0u32;
+    for &b in sub {
+        if b != b'.' {
+            counts[usize::from(b.to_ascii_lowercase())] += 1;
+            n += 1;
+        }
+    }
+    if n == 0 {
+        return None;
+    }
+    let n = f64::from(n);
+    Some(
+        counts
+            .iter()
+            .filter(|c| **c > 0)
+            .map(|c| {
+                let p = f64::from(*c) / n;
+                -p * p.log2()
+            })
+            .sum(),
+    )
 }
 
 /// Transport of the payload.
@@ -31,21 +88,32 @@ pub enum Carrier {
 }
 
 impl AppState {
-    /// Heap bytes held beyond the struct: the ClientHello buffer and the learnt strings
-    /// (estimated by their lengths).
+    /// Heap bytes held beyond the struct: the ClientHello buffer, the DNS name hashes
+    /// and the learnt strings (estimated by their lengths).
     pub fn heap_bytes(&self) -> usize {
-        self.tls_buf.as_ref().map_or(0, Vec::capacity) + self.facts.text_len()
+        self.tls_buf.as_ref().map_or(0, Vec::capacity)
+            + self.facts.text_len()
+            + self.dns.as_ref().map_or(0, |d| {
+                std::mem::size_of::<DnsTally>() + 8 * d.names.capacity()
+            })
     }
 
-    /// True when nothing more will be learnt.
+    /// True when nothing more will be learnt (a DNS flow keeps counting).
     pub fn done(&self) -> bool {
-        self.tries[0] >= MAX_TRIES && self.tries[1] >= MAX_TRIES
+        self.tries[0] >= MAX_TRIES && self.tries[1] >= MAX_TRIES && self.dns.is_none()
     }
 
     /// Offers one payload of direction `orig` (true: originator).
     pub fn offer(&mut self, orig: bool, payload: &[u8], carrier: Carrier, ports: (u16, u16)) {
         let d = usize::from(!orig);
-        if self.tries[d] >= MAX_TRIES || payload.is_empty() {
+        if payload.is_empty() {
+            return;
+        }
+        if self.dns.is_some() {
+            self.dns(payload, carrier == Carrier::Tcp);
+            return;
+        }
+        if self.tries[d] >= MAX_TRIES {
             return;
         }
         self.tries[d] += 1;
@@ -67,13 +135,44 @@ impl AppState {
             return;
         };
         let f = self.facts.dns.get_or_insert_with(DnsFacts::default);
+        let tally = self.dns.get_or_insert_with(Default::default);
+        if m.is_response {
+            f.responses += 1;
+            if m.rcode == 3 {
+                f.nxdomain += 1;
+            }
+            if f.rcode.is_none() {
+                f.rcode = Some(m.rcode);
+                f.answers = Some(m.answers);
+            }
+        } else {
+            f.queries += 1;
+            if let Some(name) = &m.query {
+                f.name_bytes += name.len() as u64;
+                let h = name_hash(name);
+                match tally.names.binary_search(&h) {
+                    Ok(_) => {}
+                    Err(at) => {
+                        f.distinct_names += 1;
+                        if tally.names.len() < MAX_DNS_NAMES {
+                            tally.names.insert(at, h);
+                        }
+                    }
+                }
+                if let Some(e) = subdomain_entropy(name) {
+                    tally.entropy_sum += e;
+                    tally.entropy_n += 1;
+                    let mean = tally.entropy_sum / tally.entropy_n as f64;
+                    f.subdomain_entropy = (mean * 1e3).round() / 1e3;
+                }
+            }
+            if m.qtype.is_some_and(unusual_qtype) {
+                f.unusual_qtypes += 1;
+            }
+        }
         if f.query.is_none() {
             f.query = m.query;
             f.qtype = m.qtype;
-        }
-        if m.is_response && f.rcode.is_none() {
-            f.rcode = Some(m.rcode);
-            f.answers = Some(m.answers);
         }
     }
 
@@ -225,6 +324,41 @@ mod tests {
             let h = a.facts.http.unwrap();
             assert_eq!(h.after_connect.as_deref(), Some(kind));
         }
+    }
+
+    #[test]
+    fn dns_flow_counts_every_message() {
+        let q = |id: u8, name: &[u8], qtype: u8| {
+            let mut m = vec![0, id, 0x01, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+            for label in name.split(|b| *b == b'.') {
+                m.push(label.len() as u8);
+                m.extend_from_slice(label);
+            }
+            m.extend_from_slice(&[0, 0, qtype, 0, 1]);
+            m
+        };
+        let mut a = AppState::default();
+        let ports = (40000, 53);
+        a.offer(true, &q(1, b"aaaa.t.example", 10), Carrier::Udp, ports);
+        a.offer(true, &q(2, b"zq9x.t.example", 10), Carrier::Udp, ports);
+        a.offer(true, &q(3, b"aaaa.t.example", 1), Carrier::Udp, ports);
+        let mut nx = q(3, b"aaaa.t.example", 1);
+        nx[2] = 0x81;
+        nx[3] = 0x83;
+        a.offer(false, &nx, Carrier::Udp, ports);
+        assert!(!a.done());
+        let d = a.facts.dns.unwrap();
+        assert_eq!((d.queries, d.responses, d.distinct_names), (3, 1, 2));
+        assert_eq!((d.unusual_qtypes, d.nxdomain, d.name_bytes), (2, 1, 42));
+        assert_eq!(d.query.as_deref(), Some("aaaa.t.example"));
+        // "aaaa": 0 bits, "aaaa": 0, "zq9x": 2 bits → mean 2/3.
+        assert_eq!(d.subdomain_entropy, 0.667);
+    }
+
+    #[test]
+    fn subdomain_entropy_skips_registered_domain() {
+        assert_eq!(subdomain_entropy("example.com"), None);
+        assert_eq!(subdomain_entropy("ab.example.com."), Some(1.0));
     }
 
     #[test]

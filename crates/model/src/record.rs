@@ -347,6 +347,34 @@ pub struct DnsFacts {
     /// Answer records in the first response.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answers: Option<u16>,
+    /// Queries in the flow (every message, not only the first).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub queries: u64,
+    /// Responses in the flow.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub responses: u64,
+    /// Distinct query names (exact up to 1,024; beyond, names not seen among the first
+    /// 1,024 are counted as new).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub distinct_names: u64,
+    /// Bytes of all query names (dotted), for the mean name length.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub name_bytes: u64,
+    /// Queries for TXT, NULL, CNAME, MX, ANY or private-use types (what DNS tunnels
+    /// ask for to get room in the answer).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unusual_qtypes: u64,
+    /// Responses with NXDOMAIN.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub nxdomain: u64,
+    /// Mean Shannon entropy, bits per character, of the query names left of their last
+    /// two labels (0 when no name had more than two labels).
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub subdomain_entropy: f64,
+}
+
+fn is_zero_f64(v: &f64) -> bool {
+    *v == 0.0
 }
 
 /// Application facts learnt from the first payload bytes of each direction.

@@ -382,6 +382,23 @@ impl Line<'_> {
             self.opt_uint("qtype", d.qtype);
             self.opt_uint("rcode", d.rcode);
             self.opt_uint("answers", d.answers);
+            for (k, v) in [
+                ("queries", d.queries),
+                ("responses", d.responses),
+                ("distinct_names", d.distinct_names),
+                ("name_bytes", d.name_bytes),
+                ("unusual_qtypes", d.unusual_qtypes),
+                ("nxdomain", d.nxdomain),
+            ] {
+                if v != 0 {
+                    self.key(k);
+                    self.uint(v);
+                }
+            }
+            if d.subdomain_entropy != 0.0 {
+                self.key("subdomain_entropy");
+                self.float(d.subdomain_entropy);
+            }
             self.0.push(b'}');
         }
         self.0.push(b'}');
@@ -515,6 +532,13 @@ mod tests {
                 qtype: Some(16),
                 rcode: Some(3),
                 answers: Some(0),
+                queries: 7,
+                responses: 6,
+                distinct_names: 5,
+                name_bytes: 300,
+                unusual_qtypes: 4,
+                nxdomain: 2,
+                subdomain_entropy: 3.912345,
             }),
         });
         assert_eq!(

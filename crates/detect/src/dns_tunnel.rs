@@ -1,0 +1,244 @@
+//! DNS tunnels from payload facts (issue 6): per client and registered domain, over
+//! windows of packet time, the queries the flows carried — how many, how many distinct
+//! names, how long, how random the part left of the registered domain, how many asked
+//! for TXT/NULL/CNAME/MX/ANY — and an alert only when several of these agree (seed
+//! 002's rule: a single metric is too easily explained). Resolvers forward tunnels, so
+//! the client is the originator of the flows seen, and the domain is what ties a
+//! tunnel's queries together when source ports change.
+//!
+//! The registered domain is the last two labels of the first query name of each flow
+//! (no public-suffix list: `a.b.co.uk` groups under `co.uk`, which only merges more
+//! queries). Long-lived flows add what is new since their last interim record, so a
+//! tunnel alerts while it runs. State is bounded by `max_keys`.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use tunnelwatch_model::{Alert, Cause, FlowRecord, Severity, Timestamp};
+
+use crate::config::{Config, DnsTunnelConfig};
+use crate::summary::{keep_first, split_first, FirstFlows};
+use crate::{AlertBuilder, Detector};
+
+/// Counters of one key (or what a flow added so far).
+#[derive(Clone, Copy, Debug, Default)]
+struct Tally {
+    queries: u64,
+    distinct: u64,
+    name_bytes: u64,
+    unusual: u64,
+    nxdomain: u64,
+    entropy_sum: f64,
+}
+
+impl Tally {
+    fn of(r: &FlowRecord) -> Option<Tally> {
+        let d = r.app.as_ref()?.dns.as_ref()?;
+        Some(Tally {
+            queries: d.queries,
+            distinct: d.distinct_names,
+            name_bytes: d.name_bytes,
+            unusual: d.unusual_qtypes,
+            nxdomain: d.nxdomain,
+            entropy_sum: d.subdomain_entropy * d.queries as f64,
+        })
+    }
+
+    fn add(&mut self, o: &Tally, sign: f64) {
+        let f = |a: u64, b: u64| {
+            if sign > 0.0 {
+                a + b
+            } else {
+                a.saturating_sub(b)
+            }
+        };
+        self.queries = f(self.queries, o.queries);
+        self.distinct = f(self.distinct, o.distinct);
+        self.name_bytes = f(self.name_bytes, o.name_bytes);
+        self.unusual = f(self.unusual, o.unusual);
+        self.nxdomain = f(self.nxdomain, o.nxdomain);
+        self.entropy_sum += sign * o.entropy_sum;
+    }
+}
+
+#[derive(Default)]
+struct Window {
+    t: Tally,
+    flows: u64,
+    first: Option<Timestamp>,
+    last: Option<Timestamp>,
+    uids: FirstFlows,
+}
+
+/// The detector.
+pub struct DnsTunnel {
+    cfg: DnsTunnelConfig,
+    on: bool,
+    window_ns: i64,
+    lateness_ns: i64,
+    max_uids: usize,
+    windows: BTreeMap<(i64, IpAddr, String), Window>,
+    /// What live flows added so far (their interim records).
+    live: BTreeMap<String, Tally>,
+    untracked: u64,
+}
+
+/// The last two labels of `name` (the whole name when it has fewer).
+pub fn registered_domain(name: &str) -> String {
+    let n = name.trim_end_matches('.').to_ascii_lowercase();
+    let mut it = n.rmatch_indices('.');
+    it.next();
+    match it.next() {
+        Some((i, _)) => n[i + 1..].to_string(),
+        None => n,
+    }
+}
+
+impl DnsTunnel {
+    /// The detector with `config`'s settings.
+    pub fn new(config: &Config) -> Self {
+        DnsTunnel {
+            cfg: config.dns_tunnel.clone(),
+            on: config.enabled("dns_tunnel"),
+            window_ns: ((config.dns_tunnel.window * 1e9) as i64).max(1),
+            lateness_ns: (config.tcp_filter.lateness * 1e9) as i64,
+            max_uids: config.alerts.max_uids,
+            windows: BTreeMap::new(),
+            live: BTreeMap::new(),
+            untracked: 0,
+        }
+    }
+
+    fn judge(&self, (w, client, domain): (i64, IpAddr, String), win: Window, out: &mut Vec<Alert>) {
+        let t = &win.t;
+        if t.queries < self.cfg.min_queries {
+            return;
+        }
+        let q = t.queries as f64;
+        let mean_len = t.name_bytes as f64 / q;
+        let entropy = t.entropy_sum / q;
+        let unusual = t.unusual as f64 / q;
+        let distinct = t.distinct as f64 / q;
+        let c = &self.cfg;
+        let signs = [
+            ("long names", mean_len >= c.mean_name_len),
+            ("random subdomains", entropy >= c.entropy),
+            ("data-carrying query types", unusual >= c.unusual_share),
+            ("mostly unique names", distinct >= c.distinct_share),
+        ];
+        let agree: Vec<&str> = signs.iter().filter(|s| s.1).map(|s| s.0).collect();
+        if agree.len() < c.min_agreeing {
+            return;
+        }
+        let severity = if agree.len() >= 3 {
+            Severity::High
+        } else {
+            Severity::Medium
+        };
+        let ts = Timestamp((w + 1) * self.window_ns).max(win.last.unwrap_or_default());
+        let (uids, cid) = split_first(&win.uids);
+        let r3 = |x: f64| (x * 1000.0).round() / 1000.0;
+        out.push(
+            AlertBuilder::new(
+                "dns_tunnel",
+                ts,
+                severity,
+                r3(agree.len() as f64 / signs.len() as f64),
+                format!(
+                    "DNS tunnel? {client} sent {} queries under {domain} in {} s: {} ({} distinct names, mean length {:.0}, subdomain entropy {:.2} bits/char, {:.0}% TXT/NULL/CNAME/MX/ANY)",
+                    t.queries,
+                    c.window,
+                    agree.join(", "),
+                    t.distinct,
+                    mean_len,
+                    entropy,
+                    unusual * 100.0
+                ),
+            )
+            .hosts(Some(client), None)
+            .span(win.first.unwrap_or_default(), win.last.unwrap_or_default())
+            .uids(uids, cid)
+            .max_uids(self.max_uids)
+            .evidence("domain", domain)
+            .evidence("queries", t.queries)
+            .evidence("distinct_names", t.distinct)
+            .evidence("mean_name_len", r3(mean_len))
+            .evidence("subdomain_entropy", r3(entropy))
+            .evidence("unusual_qtype_share", r3(unusual))
+            .evidence("nxdomain", t.nxdomain)
+            .evidence("flows", win.flows)
+            .evidence("agreeing", agree.len() as u64)
+            .evidence(
+                "thresholds",
+                serde_json::json!({
+                    "min_queries": c.min_queries,
+                    "mean_name_len": c.mean_name_len,
+                    "entropy": c.entropy,
+                    "unusual_share": c.unusual_share,
+                    "distinct_share": c.distinct_share,
+                    "min_agreeing": c.min_agreeing,
+                }),
+            )
+            .build(),
+        );
+    }
+}
+
+impl Detector for DnsTunnel {
+    fn record(&mut self, r: &FlowRecord, _out: &mut Vec<Alert>) {
+        if !self.on {
+            return;
+        }
+        let Some(mut t) = Tally::of(r) else { return };
+        let Some(query) = r
+            .app
+            .as_ref()
+            .and_then(|a| a.dns.as_ref()?.query.as_deref())
+        else {
+            return;
+        };
+        // Only what is new since this flow's last interim record.
+        if let Some(prev) = self.live.remove(&r.uid) {
+            t.add(&prev, -1.0);
+        }
+        if r.cause == Cause::Status && self.live.len() < 1 << 20 {
+            let total = Tally::of(r).unwrap_or_default();
+            self.live.insert(r.uid.clone(), total);
+        }
+        let key = (
+            r.ts.as_nanos().div_euclid(self.window_ns),
+            r.orig_h,
+            registered_domain(query),
+        );
+        if self.windows.len() >= self.cfg.max_keys && !self.windows.contains_key(&key) {
+            self.untracked += 1;
+            return;
+        }
+        let w = self.windows.entry(key).or_default();
+        w.t.add(&t, 1.0);
+        w.flows += 1;
+        w.first = Some(w.first.map_or(r.ts, |x| x.min(r.ts)));
+        w.last = Some(w.last.map_or(r.last_ts, |x| x.max(r.last_ts)));
+        keep_first(&mut w.uids, r, self.max_uids);
+    }
+
+    fn advance(&mut self, now: Timestamp, out: &mut Vec<Alert>) {
+        let last_due = (now.as_nanos() - self.lateness_ns).div_euclid(self.window_ns) - 1;
+        let keep = self
+            .windows
+            .split_off(&(last_due + 1, IpAddr::from([0u8; 4]), String::new()));
+        for (k, w) in std::mem::replace(&mut self.windows, keep) {
+            self.judge(k, w, out);
+        }
+    }
+
+    fn finish(&mut self, out: &mut Vec<Alert>) {
+        for (k, w) in std::mem::take(&mut self.windows) {
+            self.judge(k, w, out);
+        }
+    }
+
+    fn untracked(&self) -> u64 {
+        self.untracked
+    }
+}
