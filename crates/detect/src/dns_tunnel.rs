@@ -17,7 +17,7 @@ use std::net::IpAddr;
 use tunnelwatch_model::{Alert, Cause, FlowRecord, Severity, Timestamp};
 
 use crate::config::{Config, DnsTunnelConfig};
-use crate::summary::{keep_first, split_first, FirstFlows};
+use crate::summary::{keep_first, split_due, split_first, FirstFlows, LOWEST};
 use crate::{AlertBuilder, Detector};
 
 /// Counters of one key (or what a flow added so far).
@@ -223,11 +223,15 @@ impl Detector for DnsTunnel {
     }
 
     fn advance(&mut self, now: Timestamp, out: &mut Vec<Alert>) {
-        let last_due = (now.as_nanos() - self.lateness_ns).div_euclid(self.window_ns) - 1;
-        let keep = self
-            .windows
-            .split_off(&(last_due + 1, IpAddr::from([0u8; 4]), String::new()));
-        for (k, w) in std::mem::replace(&mut self.windows, keep) {
+        let first = |w| (w, LOWEST, String::new());
+        let due = split_due(
+            &mut self.windows,
+            now,
+            self.window_ns,
+            self.lateness_ns,
+            first,
+        );
+        for (k, w) in due {
             self.judge(k, w, out);
         }
     }

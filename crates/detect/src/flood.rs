@@ -19,7 +19,7 @@ use std::net::IpAddr;
 use tunnelwatch_model::{Alert, Cause, FlowRecord, Timestamp};
 
 use crate::config::{Config, FloodConfig};
-use crate::summary::{keep_first, split_due, split_first, FirstFlows};
+use crate::summary::{keep_first, split_due, split_first, FirstFlows, LOWEST};
 use crate::{AlertBuilder, Detector};
 
 /// Distinct sources remembered per destination and window.
@@ -159,7 +159,13 @@ impl Detector for Flood {
     }
 
     fn advance(&mut self, now: Timestamp, out: &mut Vec<Alert>) {
-        let due = split_due(&mut self.counts, now, self.window_ns, self.lateness_ns);
+        let due = split_due(
+            &mut self.counts,
+            now,
+            self.window_ns,
+            self.lateness_ns,
+            |w| (w, LOWEST),
+        );
         for (k, c) in due {
             self.judge(k, c, out);
         }

@@ -14,7 +14,7 @@ use std::net::IpAddr;
 use tunnelwatch_model::{Alert, Cause, ConnState, FlowRecord, Timestamp};
 
 use crate::config::{Config, PortScanConfig};
-use crate::summary::{keep_first, split_due, split_first, FirstFlows};
+use crate::summary::{keep_first, split_due, split_first, FirstFlows, LOWEST};
 use crate::{AlertBuilder, Detector};
 
 const MAX_PAIRS: usize = 65_536;
@@ -139,7 +139,9 @@ impl Detector for PortScan {
     }
 
     fn advance(&mut self, now: Timestamp, out: &mut Vec<Alert>) {
-        let due = split_due(&mut self.seen, now, self.window_ns, self.lateness_ns);
+        let due = split_due(&mut self.seen, now, self.window_ns, self.lateness_ns, |w| {
+            (w, LOWEST)
+        });
         for (k, s) in due {
             self.judge(k, s, out);
         }

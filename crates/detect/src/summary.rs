@@ -101,18 +101,21 @@ impl Queue {
 
     /// Entries whose period ended more than the lateness before `now`, in key order.
     pub fn due(&mut self, now: Timestamp) -> Vec<(Key, Entry)> {
-        let limit = now.as_nanos() - self.lateness_ns;
-        // The last period that has fully ended by `limit`.
-        let last_due = limit.div_euclid(self.period_ns) - 1;
-        let keep = self.entries.split_off(&Key {
-            period: last_due + 1,
-            src: IpAddr::from([0u8; 4]),
-            dst: IpAddr::from([0u8; 4]),
+        let first = |period| Key {
+            period,
+            src: LOWEST,
+            dst: LOWEST,
             rule: "",
-        });
-        std::mem::replace(&mut self.entries, keep)
-            .into_iter()
-            .collect()
+        };
+        split_due(
+            &mut self.entries,
+            now,
+            self.period_ns,
+            self.lateness_ns,
+            first,
+        )
+        .into_iter()
+        .collect()
     }
 
     /// Every entry, in key order.
@@ -168,15 +171,20 @@ pub fn split_first(uids: &FirstFlows) -> (Vec<String>, Option<String>) {
     )
 }
 
-/// Removes and returns the entries of windows `window_ns` long (keyed by window number
-/// first) that ended more than `lateness_ns` before `now`.
-pub fn split_due<V>(
-    map: &mut BTreeMap<(i64, IpAddr), V>,
+/// Removes and returns the entries of windows `window_ns` long that ended more than
+/// `lateness_ns` before `now`; keys start with the window number, and `first_key(w)`
+/// is the smallest key of window `w`.
+pub fn split_due<K: Ord, V>(
+    map: &mut BTreeMap<K, V>,
     now: Timestamp,
     window_ns: i64,
     lateness_ns: i64,
-) -> BTreeMap<(i64, IpAddr), V> {
+    first_key: impl Fn(i64) -> K,
+) -> BTreeMap<K, V> {
     let last_due = (now.as_nanos() - lateness_ns).div_euclid(window_ns) - 1;
-    let keep = map.split_off(&(last_due + 1, IpAddr::from([0u8; 4])));
+    let keep = map.split_off(&first_key(last_due + 1));
     std::mem::replace(map, keep)
 }
+
+/// The smallest address, for the smallest key of a window.
+pub const LOWEST: IpAddr = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
