@@ -30,6 +30,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// DNS tunnels from query facts.
     pub dns_tunnel: DnsTunnelConfig,
+    /// ICMP tunnels from echo payload sizes.
+    pub icmp_tunnel: IcmpTunnelConfig,
     /// Black, white and red lists (seed 000's false-positive section).
     pub lists: ListsConfig,
 }
@@ -313,6 +315,32 @@ impl Default for DnsTunnelConfig {
             distinct_share: 0.8,
             min_agreeing: 3,
             max_keys: 100_000,
+        }
+    }
+}
+
+/// ICMP tunnels: echo flows whose requests and replies do not mirror each other.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct IcmpTunnelConfig {
+    /// Packets (both directions) before a flow is judged.
+    pub min_packets: u64,
+    /// Relative gap between the mean request and mean reply payload that counts as
+    /// asymmetric (a reply mirrors its request: 0 for ping).
+    pub asymmetry: f64,
+    /// Payload-size standard deviation (bytes) that counts as varying (ping: 0).
+    pub size_stddev: f64,
+    /// Payload size (bytes) that counts as large (ping: 56, Windows: 32).
+    pub large: f64,
+}
+
+impl Default for IcmpTunnelConfig {
+    fn default() -> Self {
+        IcmpTunnelConfig {
+            min_packets: 10,
+            asymmetry: 0.25,
+            size_stddev: 8.0,
+            large: 512.0,
         }
     }
 }

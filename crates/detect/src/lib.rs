@@ -23,6 +23,7 @@ pub mod config;
 pub mod dns_tunnel;
 pub mod flood;
 pub mod http_checks;
+pub mod icmp_tunnel;
 pub mod net;
 mod once;
 pub mod policy;
@@ -34,7 +35,7 @@ pub mod threshold;
 pub use config::{Config, ConfigError};
 
 /// Every rule name, with the category of its alerts.
-pub const RULES: [(&str, Category); 34] = [
+pub const RULES: [(&str, Category); 35] = [
     ("reserved_bits", Category::TcpAnomaly),
     ("urg_without_pointer", Category::TcpAnomaly),
     ("pointer_without_urg", Category::TcpAnomaly),
@@ -69,6 +70,7 @@ pub const RULES: [(&str, Category); 34] = [
     ("exotic_method", Category::ProtocolAnomaly),
     ("response_without_request", Category::ProtocolAnomaly),
     ("dns_tunnel", Category::Tunnel),
+    ("icmp_tunnel", Category::Tunnel),
 ];
 
 /// The category of a rule's alerts.
@@ -234,6 +236,7 @@ impl Detection {
             Box::new(threshold::Thresholds::new(&config)),
             Box::new(http_checks::HttpChecks::new(&config)),
             Box::new(dns_tunnel::DnsTunnel::new(&config)),
+            Box::new(icmp_tunnel::IcmpTunnel::new(&config)),
             Box::new(policy::BlackList::new(&config)),
         ];
         Detection {

@@ -658,3 +658,54 @@ fn dns_tunnel_long_flow_adds_only_what_is_new_per_interim_record() {
     ]);
     assert_eq!(one(&a, "dns_tunnel").evidence["queries"], 90);
 }
+
+/// An ICMP echo flow with these request and reply payload sizes.
+fn echo(req: tunnelwatch_model::Stats, rep: tunnelwatch_model::Stats, pkts: u64) -> FlowRecord {
+    let mut r = normal(ATK, SRV, 0, 1000.0);
+    r.proto = "icmp".into();
+    r.ip_proto = 1;
+    r.orig_p = 8;
+    r.tcp = None;
+    r.app = None;
+    r.orig_pkts = pkts;
+    r.resp_pkts = pkts;
+    r.icmp = Some(tunnelwatch_model::IcmpFacts {
+        echo_ids: vec![4711],
+        ..Default::default()
+    });
+    r.dynamics.orig.size = Some(req);
+    r.dynamics.resp.size = Some(rep);
+    r
+}
+
+fn sizes(mean: f64, min: f64, max: f64, stddev: f64) -> tunnelwatch_model::Stats {
+    tunnelwatch_model::Stats {
+        mean,
+        min,
+        max,
+        stddev,
+    }
+}
+
+#[test]
+fn icmp_tunnel_positive_ptunnel_like_benign_ping_and_mtu_probe() {
+    // ptunnel-ng in the tunnel lab: requests mean 204 bytes, replies mean 552, 28–1052.
+    let t = echo(
+        sizes(204.0, 28.0, 1052.0, 301.7),
+        sizes(551.7, 28.0, 1052.0, 464.2),
+        25,
+    );
+    let a = run(&[t]);
+    let i = one(&a, "icmp_tunnel");
+    assert_eq!((i.category, i.severity), (Category::Tunnel, Severity::High));
+    // Ping: one size, mirrored.
+    assert!(run(&[echo(
+        sizes(56.0, 56.0, 56.0, 0.0),
+        sizes(56.0, 56.0, 56.0, 0.0),
+        20
+    )])
+    .is_empty());
+    // A path-MTU probe: varying and large, but every reply mirrors its request.
+    let mtu = sizes(900.0, 500.0, 1472.0, 300.0);
+    assert!(run(&[echo(mtu, mtu, 20)]).is_empty());
+}
