@@ -408,6 +408,7 @@ fn tunnel_lab_built_rules_fire_and_benign_look_alikes_stay_quiet() {
         ("exotic_method", "exotic_method"),
         ("ssh_port_8080", "ssh_in_http high"),
         ("icmp_tunnel_ptunnel", "icmp_tunnel high"),
+        ("upload_post", "upload_volume medium"),
     ] {
         assert!(
             row(scenario).contains(rule),

@@ -32,6 +32,8 @@ pub struct Config {
     pub dns_tunnel: DnsTunnelConfig,
     /// ICMP tunnels from echo payload sizes.
     pub icmp_tunnel: IcmpTunnelConfig,
+    /// Uploads out of proportion.
+    pub upload: UploadConfig,
     /// Black, white and red lists (seed 000's false-positive section).
     pub lists: ListsConfig,
 }
@@ -341,6 +343,25 @@ impl Default for IcmpTunnelConfig {
             asymmetry: 0.25,
             size_stddev: 8.0,
             large: 512.0,
+        }
+    }
+}
+
+/// Uploads out of proportion.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct UploadConfig {
+    /// Bytes the client must have sent.
+    pub min_bytes: u64,
+    /// Producer/consumer ratio `(out − in) / (out + in)` at or above which it counts.
+    pub min_pcr: f64,
+}
+
+impl Default for UploadConfig {
+    fn default() -> Self {
+        UploadConfig {
+            min_bytes: 1 << 20,
+            min_pcr: 0.8,
         }
     }
 }

@@ -31,11 +31,12 @@ pub mod port_scan;
 pub mod summary;
 pub mod tcp_filter;
 pub mod threshold;
+pub mod upload;
 
 pub use config::{Config, ConfigError};
 
 /// Every rule name, with the category of its alerts.
-pub const RULES: [(&str, Category); 35] = [
+pub const RULES: [(&str, Category); 36] = [
     ("reserved_bits", Category::TcpAnomaly),
     ("urg_without_pointer", Category::TcpAnomaly),
     ("pointer_without_urg", Category::TcpAnomaly),
@@ -71,6 +72,7 @@ pub const RULES: [(&str, Category); 35] = [
     ("response_without_request", Category::ProtocolAnomaly),
     ("dns_tunnel", Category::Tunnel),
     ("icmp_tunnel", Category::Tunnel),
+    ("upload_volume", Category::Threshold),
 ];
 
 /// The category of a rule's alerts.
@@ -237,6 +239,7 @@ impl Detection {
             Box::new(http_checks::HttpChecks::new(&config)),
             Box::new(dns_tunnel::DnsTunnel::new(&config)),
             Box::new(icmp_tunnel::IcmpTunnel::new(&config)),
+            Box::new(upload::Upload::new(&config)),
             Box::new(policy::BlackList::new(&config)),
         ];
         Detection {

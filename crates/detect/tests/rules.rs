@@ -709,3 +709,31 @@ fn icmp_tunnel_positive_ptunnel_like_benign_ping_and_mtu_probe() {
     let mtu = sizes(900.0, 500.0, 1472.0, 300.0);
     assert!(run(&[echo(mtu, mtu, 20)]).is_empty());
 }
+
+#[test]
+fn upload_volume_positive_post_benign_download_and_small_upload() {
+    let mut post = normal(ATK, SRV, 80, 1000.0);
+    post.orig_bytes = 3 << 20;
+    post.resp_bytes = 300;
+    post.app = Some(tunnelwatch_model::AppFacts {
+        http: Some(request("POST", "/upload", Some("h"))),
+        ..Default::default()
+    });
+    let a = run(&[post.clone()]);
+    let u = one(&a, "upload_volume");
+    assert_eq!(
+        (u.category, u.severity),
+        (Category::Threshold, Severity::Medium)
+    );
+    // The same bytes over SSH (scp up): low.
+    let mut scp = post.clone();
+    scp.app = None;
+    scp.resp_p = 22;
+    assert_eq!(one(&run(&[scp]), "upload_volume").severity, Severity::Low);
+    // A download, and a small upload.
+    let mut down = post.clone();
+    std::mem::swap(&mut down.orig_bytes, &mut down.resp_bytes);
+    let mut small = post;
+    small.orig_bytes = 100_000;
+    assert!(run(&[down, small]).is_empty());
+}
