@@ -371,8 +371,8 @@ fn thresholds_alert_during_a_long_flow_once_and_not_on_short_ones() {
     assert_eq!(d.category, Category::Threshold);
     assert!(d.message.contains("still open"));
     let mut big = normal(ATK, SRV, 443, 1000.0);
-    big.orig_bytes = 3 << 30;
-    big.orig_pkts = 3_000_000;
+    big.resp_bytes = 3 << 30; // a 3 GiB download
+    big.resp_pkts = 3_000_000;
     assert_eq!(rules(&run(&[big])), ["many_bytes", "many_packets"]);
     assert!(run(&[normal(ATK, SRV, 443, 1000.0)]).is_empty());
 }
