@@ -71,7 +71,6 @@ impl HttpChecks {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn raise(
         &mut self,
         r: &FlowRecord,
@@ -116,8 +115,7 @@ impl Detector for HttpChecks {
         let tls = app.and_then(|a| a.tls.as_ref());
         let dst = format!("{}:{}", r.resp_h, r.resp_p);
         let method = http.and_then(|h| h.method.as_deref());
-        if method == Some("CONNECT") {
-            let h = http.expect("method implies http facts");
+        if let Some(h) = http.filter(|_| method == Some("CONNECT")) {
             let target = h.uri.clone().unwrap_or_default();
             match h.after_connect.as_deref() {
                 Some(kind) if kind != "tls" => {
