@@ -19,7 +19,7 @@
 //! Interim records are read too, so a long tunnel alerts while it runs; each rule
 //! alerts once per flow.
 
-use tunnelwatch_model::{Alert, FlowRecord, Severity, Timestamp};
+use tunnelwatch_model::{Alert, FlowRecord, Severity};
 
 use crate::config::{Config, HttpConfig};
 use crate::once::OncePerFlow;
@@ -242,10 +242,6 @@ impl Detector for HttpChecks {
         }
         self.once.done(r);
     }
-
-    fn advance(&mut self, _now: Timestamp, _out: &mut Vec<Alert>) {}
-
-    fn finish(&mut self, _out: &mut Vec<Alert>) {}
 
     fn untracked(&self) -> u64 {
         self.once.untracked()

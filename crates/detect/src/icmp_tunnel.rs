@@ -6,7 +6,7 @@
 //! least one of the other two signs (a path-MTU probe varies and is large, but its
 //! replies mirror it). Interim records are read; each flow alerts once.
 
-use tunnelwatch_model::{Alert, FlowRecord, Severity, Stats, Timestamp};
+use tunnelwatch_model::{Alert, FlowRecord, Severity, Stats};
 
 use crate::config::{Config, IcmpTunnelConfig};
 use crate::once::OncePerFlow;
@@ -92,10 +92,6 @@ impl Detector for IcmpTunnel {
         }
         self.once.done(r);
     }
-
-    fn advance(&mut self, _now: Timestamp, _out: &mut Vec<Alert>) {}
-
-    fn finish(&mut self, _out: &mut Vec<Alert>) {}
 
     fn untracked(&self) -> u64 {
         self.once.untracked()

@@ -87,10 +87,11 @@ pub fn category_of(rule: &str) -> Category {
 pub trait Detector {
     /// Takes one flow record (final or interim, in the order flows ended).
     fn record(&mut self, r: &FlowRecord, out: &mut Vec<Alert>);
-    /// Packet time has reached `now`: raise what is due.
-    fn advance(&mut self, now: Timestamp, out: &mut Vec<Alert>);
+    /// Packet time has reached `now`: raise what is due (nothing, for detectors that
+    /// judge each record as it comes).
+    fn advance(&mut self, _now: Timestamp, _out: &mut Vec<Alert>) {}
     /// The input ended: raise everything still pending.
-    fn finish(&mut self, out: &mut Vec<Alert>);
+    fn finish(&mut self, _out: &mut Vec<Alert>) {}
     /// Findings or keys not tracked because the detector's bounded state was full.
     fn untracked(&self) -> u64 {
         0

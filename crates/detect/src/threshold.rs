@@ -5,7 +5,7 @@
 //! flow (`uid`), and the memory of which flows alerted is dropped with their final
 //! record.
 
-use tunnelwatch_model::{Alert, Cause, FlowRecord, Timestamp};
+use tunnelwatch_model::{Alert, Cause, FlowRecord};
 
 use crate::config::{Config, ThresholdsConfig};
 use crate::once::OncePerFlow;
@@ -102,10 +102,6 @@ impl Detector for Thresholds {
         }
         self.once.done(r);
     }
-
-    fn advance(&mut self, _now: Timestamp, _out: &mut Vec<Alert>) {}
-
-    fn finish(&mut self, _out: &mut Vec<Alert>) {}
 
     fn untracked(&self) -> u64 {
         self.once.untracked()

@@ -5,7 +5,7 @@
 //! medium when it is an HTTP POST or PUT, the seed's tunnel trace. Interim records are read, so a long
 //! exfiltration alerts while it runs; each flow alerts once.
 
-use tunnelwatch_model::{Alert, FlowRecord, Severity, Timestamp};
+use tunnelwatch_model::{Alert, FlowRecord, Severity};
 
 use crate::config::{Config, UploadConfig};
 use crate::once::OncePerFlow;
@@ -85,10 +85,6 @@ impl Detector for Upload {
         }
         self.once.done(r);
     }
-
-    fn advance(&mut self, _now: Timestamp, _out: &mut Vec<Alert>) {}
-
-    fn finish(&mut self, _out: &mut Vec<Alert>) {}
 
     fn untracked(&self) -> u64 {
         self.once.untracked()

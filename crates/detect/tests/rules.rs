@@ -618,7 +618,7 @@ fn dns_tunnel_positive_when_metrics_agree_benign_busy_resolver_client() {
     assert_eq!(t.evidence["domain"], "t.example");
     assert_eq!(t.evidence["agreeing"], 4);
     // The same volume of ordinary lookups: short names, A/AAAA, many repeats — spread
-    // over many flows (one per source port), as a stub resolver sends them.
+    // over many flows (one per source port), as a host's resolver library sends them.
     let lookups: Vec<FlowRecord> = (0..200)
         .map(|i| {
             dns_flow(ATK, 1000.0 + f64::from(i), "www.example.org", |d| {
