@@ -159,6 +159,9 @@ pub fn run(args: ReadArgs) -> Result<ExitCode> {
     config.reassemble = !args.no_reassembly;
     config.flow.max_flows = args.max_flows.max(1);
     config.flow.max_memory = args.max_memory.saturating_mul(1 << 20);
+    if let Some(c) = &detect_config {
+        config.flow.keystrokes = c.keystrokes.clone();
+    }
 
     let mut sinks: Vec<Sink> = Vec::new();
     let mut stdout_used = false;

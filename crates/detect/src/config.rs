@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use serde::Deserialize;
-use tunnelwatch_model::Severity;
+use tunnelwatch_model::{KeystrokeParams, Severity};
 
 use crate::net::Net;
 
@@ -34,6 +34,10 @@ pub struct Config {
     pub icmp_tunnel: IcmpTunnelConfig,
     /// Uploads out of proportion.
     pub upload: UploadConfig,
+    /// How the flow table counts keystrokes (applied by the sensor, not a detector).
+    pub keystrokes: KeystrokeParams,
+    /// Interactive sessions: keystrokes, reverse shells, typing inside other protocols.
+    pub interactive: InteractiveConfig,
     /// Black, white and red lists (seed 000's false-positive section).
     pub lists: ListsConfig,
 }
@@ -366,6 +370,43 @@ impl Default for UploadConfig {
     }
 }
 
+/// Interactive sessions (seed 001's keystrokes; seed 000's "small but frequent").
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct InteractiveConfig {
+    /// Keystrokes one side must have typed before a flow is interactive...
+    pub min_keystrokes: u64,
+    /// ...and their least share of that side's bursts (a typist's side sends little but
+    /// keys; chatty protocols whose small messages sometimes look like typing do not).
+    pub key_share: f64,
+    /// Without echo (a one-way typed TCP stream, such as an HTTP tunnel's upload
+    /// request): small bursts at a typing pace needed...
+    pub min_typed: u64,
+    /// ...their least share of that side's bursts...
+    pub typed_share: f64,
+    /// ...and the other side sent at most this share as many bursts (one-way).
+    pub one_way_share: f64,
+    /// A line-mode shell: the listener (responder, speaking first) sent at least this
+    /// many bursts...
+    pub min_commands: u64,
+    /// ...of which at least this share were small (command lines, not data).
+    pub command_share: f64,
+}
+
+impl Default for InteractiveConfig {
+    fn default() -> Self {
+        InteractiveConfig {
+            min_keystrokes: 10,
+            key_share: 0.3,
+            min_typed: 20,
+            typed_share: 0.5,
+            one_way_share: 0.1,
+            min_commands: 5,
+            command_share: 0.8,
+        }
+    }
+}
+
 /// The seed's colour lists.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -478,6 +519,28 @@ impl Config {
         ] {
             if !(v.is_finite() && v > 0.0) {
                 return bad(key, "must be a positive number of seconds");
+            }
+        }
+        let k = &self.keystrokes;
+        for (key, v) in [
+            ("keystrokes.coalesce_ms", k.coalesce_ms),
+            ("keystrokes.min_gap_ms", k.min_gap_ms),
+            ("keystrokes.typed_max_gap_ms", k.typed_max_gap_ms),
+            ("keystrokes.ratio_min", k.ratio_min),
+            ("keystrokes.ratio_max", k.ratio_max),
+            ("keystrokes.regular_pct", k.regular_pct),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return bad(key, "must be zero or a positive number");
+            }
+        }
+        for (key, lo, hi) in [
+            ("keystrokes.key_min", k.key_min as f64, k.key_max as f64),
+            ("keystrokes.echo_min", k.echo_min as f64, k.echo_max as f64),
+            ("keystrokes.ratio_min", k.ratio_min, k.ratio_max),
+        ] {
+            if lo > hi {
+                return bad(key, "must not be above its maximum");
             }
         }
         if !(self.tcp_filter.lateness.is_finite() && self.tcp_filter.lateness >= 0.0) {

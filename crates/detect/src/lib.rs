@@ -24,6 +24,7 @@ pub mod dns_tunnel;
 pub mod flood;
 pub mod http_checks;
 pub mod icmp_tunnel;
+pub mod interactive;
 pub mod net;
 mod once;
 pub mod policy;
@@ -36,7 +37,7 @@ pub mod upload;
 pub use config::{Config, ConfigError};
 
 /// Every rule name, with the category of its alerts.
-pub const RULES: [(&str, Category); 36] = [
+pub const RULES: [(&str, Category); 39] = [
     ("reserved_bits", Category::TcpAnomaly),
     ("urg_without_pointer", Category::TcpAnomaly),
     ("pointer_without_urg", Category::TcpAnomaly),
@@ -73,6 +74,9 @@ pub const RULES: [(&str, Category); 36] = [
     ("dns_tunnel", Category::Tunnel),
     ("icmp_tunnel", Category::Tunnel),
     ("upload_volume", Category::Threshold),
+    ("keystrokes", Category::CovertChannel),
+    ("reverse_shell", Category::CovertChannel),
+    ("interactive_in_other_protocol", Category::Tunnel),
 ];
 
 /// The category of a rule's alerts.
@@ -241,6 +245,7 @@ impl Detection {
             Box::new(dns_tunnel::DnsTunnel::new(&config)),
             Box::new(icmp_tunnel::IcmpTunnel::new(&config)),
             Box::new(upload::Upload::new(&config)),
+            Box::new(interactive::Interactive::new(&config)),
             Box::new(policy::BlackList::new(&config)),
         ];
         Detection {

@@ -737,3 +737,129 @@ fn upload_volume_positive_post_benign_download_and_small_upload() {
     small.orig_bytes = 100_000;
     assert!(run(&[down, small]).is_empty());
 }
+
+/// An interactive flow's keystroke and burst counts: `(keys, bursts, small, typed)` per
+/// side, originator first.
+fn typing(mut r: FlowRecord, orig: (u64, u64, u64, u64), resp: (u64, u64, u64, u64)) -> FlowRecord {
+    for (d, (k, n, s, t)) in [(&mut r.dynamics.orig, orig), (&mut r.dynamics.resp, resp)] {
+        d.keystrokes = k;
+        d.bursts = (n > 0).then_some(tunnelwatch_model::Bursts {
+            count: n,
+            small: s,
+            typed: t,
+        });
+    }
+    r
+}
+
+#[test]
+fn keystrokes_positive_ssh_session_benign_chatty_protocol() {
+    // The tunnel lab's OpenSSH 9.2 session: 87 of the client's 98 bursts were keys.
+    let mut ssh = normal(ATK, SRV, 22, 1000.0);
+    ssh.app = None;
+    ssh.service = Some("ssh".into());
+    let s = typing(ssh.clone(), (87, 98, 92, 77), (0, 114, 103, 77));
+    let a = run(&[s]);
+    let k = one(&a, "keystrokes");
+    assert_eq!(
+        (k.category, k.severity),
+        (Category::CovertChannel, Severity::Low)
+    );
+    assert_eq!(
+        rules(&a),
+        ["keystrokes"],
+        "typing in SSH on port 22 is nothing more"
+    );
+    // A TLS app whose small records sometimes look like keys: 15 of 85 bursts.
+    let chatty = typing(ssh, (0, 109, 63, 36), (15, 85, 40, 24));
+    assert!(run(&[chatty]).is_empty());
+}
+
+#[test]
+fn reverse_shell_positive_typed_back_and_line_mode_benign_server_first_protocols() {
+    // socat pty shell to port 443: the operator at the listener typed 83 keys.
+    let mut pty = normal(ATK, SRV, 443, 1000.0);
+    pty.app = None;
+    let pty = typing(pty, (0, 107, 106, 85), (83, 88, 88, 76));
+    let a = run(&[pty]);
+    let r = one(&a, "reverse_shell");
+    assert_eq!(
+        (r.category, r.severity),
+        (Category::CovertChannel, Severity::High)
+    );
+    // ncat -e /bin/sh to port 80: the listener spoke first, 8 command lines, output back.
+    let mut line = normal(ATK, SRV, 80, 1100.0);
+    line.app = None;
+    line.orig_bytes = 3700;
+    line.resp_bytes = 58;
+    line.tcp.as_mut().unwrap().first_data = Some("resp".into());
+    let line = typing(line, (0, 8, 6, 0), (0, 8, 8, 0));
+    assert_eq!(
+        one(&run(std::slice::from_ref(&line)), "reverse_shell").severity,
+        Severity::High
+    );
+    // The same through a proxy's CONNECT: the far end spoke first inside the tunnel.
+    let mut via = line.clone();
+    via.resp_p = 3128;
+    via.tcp.as_mut().unwrap().first_data = Some("orig".into());
+    let mut connect = request("CONNECT", "10.77.0.9:443", Some("10.77.0.9:443"));
+    connect.status = Some(200);
+    connect.after_connect = Some("server_first".into());
+    via.app = Some(tunnelwatch_model::AppFacts {
+        http: Some(connect),
+        ..Default::default()
+    });
+    assert!(rules(&run(&[via])).contains(&"reverse_shell"));
+    // Server-first protocols on their own ports (SMTP, FTP banners), an HTTP server
+    // that answered more than it got, and UDP "typing back" (no client or server).
+    let mut smtp = line.clone();
+    smtp.resp_p = 25;
+    let mut web = line.clone();
+    web.tcp.as_mut().unwrap().first_data = Some("orig".into());
+    let mut udp = typing(
+        normal(ATK, SRV, 17501, 1200.0),
+        (0, 797, 797, 0),
+        (60, 790, 789, 0),
+    );
+    udp.ip_proto = 17;
+    udp.proto = "udp".into();
+    udp.app = None;
+    assert!(!rules(&run(&[smtp, web, udp])).contains(&"reverse_shell"));
+}
+
+#[test]
+fn interactive_in_other_protocol_positive_tls_icmp_httptunnel_benign_ssh_and_media() {
+    // SSH inside stunnel's TLS to 443: 37 keys.
+    let mut tls = normal(ATK, SRV, 443, 1000.0);
+    tls.service = Some("ssl".into());
+    tls.app = None;
+    let t = typing(tls.clone(), (37, 50, 41, 33), (0, 59, 48, 33));
+    let a = run(&[t]);
+    let i = one(&a, "interactive_in_other_protocol");
+    assert_eq!((i.category, i.severity), (Category::Tunnel, Severity::High));
+    assert_eq!(i.evidence["claimed"], "ssl");
+    // GNU httptunnel's upload request: 33 typed bursts of 46, the proxy silent.
+    let mut post = normal(ATK, SRV, 3128, 1100.0);
+    post.service = Some("http".into());
+    let post = typing(post, (0, 46, 41, 33), (0, 0, 0, 0));
+    assert!(rules(&run(&[post])).contains(&"interactive_in_other_protocol"));
+    // The same keys in SSH on port 22; a TCP/443 call whose server sends small
+    // messages at a typing pace while the client streams (not one-way); QUIC on
+    // UDP 443 with a few key-like exchanges.
+    let mut ssh = tls.clone();
+    ssh.resp_p = 22;
+    ssh.service = Some("ssh".into());
+    let ssh = typing(ssh, (37, 50, 41, 33), (0, 59, 48, 33));
+    let mut call = tls.clone();
+    call.service = None;
+    let call = typing(call, (0, 371, 15, 3), (0, 85, 82, 68));
+    let mut quic = typing(tls, (2, 142, 99, 52), (12, 149, 85, 43));
+    quic.ip_proto = 17;
+    quic.proto = "udp".into();
+    quic.service = None;
+    let a = run(&[ssh, call, quic]);
+    assert!(
+        !rules(&a).contains(&"interactive_in_other_protocol"),
+        "{a:#?}"
+    );
+}

@@ -11,6 +11,8 @@ use tunnelwatch_model::{AppFacts, DnsFacts, SshFacts, TlsFacts};
 const MAX_TRIES: u8 = 4;
 /// Largest TLS handshake buffered.
 const MAX_TLS_BUFFER: usize = 16 * 1024 + 5;
+/// Largest HTTP request head buffered when its first segment did not hold it all.
+const MAX_HTTP_HEAD: usize = 8 * 1024;
 
 /// Query names remembered exactly per flow for the distinct count.
 const MAX_DNS_NAMES: usize = 1024;
@@ -22,6 +24,9 @@ pub struct AppState {
     pub facts: AppFacts,
     tries: [u8; 2],
     tls_buf: Option<Vec<u8>>,
+    /// A request head split over segments (some clients write each header piece
+    /// separately), gathered until its empty line so Host and User-Agent are seen.
+    http_buf: Option<Vec<u8>>,
     /// A DNS flow: every message is counted, not only the first ones.
     dns: Option<Box<DnsTally>>,
 }
@@ -92,6 +97,7 @@ impl AppState {
     /// and the learnt strings (estimated by their lengths).
     pub fn heap_bytes(&self) -> usize {
         self.tls_buf.as_ref().map_or(0, Vec::capacity)
+            + self.http_buf.as_ref().map_or(0, Vec::capacity)
             + self.facts.text_len()
             + self.dns.as_ref().map_or(0, |d| {
                 std::mem::size_of::<DnsTally>() + 8 * d.names.capacity()
@@ -100,7 +106,10 @@ impl AppState {
 
     /// True when nothing more will be learnt (a DNS flow keeps counting).
     pub fn done(&self) -> bool {
-        self.tries[0] >= MAX_TRIES && self.tries[1] >= MAX_TRIES && self.dns.is_none()
+        self.tries[0] >= MAX_TRIES
+            && self.tries[1] >= MAX_TRIES
+            && self.dns.is_none()
+            && self.http_buf.is_none()
     }
 
     /// Offers one payload of direction `orig` (true: originator).
@@ -111,6 +120,10 @@ impl AppState {
         }
         if self.dns.is_some() {
             self.dns(payload, carrier == Carrier::Tcp);
+            return;
+        }
+        if orig && self.http_buf.is_some() {
+            self.http_head(payload);
             return;
         }
         if self.tries[d] >= MAX_TRIES {
@@ -191,6 +204,9 @@ impl AppState {
             None => {
                 if let Some(h) = http::parse_request(payload) {
                     self.facts.http = Some(h);
+                    if !http::head_complete(payload) && payload.len() < MAX_HTTP_HEAD {
+                        self.http_buf = Some(payload.to_vec());
+                    }
                     return;
                 }
             }
@@ -235,6 +251,22 @@ impl AppState {
         }
     }
 
+    /// More of a request head that began in an earlier segment.
+    fn http_head(&mut self, payload: &[u8]) {
+        let Some(buf) = self.http_buf.as_mut() else {
+            return;
+        };
+        let room = MAX_HTTP_HEAD.saturating_sub(buf.len());
+        buf.extend_from_slice(&payload[..payload.len().min(room)]);
+        if http::head_complete(buf) || buf.len() >= MAX_HTTP_HEAD {
+            let buf = self.http_buf.take().unwrap_or_default();
+            if let (Some(h), Some(whole)) = (self.facts.http.as_mut(), http::parse_request(&buf)) {
+                h.host = h.host.take().or(whole.host);
+                h.user_agent = h.user_agent.take().or(whole.user_agent);
+            }
+        }
+    }
+
     fn client_hello(&mut self, bytes: &[u8]) {
         if let Some(t) = tls::parse_client_hello(bytes) {
             let prev = self.facts.tls.take().unwrap_or_default();
@@ -247,6 +279,21 @@ impl AppState {
     }
 
     fn tcp_resp(&mut self, payload: &[u8], ports: (u16, u16)) {
+        // The far end of a proxy tunnel spoke before the client: TLS never does that
+        // (a shell listener or an SSH server does).
+        if let Some(h) = self.facts.http.as_mut() {
+            if h.method.as_deref() == Some("CONNECT")
+                && h.status.is_some()
+                && h.after_connect.is_none()
+            {
+                let kind = if ssh::parse_banner(payload).is_some() {
+                    "ssh"
+                } else {
+                    "server_first"
+                };
+                h.after_connect = Some(kind.to_string());
+            }
+        }
         if let Some((version, status)) = http::parse_response(payload) {
             let h = self.facts.http.get_or_insert_with(Default::default);
             if h.status.is_none() {
@@ -324,6 +371,55 @@ mod tests {
             let h = a.facts.http.unwrap();
             assert_eq!(h.after_connect.as_deref(), Some(kind));
         }
+    }
+
+    #[test]
+    fn a_request_head_split_over_segments_is_gathered() {
+        let ports = (40000, 3128);
+        let mut a = AppState::default();
+        for piece in [
+            &b"POST http://h:80/index.html?crap=1 HTTP/1.1\r\n"[..],
+            b"Host",
+            b": ",
+            b"h:80",
+            b"\r\n",
+            b"Content-Length: 102400\r\n",
+            b"\r\n",
+        ] {
+            a.offer(true, piece, Carrier::Tcp, ports);
+        }
+        let h = a.facts.http.as_ref().unwrap();
+        assert_eq!(
+            (h.method.as_deref(), h.host.as_deref()),
+            (Some("POST"), Some("h:80"))
+        );
+        assert!(a.http_buf.is_none());
+        // A whole head without Host stays without Host.
+        let mut a = AppState::default();
+        a.offer(
+            true,
+            b"GET / HTTP/1.1\r\nAccept: */*\r\n\r\n",
+            Carrier::Tcp,
+            ports,
+        );
+        assert!(a.http_buf.is_none() && a.facts.http.unwrap().host.is_none());
+    }
+
+    #[test]
+    fn connect_notes_a_far_end_that_speaks_first() {
+        let ports = (40000, 3128);
+        let mut a = AppState::default();
+        a.offer(true, b"CONNECT h:443 HTTP/1.0\r\n\r\n", Carrier::Tcp, ports);
+        a.offer(
+            false,
+            b"HTTP/1.0 200 Connection established\r\n\r\n",
+            Carrier::Tcp,
+            ports,
+        );
+        a.offer(false, b"id\n", Carrier::Tcp, ports);
+        a.offer(true, b"uid=0(root) gid=0(root)\n", Carrier::Tcp, ports);
+        let h = a.facts.http.unwrap();
+        assert_eq!(h.after_connect.as_deref(), Some("server_first"));
     }
 
     #[test]

@@ -14,6 +14,8 @@ pub enum ChecksumMode {
     Ignore,
 }
 
+use tunnelwatch_model::KeystrokeParams;
+
 /// Settings of the flow table. Times are in nanoseconds of packet time.
 #[derive(Clone, Debug)]
 pub struct FlowConfig {
@@ -59,6 +61,8 @@ pub struct FlowConfig {
     pub likely_server_ports: Box<[u8; 65536]>,
     /// Parse application facts (HTTP, TLS, SSH, DNS) from the first payloads.
     pub app_facts: bool,
+    /// How keystrokes are told from other traffic (the `[keystrokes]` settings).
+    pub keystrokes: KeystrokeParams,
 }
 
 const SEC: i64 = 1_000_000_000;
@@ -109,6 +113,7 @@ impl Default for FlowConfig {
             max_memory: 4 << 30,
             likely_server_ports: ports,
             app_facts: true,
+            keystrokes: KeystrokeParams::default(),
         }
     }
 }

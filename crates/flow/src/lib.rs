@@ -2,7 +2,7 @@
 //!
 //! [`FlowTable`] keys packets by a direction-free 5-tuple, keeps per-direction counters
 //! and dynamics, tracks TCP exactly as Zeek does (so `conn_state` and `history` agree
-//! with Zeek's `conn.log`), learns application facts from the first payloads, credits
+//! with Zeek's `conn.log`), learns application facts from the first payloads, counts keystrokes, credits
 //! ICMP errors to the flows they quote, and ends flows on close,
 //! inactivity or memory pressure. It is sans-IO and deterministic: time comes from the
 //! packets, and the same input gives the same records byte for byte.
@@ -12,6 +12,7 @@ pub mod app;
 pub mod config;
 pub mod history;
 pub mod key;
+pub mod keys;
 mod slab;
 pub mod stats;
 pub mod table;

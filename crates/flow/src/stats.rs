@@ -175,6 +175,8 @@ impl Direction {
             ttl_max: self.ttl_seen.then_some(self.ttl_max),
             fragments: self.fragments,
             truncated: self.truncated,
+            keystrokes: 0,
+            bursts: None,
         }
     }
 }

@@ -31,6 +31,7 @@ use crate::app::{AppState, Carrier};
 use crate::config::{is_dns_port, ChecksumMode, FlowConfig};
 use crate::history::{bit, History, Scaled};
 use crate::key::{community_id, icmp_counterpart, uid, Endpoints, Key};
+use crate::keys::{Keys, KeysSummary};
 use crate::slab::{Recycler, Slab};
 use crate::watch::Watch;
 
@@ -123,6 +124,8 @@ struct Flow {
     timing: TcpTiming,
     app: Option<Box<AppState>>,
     icmp: Option<Box<IcmpFacts>>,
+    /// Keystroke and burst state, from the first payload of the third packet on.
+    keys: Option<Box<Keys>>,
     /// `uid`s of the flows that carried this one (rarely more than one).
     tunnel_parents: Vec<String>,
     parent_ref: Option<(u32, u32)>,
@@ -166,6 +169,10 @@ impl Flow {
                 .as_ref()
                 .map_or(0, |_| std::mem::size_of::<IcmpFacts>())
             + self
+                .keys
+                .as_ref()
+                .map_or(0, |_| std::mem::size_of::<Keys>())
+            + self
                 .tunnel_parents
                 .iter()
                 .map(|p| std::mem::size_of::<String>() + p.capacity())
@@ -189,7 +196,13 @@ enum EndedInner {
     // Inline, not boxed, and without the flow's TCP and application state (freed on the
     // packet thread, which allocated them): a batch of these is recycled, so ending a
     // flow allocates nothing and leaves no memory for another thread to free.
-    Flow(Flow, Option<TcpEnd>, Option<AppFacts>, Cause),
+    Flow(
+        Flow,
+        Option<TcpEnd>,
+        Option<AppFacts>,
+        Option<KeysSummary>,
+        Cause,
+    ),
     Record(Box<FlowRecord>),
 }
 
@@ -220,7 +233,7 @@ impl Ended {
     /// The flow record.
     pub fn into_record(self) -> FlowRecord {
         match self.0 {
-            EndedInner::Flow(f, tcp, app, cause) => build_record(&f, tcp, app, cause),
+            EndedInner::Flow(f, tcp, app, keys, cause) => build_record(&f, tcp, app, keys, cause),
             EndedInner::Record(r) => *r,
         }
     }
@@ -601,7 +614,8 @@ impl FlowTable {
             self.app_boxes.put(a);
             Some(facts).filter(|a| !a.is_empty())
         });
-        out.ended(Ended(EndedInner::Flow(f, tcp, app, cause)));
+        let keys = f.keys.take().map(|k| k.summary(&self.config.keystrokes));
+        out.ended(Ended(EndedInner::Flow(f, tcp, app, keys, cause)));
     }
 
     /// Handles one IP layer; returns its flow for the next (inner) layer.
@@ -697,6 +711,7 @@ impl FlowTable {
             timing: TcpTiming::default(),
             app: None,
             icmp: None,
+            keys: None,
             tunnel_parents: Vec::new(),
             parent_ref: None,
             vlan: frame.vlan,
@@ -931,6 +946,25 @@ impl FlowTable {
                         d.zero_windows += 1;
                     }
                 }
+                if l.payload_len > 0 {
+                    let pkts = f.dirs[0].pkts + f.dirs[1].pkts;
+                    if f.keys.is_none() && pkts >= 3 {
+                        f.keys = Some(Box::default());
+                        grew = true;
+                    }
+                    if let Some(k) = f.keys.as_deref_mut() {
+                        let ssh = f.app.as_ref().is_some_and(|a| a.facts.ssh.is_some());
+                        k.observe(
+                            &self.config.keystrokes,
+                            f.start,
+                            ts,
+                            is_orig,
+                            l.payload_len,
+                            pkts,
+                            ssh,
+                        );
+                    }
+                }
                 if app_on && !l.payload.is_empty() {
                     let carrier = match l.transport {
                         Transport::Tcp(_) => Some(Carrier::Tcp),
@@ -1032,7 +1066,11 @@ impl FlowTable {
             .as_ref()
             .map(|a| a.facts.clone())
             .filter(|a| !a.is_empty());
-        Some(build_record(f, tcp, app, cause))
+        let keys = f
+            .keys
+            .as_deref()
+            .map(|k| k.summary(&self.config.keystrokes));
+        Some(build_record(f, tcp, app, keys, cause))
     }
 }
 
@@ -1128,6 +1166,9 @@ fn flip_flow(f: &mut Flow) {
     if let Some(tcp) = f.tcp.as_deref_mut() {
         tcp.watch.flip();
     }
+    if let Some(k) = f.keys.as_deref_mut() {
+        k.flip();
+    }
     f.history.add(b'^');
     let t = &mut f.timing;
     std::mem::swap(&mut t.orig_mss, &mut t.resp_mss);
@@ -1201,7 +1242,13 @@ fn apply_effects(
     }
 }
 
-fn build_record(f: &Flow, tcp: Option<TcpEnd>, app: Option<AppFacts>, cause: Cause) -> FlowRecord {
+fn build_record(
+    f: &Flow,
+    tcp: Option<TcpEnd>,
+    app: Option<AppFacts>,
+    keys: Option<KeysSummary>,
+    cause: Cause,
+) -> FlowRecord {
     let history = f.history.as_str().to_string();
     let (conn_state, orig_bytes, resp_bytes, missed) = match tcp {
         Some(t) => (t.conn_state, t.orig_bytes, t.resp_bytes, t.missed_bytes),
@@ -1240,6 +1287,7 @@ fn build_record(f: &Flow, tcp: Option<TcpEnd>, app: Option<AppFacts>, cause: Cau
         orig_header: tcp.map(|t| t.watch.header(true)).unwrap_or_default(),
         resp_header: tcp.map(|t| t.watch.header(false)).unwrap_or_default(),
         ack_storm_run: tcp.map_or(0, |t| t.watch.ack_storm_run()),
+        first_data: tcp.and_then(|t| t.watch.first_data()).map(str::to_string),
     });
     FlowRecord {
         uid: f.uid(),
@@ -1274,9 +1322,19 @@ fn build_record(f: &Flow, tcp: Option<TcpEnd>, app: Option<AppFacts>, cause: Cau
         vlan: f.vlan,
         inner_vlan: f.inner_vlan,
         tunnel_parents: f.tunnel_parents.clone(),
-        dynamics: Dynamics {
-            orig: f.dirs[0].to_stats(is_tcp),
-            resp: f.dirs[1].to_stats(is_tcp),
+        dynamics: {
+            let mut d = Dynamics {
+                orig: f.dirs[0].to_stats(is_tcp),
+                resp: f.dirs[1].to_stats(is_tcp),
+            };
+            if let Some(k) = keys {
+                let [bo, br] = k.bursts;
+                for (i, s, b) in [(0, &mut d.orig, bo), (1, &mut d.resp, br)] {
+                    s.keystrokes = k.keystrokes[i];
+                    s.bursts = Some(b).filter(|b| b.count > 0);
+                }
+            }
+            d
         },
         tcp: tcp_facts,
         icmp: f.icmp.as_deref().cloned(),

@@ -84,6 +84,8 @@ pub struct Watch {
     first: [u16; FIRST_PACKETS],
     first_resp: u8,
     n_first: u8,
+    /// Who sent the first payload: 0 nobody yet, 1 the originator, 2 the responder.
+    first_data: u8,
 }
 
 impl Watch {
@@ -93,6 +95,9 @@ impl Watch {
     pub fn observe(&mut self, is_orig: bool, seg: &TcpSegment<'_>, payload_len: u32, quick: bool) {
         let d = usize::from(!is_orig);
         let flags = seg.flags;
+        if payload_len > 0 && self.first_data == 0 {
+            self.first_data = if is_orig { 1 } else { 2 };
+        }
         if usize::from(self.n_first) < FIRST_PACKETS {
             self.first[usize::from(self.n_first)] = flags.0;
             if !is_orig {
@@ -144,6 +149,18 @@ impl Watch {
         self.zero_max.swap(0, 1);
         let mask = (1u8 << self.n_first) - 1;
         self.first_resp = !self.first_resp & mask;
+        if self.first_data != 0 {
+            self.first_data = 3 - self.first_data;
+        }
+    }
+
+    /// Which side sent the first payload: `orig` or `resp`.
+    pub fn first_data(&self) -> Option<&'static str> {
+        match self.first_data {
+            1 => Some("orig"),
+            2 => Some("resp"),
+            _ => None,
+        }
     }
 
     /// The first packets as record strings: `>` from the originator, `<` from the

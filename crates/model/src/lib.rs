@@ -8,12 +8,14 @@
 #![deny(missing_docs)]
 
 mod alert;
+mod keys;
 mod record;
 mod time;
 
 pub use alert::{Alert, Category, Severity};
+pub use keys::KeystrokeParams;
 pub use record::{
-    AppFacts, Cause, ConnState, DirectionStats, DnsFacts, Dynamics, FlowRecord, HttpFacts,
+    AppFacts, Bursts, Cause, ConnState, DirectionStats, DnsFacts, Dynamics, FlowRecord, HttpFacts,
     IcmpFacts, SshFacts, Stats, TcpFacts, TcpHeaderFacts, TcpOptionFault, TlsFacts,
 };
 pub use time::Timestamp;

@@ -134,6 +134,28 @@ pub struct DirectionStats {
     /// wire length).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub truncated: u64,
+    /// Keystrokes typed by this side: small payload bursts at a human pace, each echoed
+    /// by the other side within a few bursts (Argus' `snstroke`/`dnstroke`, recalibrated;
+    /// see `docs/specs/flow-record.md`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub keystrokes: u64,
+    /// Payload bursts of this side, for telling typing from other traffic (absent on
+    /// flows too short to follow).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bursts: Option<Bursts>,
+}
+
+/// Payload bursts of one direction: packets of one side less than the coalescing gap
+/// apart form one burst (a keystroke split by a tunnel's framing is one burst).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bursts {
+    /// Bursts counted (from the flow's third packet on).
+    pub count: u64,
+    /// Bursts no larger than a keystroke can be.
+    pub small: u64,
+    /// Small bursts that came at a typing pace after the previous small burst (no echo
+    /// needed: a one-way typed stream, such as the upload half of an HTTP tunnel).
+    pub typed: u64,
 }
 
 fn is_zero(v: &u64) -> bool {
@@ -180,6 +202,10 @@ pub struct TcpFacts {
     /// sides' counts).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub ack_storm_run: u64,
+    /// Which side sent the first payload byte: `orig` or `resp` (a server speaking
+    /// first on a client-first protocol is a reverse shell's sign).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_data: Option<String>,
 }
 
 /// What was odd about the TCP headers one side sent (all counts of packets).

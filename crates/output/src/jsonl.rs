@@ -231,6 +231,18 @@ impl Line<'_> {
         self.opt_uint("ttl_max", d.ttl_max);
         self.opt_uint("fragments", Some(d.fragments).filter(|v| *v != 0));
         self.opt_uint("truncated", Some(d.truncated).filter(|v| *v != 0));
+        self.opt_uint("keystrokes", Some(d.keystrokes).filter(|v| *v != 0));
+        if let Some(b) = &d.bursts {
+            self.key("bursts");
+            self.0.push(b'{');
+            self.key("count");
+            self.uint(b.count);
+            self.key("small");
+            self.uint(b.small);
+            self.key("typed");
+            self.uint(b.typed);
+            self.0.push(b'}');
+        }
         self.0.push(b'}');
     }
 
@@ -273,6 +285,10 @@ impl Line<'_> {
         if t.ack_storm_run != 0 {
             self.key("ack_storm_run");
             self.uint(t.ack_storm_run);
+        }
+        if let Some(f) = &t.first_data {
+            self.key("first_data");
+            self.str(f);
         }
         self.0.push(b'}');
     }
@@ -408,7 +424,7 @@ impl Line<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tunnelwatch_model::{DnsFacts, HttpFacts, SshFacts, TlsFacts};
+    use tunnelwatch_model::{Bursts, DnsFacts, HttpFacts, SshFacts, TlsFacts};
 
     fn line(rec: &FlowRecord) -> Vec<u8> {
         let mut buf = Vec::new();
@@ -463,6 +479,12 @@ mod tests {
             d.ttl_max = Some(255);
             d.fragments = 3;
             d.truncated = 4;
+            d.keystrokes = 7;
+            d.bursts = Some(Bursts {
+                count: 30,
+                small: 20,
+                typed: 12,
+            });
         }
         rec.tcp = Some(TcpFacts {
             syn_synack: Some(9e-6),
@@ -493,6 +515,7 @@ mod tests {
                 ..Default::default()
             },
             ack_storm_run: 6,
+            first_data: Some("resp".into()),
         });
         rec.icmp = Some(IcmpFacts {
             errors: 2,

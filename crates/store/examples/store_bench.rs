@@ -48,6 +48,7 @@ fn dir(pkts: u64, bytes: u64, h: u64) -> DirectionStats {
         ttl_max: Some(64),
         fragments: 0,
         truncated: 0,
+        ..Default::default()
     }
 }
 

@@ -107,7 +107,7 @@ WAITPORT='for n in $(seq 100); do ss -Hltn "sport = :2222" | grep -q . && break;
 
 # -- lane A: interactive sessions, shells, tunnels (inside host 10.78.0.1) -------------
 add ssh_via_connect attack proxytunnel A $IN4 $GW4 "$PROXY" \
-    "connect_without_tls connect_port_policy ssh_in_http keystrokes" "interactive_in_other_protocol" \
+    "connect_without_tls connect_port_policy interactive_in_other_protocol" "ssh_in_http keystrokes" \
     "SSH through the HTTP proxy: ssh's ProxyCommand proxytunnel sends 'CONNECT $SRV4:22' to tinyproxy, then the SSH banners and an interactive session (6 commands typed one key at a time, 150-400 ms between keys) flow inside the proxy connection (the seed's 1.2.1 example)" \
     "" "" "" \
     "timeout 60 python3 tunlab.py type ssh_via_connect short -- $SSH -tt -o 'ProxyCommand=proxytunnel -q -p $PROXY -d %h:%p' root@$SRV4"
@@ -147,12 +147,12 @@ add icmp_tunnel_ptunnel attack ptunnel-ng A $IN4 $SRV4 "" \
     "$NS_OUT" "sysctl -qw net.ipv4.icmp_echo_ignore_all=1 && exec timeout 60 ptunnel-ng -r$SRV4 -R22 -v 1" "sleep:1" \
     "timeout 40 ptunnel-ng -p$SRV4 -l2222 -r$SRV4 -R22 -v 1 & p=\$!; $WAITPORT; timeout 30 $SSH -p 2222 root@127.0.0.1 'head -c 12000 /etc/services; sleep 3; id' | wc -c; kill \$p; wait \$p || true"
 add tls_tunnel_ssh attack stunnel4 A $IN4 $C2 "" \
-    "keystrokes" "" \
+    "interactive_in_other_protocol" "keystrokes" \
     "SSH inside TLS on port 443 with stunnel: the inside host's stunnel (client mode) wraps local port 2222 in TLS to stunnel on $C2:443, which forwards to sshd $SRV4:22; an interactive session (6 commands typed one key at a time) runs through it. The wire shows a genuine TLS handshake to 443, so only sizes and timing (one small TLS record per key) give it away" \
     "$NS_OUT" "exec timeout 60 stunnel4 stunnel-server.conf" "tcp:$C2:443" \
     "timeout 50 stunnel4 stunnel-client.conf & t=\$!; $WAITPORT; timeout 45 python3 tunlab.py type tls_tunnel_ssh short -- $SSH -tt -p 2222 root@127.0.0.1; kill \$t; wait \$t || true"
-add ssh_interactive attack ssh A $IN4 $SRV4 "" \
-    "keystrokes" "" \
+add ssh_interactive benign ssh A $IN4 $SRV4 "" \
+    "" "keystrokes" \
     "interactive SSH session (OpenSSH 9.2p1, chacha20-poly1305, no keystroke-timing obfuscation: that came with 9.5): 'ssh -tt' on a pseudo-terminal; 12 commands typed one key at a time, 150-400 ms between keys, 0.4-1.0 s thinking after each output; every key is one encrypted packet and the server's echo another" \
     "" "" "" \
     "timeout 90 python3 tunlab.py type ssh_interactive recon -- $SSH -tt root@$SRV4"

@@ -848,7 +848,7 @@ def facts(path):
                 interactive.append(ia)
         if ks:
             ev["keystrokes"] += 1
-            if http_first:
+            if http_first or fp == "tls":
                 ev["interactive_in_other_protocol"] += 1
         # a shell driven over the connection: command lines one way, their output back
         for d, cmds_from, out_from in (("s2c", whole_s, whole_c), ("c2s", whole_c, whole_s)):
@@ -1060,7 +1060,7 @@ def truth(meta, outdir):
                 problems.append(f"{s['name']}: declared {r} but the capture shows no evidence")
         if s["kind"] == "benign":
             for r in CATEGORY:
-                if ev.get(r):
+                if ev.get(r) and r not in inc:
                     problems.append(f"{s['name']}: benign capture shows {r} ({ev[r]})")
         if fx["packets"] == 0:
             problems.append(f"{s['name']}: nothing captured")

@@ -58,6 +58,12 @@ pub fn parse_request(payload: &[u8]) -> Option<HttpFacts> {
     Some(facts)
 }
 
+/// Whether `payload`, the start of a request, holds the whole request head (the empty
+/// line that ends the headers), so a missing `Host` is really missing.
+pub fn head_complete(payload: &[u8]) -> bool {
+    payload.windows(4).any(|w| w == b"\r\n\r\n") || payload.windows(2).any(|w| w == b"\n\n")
+}
+
 /// Parses an HTTP/1.x status line at the start of `payload`: returns (version like "1.1", status code).
 ///
 /// The line must be complete (its line end seen); headers after it are not needed and
