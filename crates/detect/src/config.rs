@@ -38,6 +38,8 @@ pub struct Config {
     pub keystrokes: KeystrokeParams,
     /// Interactive sessions: keystrokes, reverse shells, typing inside other protocols.
     pub interactive: InteractiveConfig,
+    /// Beacons, fetches too often, long connections.
+    pub beacon: BeaconConfig,
     /// Black, white and red lists (seed 000's false-positive section).
     pub lists: ListsConfig,
 }
@@ -407,6 +409,88 @@ impl Default for InteractiveConfig {
     }
 }
 
+/// Beacons (RITA v5's score plus a jitter- and sleep-proof period term), fetches too
+/// often, long connections.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BeaconConfig {
+    /// Connections a series needs before it is scored (RITA: 4).
+    pub min_connections: u64,
+    /// A median interval shorter than this (seconds) is a burst, not a beacon.
+    pub min_interval: f64,
+    /// A series scoring at least this is a beacon: low while it spans less than
+    /// `medium_span` seconds, medium after...
+    pub min_score: f64,
+    /// See `min_score`.
+    pub medium_span: f64,
+    /// ...and at least this with at least `high_connections` connections, high.
+    pub high_score: f64,
+    /// See `high_score`.
+    pub high_connections: u64,
+    /// `period`: intervals within this fraction of the median interval count as on time.
+    pub jitter: f64,
+    /// Intervals longer than this many median intervals are sleeps, set aside.
+    pub sleep_factor: f64,
+    /// Weights of the sub-scores (normalised by their sum).
+    pub weights: BeaconWeights,
+    /// `repeated_fetch`: one client fetching one URL this many times...
+    pub min_fetches: u64,
+    /// ...within this many seconds.
+    pub fetch_window: f64,
+    /// Most series (and client/server pairs for long connections) kept.
+    pub max_series: usize,
+    /// Most connections kept per series (the latest).
+    pub max_points: usize,
+}
+
+/// Weights of the beacon sub-scores.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BeaconWeights {
+    /// Intervals: Bowley skew and MAD (RITA's `ts`).
+    pub ts: f64,
+    /// Client bytes per connection: skew and MAD (RITA's `ds`).
+    pub ds: f64,
+    /// Connections spread over the window (RITA's histogram score).
+    pub hist: f64,
+    /// Coverage of the window (RITA's duration score).
+    pub dur: f64,
+    /// Share of intervals on time within the jitter, sleeps set aside.
+    pub period: f64,
+}
+
+impl Default for BeaconWeights {
+    fn default() -> Self {
+        BeaconWeights {
+            ts: 0.25,
+            ds: 0.15,
+            hist: 0.15,
+            dur: 0.2,
+            period: 0.25,
+        }
+    }
+}
+
+impl Default for BeaconConfig {
+    fn default() -> Self {
+        BeaconConfig {
+            min_connections: 10,
+            min_interval: 1.0,
+            min_score: 0.85,
+            medium_span: 600.0,
+            high_score: 0.95,
+            high_connections: 30,
+            jitter: 0.3,
+            sleep_factor: 3.0,
+            weights: BeaconWeights::default(),
+            min_fetches: 20,
+            fetch_window: 60.0,
+            max_series: 100_000,
+            max_points: 256,
+        }
+    }
+}
+
 /// The seed's colour lists.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -516,6 +600,8 @@ impl Config {
             ("flood.window", self.flood.window),
             ("port_scan.window", self.port_scan.window),
             ("dns_tunnel.window", self.dns_tunnel.window),
+            ("beacon.fetch_window", self.beacon.fetch_window),
+            ("beacon.sleep_factor", self.beacon.sleep_factor),
         ] {
             if !(v.is_finite() && v > 0.0) {
                 return bad(key, "must be a positive number of seconds");

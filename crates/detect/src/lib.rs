@@ -19,6 +19,7 @@ use std::net::IpAddr;
 
 use tunnelwatch_model::{Alert, Category, FlowRecord, Severity, Timestamp};
 
+pub mod beacon;
 pub mod config;
 pub mod dns_tunnel;
 pub mod flood;
@@ -37,7 +38,7 @@ pub mod upload;
 pub use config::{Config, ConfigError};
 
 /// Every rule name, with the category of its alerts.
-pub const RULES: [(&str, Category); 39] = [
+pub const RULES: [(&str, Category); 42] = [
     ("reserved_bits", Category::TcpAnomaly),
     ("urg_without_pointer", Category::TcpAnomaly),
     ("pointer_without_urg", Category::TcpAnomaly),
@@ -77,6 +78,9 @@ pub const RULES: [(&str, Category); 39] = [
     ("keystrokes", Category::CovertChannel),
     ("reverse_shell", Category::CovertChannel),
     ("interactive_in_other_protocol", Category::Tunnel),
+    ("beacon", Category::Beacon),
+    ("repeated_fetch", Category::Beacon),
+    ("long_connection", Category::Threshold),
 ];
 
 /// The category of a rule's alerts.
@@ -246,6 +250,7 @@ impl Detection {
             Box::new(icmp_tunnel::IcmpTunnel::new(&config)),
             Box::new(upload::Upload::new(&config)),
             Box::new(interactive::Interactive::new(&config)),
+            Box::new(beacon::Beacon::new(&config)),
             Box::new(policy::BlackList::new(&config)),
         ];
         Detection {

@@ -82,7 +82,23 @@ fn run_with(c: Config, records: &[FlowRecord]) -> Vec<Alert> {
     out
 }
 
+/// The defaults without the time-series rules (beacon, repeated_fetch,
+/// long_connection): the cases here are built as regular series of records, which
+/// those rules rightly notice. Their own tests use [`run_series`].
+fn config() -> Config {
+    let mut c = Config::default();
+    c.rules.disable = ["beacon", "repeated_fetch", "long_connection"]
+        .map(String::from)
+        .to_vec();
+    c
+}
+
 fn run(records: &[FlowRecord]) -> Vec<Alert> {
+    run_with(config(), records)
+}
+
+/// Every rule on.
+fn run_series(records: &[FlowRecord]) -> Vec<Alert> {
     run_with(Config::default(), records)
 }
 
@@ -330,7 +346,7 @@ fn syn_flood_positive_from_spoofed_sources_benign_busy_server() {
 
 #[test]
 fn flow_flood_positive_benign_below_threshold() {
-    let mut c = Config::default();
+    let mut c = config();
     c.flood.flows = 100;
     let flows: Vec<FlowRecord> = (0..150)
         .map(|i| normal(ATK, SRV, 53, 1000.0 + f64::from(i) * 0.01))
@@ -862,4 +878,206 @@ fn interactive_in_other_protocol_positive_tls_icmp_httptunnel_benign_ssh_and_med
         !rules(&a).contains(&"interactive_in_other_protocol"),
         "{a:#?}"
     );
+}
+
+/// A deterministic stream of numbers in [0, 1) (a 64-bit LCG), for jitter.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> f64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// One HTTP GET of `url` on `host` from ATK at `t`, `bytes` sent, as its own connection.
+fn fetch(host: &str, url: &str, t: f64, bytes: u64, n: usize) -> FlowRecord {
+    let mut r = normal(ATK, SRV, 443, t);
+    r.uid = format!("Cfetch{n}-{t}");
+    r.orig_bytes = bytes;
+    r.app = Some(tunnelwatch_model::AppFacts {
+        http: Some(request("GET", url, Some(host))),
+        ..Default::default()
+    });
+    r
+}
+
+fn series(times: &[f64], sizes: impl Fn(usize) -> u64) -> Vec<FlowRecord> {
+    times
+        .iter()
+        .enumerate()
+        .map(|(i, t)| fetch("cdn.example", &format!("/r/{i}"), *t, sizes(i), i))
+        .collect()
+}
+
+fn beacons(a: &[Alert]) -> Vec<&Alert> {
+    a.iter().filter(|a| a.detector == "beacon").collect()
+}
+
+#[test]
+fn beacon_positive_jitter_and_sleep_schedule_benign_browsing_updates_bursts() {
+    let mut rng = Lcg(7);
+    // Cobalt-Strike-like: 60 s sleep with 30 % jitter (each interval 42-60 s), 3 hours.
+    let mut t = 1000.0;
+    let jittered: Vec<f64> = (0..180)
+        .map(|_| {
+            t += 60.0 * (1.0 - 0.3 * rng.next());
+            t
+        })
+        .collect();
+    let a = run_series(&series(&jittered, |_| 310));
+    let b = beacons(&a);
+    assert!(!b.is_empty(), "jittered beacon missed: {a:#?}");
+    assert!(b.iter().all(|x| x.category == Category::Beacon));
+    assert!(b
+        .iter()
+        .any(|x| x.evidence["series"] == "name" && x.severity >= Severity::Medium));
+    // A sleep schedule: 6 check-ins 5 min ± 10 % apart at 9:00 each day, asleep the
+    // rest of the day, 4 days: 3 of the 23 intervals are sleeps.
+    let mut times = Vec::new();
+    for day in 0..4 {
+        let mut t = 86_400.0 * f64::from(day) + 9.0 * 3600.0;
+        for _ in 0..6 {
+            times.push(t);
+            t += 300.0 * (0.9 + 0.2 * rng.next());
+        }
+    }
+    let a = run_series(&series(&times, |i| 200 + (i % 3) as u64));
+    let b = beacons(&a);
+    assert!(
+        b.iter()
+            .any(|x| x.evidence["sleeps"].as_u64().unwrap() >= 1 && x.severity >= Severity::Medium),
+        "beacon with a sleep schedule missed: {a:#?}"
+    );
+    // A person browsing: exponential gaps (mean 90 s) and varied sizes.
+    let mut t = 1000.0;
+    let browsing: Vec<f64> = (0..60)
+        .map(|_| {
+            t += -90.0 * (1.0 - rng.next()).ln();
+            t
+        })
+        .collect();
+    let sizes: Vec<u64> = (0..60)
+        .map(|_| 200 + (rng.next() * 3000.0) as u64)
+        .collect();
+    assert!(beacons(&run_series(&series(&browsing, |i| sizes[i]))).is_empty());
+    // An updater: 12 checks 1-6 s apart (the lab's benign_update, CV ~0.6), and a page
+    // loading 30 resources 50 ms apart.
+    let mut t = 1000.0;
+    let updates: Vec<f64> = (0..12)
+        .map(|_| {
+            t += 1.0 + 5.0 * rng.next();
+            t
+        })
+        .collect();
+    assert!(beacons(&run_series(&series(&updates, |_| 180))).is_empty());
+    let page: Vec<f64> = (0..30).map(|i| 1000.0 + 0.05 * f64::from(i)).collect();
+    assert!(beacons(&run_series(&series(&page, |_| 400))).is_empty());
+}
+
+#[test]
+fn beacon_keys_by_name_across_addresses_and_ignores_multicast() {
+    // One name, a different server address for every check-in: the ip series never
+    // fill, the name series does.
+    let mut recs = series(
+        &(0..40)
+            .map(|i| 1000.0 + 30.0 * f64::from(i))
+            .collect::<Vec<_>>(),
+        |_| 90,
+    );
+    for (i, r) in recs.iter_mut().enumerate() {
+        r.resp_h = format!("203.0.113.{}", i + 1).parse().unwrap();
+    }
+    let a = run_series(&recs);
+    let b = beacons(&a);
+    assert!(!b.is_empty());
+    assert!(b.iter().all(|x| x.evidence["series"] == "name"), "{a:#?}");
+    assert!(b[0].evidence["servers"].as_u64().unwrap() >= 10);
+    // mDNS every 36 s to 224.0.0.251.
+    let mut mdns = series(
+        &(0..40)
+            .map(|i| 1000.0 + 36.0 * f64::from(i))
+            .collect::<Vec<_>>(),
+        |_| 40,
+    );
+    for r in &mut mdns {
+        r.resp_h = "224.0.0.251".parse().unwrap();
+        r.app = None;
+    }
+    assert!(beacons(&run_series(&mdns)).is_empty());
+}
+
+#[test]
+fn repeated_fetch_positive_one_url_too_often_benign_many_urls() {
+    let same: Vec<FlowRecord> = (0..25)
+        .map(|i| {
+            fetch(
+                "shop.example",
+                "/api/status",
+                1000.0 + 0.7 * f64::from(i),
+                120,
+                i as usize,
+            )
+        })
+        .collect();
+    let a = run_series(&same);
+    let f = one(&a, "repeated_fetch");
+    assert_eq!((f.category, f.severity), (Category::Beacon, Severity::Low));
+    assert_eq!(f.evidence["url"], "shop.example/api/status");
+    // 25 different pages, and the same page 25 times over an hour.
+    let pages = series(
+        &(0..25)
+            .map(|i| 1000.0 + 0.7 * f64::from(i))
+            .collect::<Vec<_>>(),
+        |_| 120,
+    );
+    let slow: Vec<FlowRecord> = (0..25)
+        .map(|i| {
+            fetch(
+                "shop.example",
+                "/api/status",
+                1000.0 + 150.0 * f64::from(i),
+                120,
+                i as usize,
+            )
+        })
+        .collect();
+    assert!(!rules(&run_series(&pages)).contains(&"repeated_fetch"));
+    assert!(!rules(&run_series(&slow)).contains(&"repeated_fetch"));
+}
+
+#[test]
+fn long_connection_positive_open_flow_crossing_buckets_benign_short_flows() {
+    // One connection reported every 30 min by interim records for 9 hours.
+    let mut recs = Vec::new();
+    for k in 1..=18 {
+        let mut r = normal(ATK, SRV, 443, 1000.0);
+        r.cause = if k == 18 { Cause::End } else { Cause::Status };
+        r.duration = 1800.0 * f64::from(k);
+        r.last_ts = Timestamp::from_secs_f64(1000.0 + r.duration);
+        recs.push(r);
+    }
+    let a = run_series(&recs);
+    let sev: Vec<Severity> = a
+        .iter()
+        .filter(|a| a.detector == "long_connection")
+        .map(|a| a.severity)
+        .collect();
+    assert_eq!(
+        sev,
+        [Severity::Low, Severity::Low, Severity::Medium],
+        "1 h, 4 h, 8 h"
+    );
+    // Many short connections adding up to 20 minutes.
+    let short: Vec<FlowRecord> = (0..40)
+        .map(|i| {
+            let mut r = normal(ATK, SRV, 443, 1000.0 + 60.0 * f64::from(i));
+            r.duration = 30.0;
+            r
+        })
+        .collect();
+    assert!(!rules(&run_series(&short)).contains(&"long_connection"));
 }
