@@ -129,6 +129,21 @@ pub fn load_config(path: &std::path::Path) -> Result<tunnelwatch_detect::Config>
     }
 }
 
+/// What the flow table takes from the detector configuration: how keystrokes are
+/// counted and which content signatures are matched (the shipped ones also with
+/// `--no-detect`, so records are the same either way).
+pub fn flow_settings(
+    flow: &mut tunnelwatch_flow::FlowConfig,
+    c: &tunnelwatch_detect::Config,
+) -> Result<()> {
+    flow.keystrokes = c.keystrokes.clone();
+    flow.signatures = std::sync::Arc::new(
+        tunnelwatch_flow::sigs::Signatures::compile(&c.signatures.rules)
+            .map_err(|e| anyhow::anyhow!(e))?,
+    );
+    Ok(())
+}
+
 /// Runs `read`.
 pub fn run(args: ReadArgs) -> Result<ExitCode> {
     let to_stdout = |o: &Option<String>| o.as_deref() == Some("-");
@@ -159,9 +174,12 @@ pub fn run(args: ReadArgs) -> Result<ExitCode> {
     config.reassemble = !args.no_reassembly;
     config.flow.max_flows = args.max_flows.max(1);
     config.flow.max_memory = args.max_memory.saturating_mul(1 << 20);
-    if let Some(c) = &detect_config {
-        config.flow.keystrokes = c.keystrokes.clone();
-    }
+    flow_settings(
+        &mut config.flow,
+        detect_config
+            .as_ref()
+            .unwrap_or(&tunnelwatch_detect::Config::default()),
+    )?;
 
     let mut sinks: Vec<Sink> = Vec::new();
     let mut stdout_used = false;

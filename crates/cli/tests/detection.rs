@@ -202,6 +202,21 @@ fn zeek_traces_raise_few_false_alerts_and_high_only_where_named() {
                         && cols[4].contains("docker-http-upgrade"),
                     "{line}"
                 ),
+                // Content signatures: SSH inside another stream (wstunnel's WebSocket,
+                // ProFTPD's mod_sftp answering on port 21, an SSH server behind other
+                // bytes in the IRC trace) and testmyids.com's `uid=0(root)` page, the
+                // IDS test the signature exists for.
+                "signature" => {
+                    for c in [
+                        "wstunnel-ssh",
+                        "ipv6-violation",
+                        "irc-dcc-send",
+                        "testmyids",
+                    ] {
+                        assert!(cols[4].contains(c), "{line}");
+                    }
+                    assert_eq!(cols[3], "5", "{line}");
+                }
                 other => panic!("high {other} alert on a Zeek trace: {line}"),
             }
         }

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use serde::Deserialize;
-use tunnelwatch_model::{KeystrokeParams, Severity};
+use tunnelwatch_model::{KeystrokeParams, Severity, SignatureRule};
 
 use crate::net::Net;
 
@@ -40,6 +40,8 @@ pub struct Config {
     pub interactive: InteractiveConfig,
     /// Beacons, fetches too often, long connections.
     pub beacon: BeaconConfig,
+    /// Content signatures (matched by the flow table, raised by `signature`).
+    pub signatures: SignaturesConfig,
     /// Black, white and red lists (seed 000's false-positive section).
     pub lists: ListsConfig,
 }
@@ -491,6 +493,66 @@ impl Default for BeaconConfig {
     }
 }
 
+/// Content signatures: the shipped rules (`crates/detect/signatures.toml`) and rule
+/// files in the same format (`docs/specs/signatures.md`).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SignaturesConfig {
+    /// Use the shipped rules.
+    pub builtin: bool,
+    /// More rule files (relative paths are relative to the configuration file).
+    pub files: Vec<String>,
+    /// The rules in force: the shipped ones (if `builtin`) then each file's, in order.
+    #[serde(skip)]
+    pub rules: Vec<SignatureRule>,
+}
+
+/// The shipped signatures.
+pub const BUILTIN_SIGNATURES: &str = include_str!("../signatures.toml");
+
+/// A rule file: `[[signature]]` tables.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleFile {
+    #[serde(default)]
+    signature: Vec<SignatureRule>,
+}
+
+/// Reads rule-file text (`origin` names it in errors) and checks every rule.
+pub fn parse_signatures(text: &str, origin: &str) -> Result<Vec<SignatureRule>, ConfigError> {
+    let f: RuleFile = toml::from_str(text).map_err(|e| ConfigError::Invalid {
+        path: origin.to_string(),
+        line: line_of(text, e.span().map_or(0, |s| s.start)),
+        message: e.message().trim().to_string(),
+    })?;
+    for r in &f.signature {
+        if let Err(why) = r.bytes() {
+            let at = text.find(&format!("\"{}\"", r.name)).unwrap_or(0);
+            return Err(ConfigError::Invalid {
+                path: origin.to_string(),
+                line: line_of(text, at),
+                message: format!("signature {}: {why}", r.name),
+            });
+        }
+    }
+    Ok(f.signature)
+}
+
+fn line_of(text: &str, at: usize) -> usize {
+    text[..at.min(text.len())].matches('\n').count() + 1
+}
+
+impl Default for SignaturesConfig {
+    fn default() -> Self {
+        SignaturesConfig {
+            builtin: true,
+            files: Vec::new(),
+            // The shipped file is checked by a test; it cannot fail here.
+            rules: parse_signatures(BUILTIN_SIGNATURES, "signatures.toml").unwrap_or_default(),
+        }
+    }
+}
+
 /// The seed's colour lists.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -562,12 +624,46 @@ impl Config {
                 })
             }
         };
-        Config::parse(&text, &path.display().to_string()).map(Some)
+        let mut c = Config::parse(&text, &path.display().to_string())?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        for f in c.signatures.files.clone() {
+            let file = dir.join(&f);
+            let text = std::fs::read_to_string(&file).map_err(|source| ConfigError::Read {
+                path: file.display().to_string(),
+                source,
+            })?;
+            let more = parse_signatures(&text, &file.display().to_string())?;
+            c.signatures.rules.extend(more);
+        }
+        c.check_signatures(&path.display().to_string())?;
+        Ok(Some(c))
+    }
+
+    /// Rule names unique and few enough for the flow table.
+    fn check_signatures(&self, origin: &str) -> Result<(), ConfigError> {
+        let bad = |message: String| ConfigError::Invalid {
+            path: origin.to_string(),
+            line: 1,
+            message,
+        };
+        let rules = &self.signatures.rules;
+        if rules.len() > 64 {
+            return Err(bad(format!(
+                "signatures: {} rules, at most 64",
+                rules.len()
+            )));
+        }
+        let mut names: Vec<&str> = rules.iter().map(|r| r.name.as_str()).collect();
+        names.sort_unstable();
+        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(bad(format!("signatures: the name {} is used twice", w[0])));
+        }
+        Ok(())
     }
 
     /// Parses TOML text (`origin` names it in errors).
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
-        let c: Config = toml::from_str(text).map_err(|e| {
+        let mut c: Config = toml::from_str(text).map_err(|e| {
             let line = e.span().map_or(1, |s| {
                 text[..s.start.min(text.len())].matches('\n').count() + 1
             });
@@ -578,6 +674,9 @@ impl Config {
             }
         })?;
         c.check(text, origin)?;
+        if !c.signatures.builtin {
+            c.signatures.rules.clear();
+        }
         Ok(c)
     }
 
@@ -666,6 +765,43 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signature_files_load_beside_the_config_and_bad_rules_name_file_and_line() {
+        let dir = std::env::temp_dir().join(format!("tw-sig-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let conf = dir.join("tw.toml");
+        std::fs::write(&conf, "[signatures]\nfiles = [\"mine.toml\"]\n").unwrap();
+        std::fs::write(
+            dir.join("mine.toml"),
+            "[[signature]]\nname = \"beacon_ua\"\npattern = \"Mozilla/4.0 (compatible; MSIE 6.0;\"\nnocase = true\nmessage = \"an old implant's user agent\"\n",
+        )
+        .unwrap();
+        let c = Config::load(&conf).unwrap().unwrap();
+        let n = Config::default().signatures.rules.len();
+        assert_eq!(c.signatures.rules.len(), n + 1);
+        assert_eq!(c.signatures.rules[n].name, "beacon_ua");
+        // A bad rule: the file and the rule's line.
+        std::fs::write(
+            dir.join("mine.toml"),
+            "\n[[signature]]\nname = \"odd\"\nhex = \"abc\"\nmessage = \"m\"\n",
+        )
+        .unwrap();
+        let e = Config::load(&conf).unwrap_err().to_string();
+        assert!(
+            e.contains("mine.toml, line 3") && e.contains("odd number"),
+            "{e}"
+        );
+        // A name used twice (the shipped ssh_banner again).
+        std::fs::write(
+            dir.join("mine.toml"),
+            "[[signature]]\nname = \"ssh_banner\"\npattern = \"x\"\nmessage = \"m\"\n",
+        )
+        .unwrap();
+        let e = Config::load(&conf).unwrap_err().to_string();
+        assert!(e.contains("used twice"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn config_empty_text_gives_defaults() {

@@ -30,6 +30,7 @@ pub mod net;
 mod once;
 pub mod policy;
 pub mod port_scan;
+pub mod signature;
 pub mod summary;
 pub mod tcp_filter;
 pub mod threshold;
@@ -38,7 +39,7 @@ pub mod upload;
 pub use config::{Config, ConfigError};
 
 /// Every rule name, with the category of its alerts.
-pub const RULES: [(&str, Category); 42] = [
+pub const RULES: [(&str, Category); 43] = [
     ("reserved_bits", Category::TcpAnomaly),
     ("urg_without_pointer", Category::TcpAnomaly),
     ("pointer_without_urg", Category::TcpAnomaly),
@@ -81,6 +82,7 @@ pub const RULES: [(&str, Category); 42] = [
     ("beacon", Category::Beacon),
     ("repeated_fetch", Category::Beacon),
     ("long_connection", Category::Threshold),
+    ("signature", Category::Tunnel),
 ];
 
 /// The category of a rule's alerts.
@@ -251,6 +253,7 @@ impl Detection {
             Box::new(upload::Upload::new(&config)),
             Box::new(interactive::Interactive::new(&config)),
             Box::new(beacon::Beacon::new(&config)),
+            Box::new(signature::Signature::new(&config)),
             Box::new(policy::BlackList::new(&config)),
         ];
         Detection {

@@ -44,6 +44,7 @@ fn tcp(orig: &str, resp: &str, port: u16, t: f64, first: &[&str]) -> FlowRecord 
         vlan: None,
         inner_vlan: None,
         tunnel_parents: Vec::new(),
+        signatures: Vec::new(),
         dynamics: Dynamics::default(),
         tcp: Some(TcpFacts {
             first_packets: first.iter().map(|s| s.to_string()).collect(),
@@ -1080,4 +1081,42 @@ fn long_connection_positive_open_flow_crossing_buckets_benign_short_flows() {
         })
         .collect();
     assert!(!rules(&run_series(&short)).contains(&"long_connection"));
+}
+
+#[test]
+fn signature_positive_rule_category_and_severity_benign_no_hit_or_unknown_rule() {
+    let mut r = normal(ATK, SRV, 3128, 1000.0);
+    r.signatures = vec![tunnelwatch_model::SignatureHit {
+        name: "ssh_banner".into(),
+        dir: "orig".into(),
+        offset: 80,
+    }];
+    let a = run(&[r.clone()]);
+    let s = one(&a, "signature");
+    assert_eq!((s.category, s.severity), (Category::Tunnel, Severity::High));
+    assert_eq!(s.evidence["offset"], 80);
+    // A shell rule carries its own category; an interim then final record alert once.
+    let mut shell = r.clone();
+    shell.signatures[0].name = "shell_no_job_control".into();
+    shell.cause = Cause::Status;
+    let mut last = shell.clone();
+    last.cause = Cause::End;
+    let a = run(&[shell, last]);
+    assert_eq!(one(&a, "signature").category, Category::CovertChannel);
+    // No hit, or a hit of a rule no longer configured.
+    let mut gone = r.clone();
+    gone.signatures[0].name = "not_a_rule".into();
+    r.signatures.clear();
+    assert!(run(&[r, gone]).is_empty());
+}
+
+#[test]
+fn shipped_signatures_parse_and_compile() {
+    let c = Config::default();
+    assert!(c.signatures.rules.len() >= 10);
+    for r in &c.signatures.rules {
+        r.bytes().unwrap_or_else(|e| panic!("{}: {e}", r.name));
+    }
+    let off = Config::parse("[signatures]\nbuiltin = false\n", "t").unwrap();
+    assert!(off.signatures.rules.is_empty());
 }

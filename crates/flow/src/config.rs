@@ -14,7 +14,11 @@ pub enum ChecksumMode {
     Ignore,
 }
 
+use std::sync::Arc;
+
 use tunnelwatch_model::KeystrokeParams;
+
+use crate::sigs::Signatures;
 
 /// Settings of the flow table. Times are in nanoseconds of packet time.
 #[derive(Clone, Debug)]
@@ -63,6 +67,8 @@ pub struct FlowConfig {
     pub app_facts: bool,
     /// How keystrokes are told from other traffic (the `[keystrokes]` settings).
     pub keystrokes: KeystrokeParams,
+    /// Content signatures matched against the first bytes of each direction.
+    pub signatures: Arc<Signatures>,
 }
 
 const SEC: i64 = 1_000_000_000;
@@ -114,6 +120,7 @@ impl Default for FlowConfig {
             likely_server_ports: ports,
             app_facts: true,
             keystrokes: KeystrokeParams::default(),
+            signatures: Arc::default(),
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod config;
 pub mod history;
 pub mod key;
 pub mod keys;
+pub mod sigs;
 mod slab;
 pub mod stats;
 pub mod table;

@@ -23,8 +23,8 @@ use tunnelwatch_decode::{
     checksum, tcp_options, Decoded, Fragment, IcmpMessage, IpPacket, TcpSegment, Transport,
 };
 use tunnelwatch_model::{
-    AppFacts, Cause, ConnState, Dynamics, FlowRecord, IcmpFacts, IpProto, RecordSink, TcpFacts,
-    Timestamp,
+    AppFacts, Cause, ConnState, Dynamics, FlowRecord, IcmpFacts, IpProto, RecordSink, SignatureHit,
+    TcpFacts, Timestamp,
 };
 
 use crate::app::{AppState, Carrier};
@@ -32,6 +32,7 @@ use crate::config::{is_dns_port, ChecksumMode, FlowConfig};
 use crate::history::{bit, History, Scaled};
 use crate::key::{community_id, icmp_counterpart, uid, Endpoints, Key};
 use crate::keys::{Keys, KeysSummary};
+use crate::sigs::SigState;
 use crate::slab::{Recycler, Slab};
 use crate::watch::Watch;
 
@@ -126,6 +127,8 @@ struct Flow {
     icmp: Option<Box<IcmpFacts>>,
     /// Keystroke and burst state, from the first payload of the third packet on.
     keys: Option<Box<Keys>>,
+    /// Content-signature state (when rules are configured).
+    sigs: Option<Box<SigState>>,
     /// `uid`s of the flows that carried this one (rarely more than one).
     tunnel_parents: Vec<String>,
     parent_ref: Option<(u32, u32)>,
@@ -173,6 +176,10 @@ impl Flow {
                 .as_ref()
                 .map_or(0, |_| std::mem::size_of::<Keys>())
             + self
+                .sigs
+                .as_ref()
+                .map_or(0, |s| std::mem::size_of::<SigState>() + s.heap_bytes())
+            + self
                 .tunnel_parents
                 .iter()
                 .map(|p| std::mem::size_of::<String>() + p.capacity())
@@ -196,14 +203,15 @@ enum EndedInner {
     // Inline, not boxed, and without the flow's TCP and application state (freed on the
     // packet thread, which allocated them): a batch of these is recycled, so ending a
     // flow allocates nothing and leaves no memory for another thread to free.
-    Flow(
-        Flow,
-        Option<TcpEnd>,
-        Option<AppFacts>,
-        Option<KeysSummary>,
-        Cause,
-    ),
+    Flow(Flow, Option<TcpEnd>, Option<AppFacts>, Extras, Cause),
     Record(Box<FlowRecord>),
+}
+
+/// What a flow's record takes from its keystroke and signature state, built on the
+/// packet thread (which holds the settings) when the flow ends.
+struct Extras {
+    keys: Option<KeysSummary>,
+    signatures: Vec<SignatureHit>,
 }
 
 /// What a flow's record takes from its TCP state.
@@ -233,7 +241,9 @@ impl Ended {
     /// The flow record.
     pub fn into_record(self) -> FlowRecord {
         match self.0 {
-            EndedInner::Flow(f, tcp, app, keys, cause) => build_record(&f, tcp, app, keys, cause),
+            EndedInner::Flow(f, tcp, app, extras, cause) => {
+                build_record(&f, tcp, app, extras, cause)
+            }
             EndedInner::Record(r) => *r,
         }
     }
@@ -270,6 +280,8 @@ pub struct FlowTable {
     memory: usize,
     tcp_boxes: Recycler<TcpConn>,
     app_boxes: Recycler<AppState>,
+    /// Reused buffer for signature matching.
+    scratch: Vec<u8>,
 }
 
 /// Where a layer's flow sits, for its inner layers' `tunnel_parents`.
@@ -323,6 +335,7 @@ impl FlowTable {
             memory: 0,
             tcp_boxes: Recycler::new(RECYCLED),
             app_boxes: Recycler::new(RECYCLED),
+            scratch: Vec::new(),
         }
     }
 
@@ -614,8 +627,15 @@ impl FlowTable {
             self.app_boxes.put(a);
             Some(facts).filter(|a| !a.is_empty())
         });
-        let keys = f.keys.take().map(|k| k.summary(&self.config.keystrokes));
-        out.ended(Ended(EndedInner::Flow(f, tcp, app, keys, cause)));
+        let extras = Extras {
+            keys: f.keys.take().map(|k| k.summary(&self.config.keystrokes)),
+            signatures: f
+                .sigs
+                .take()
+                .map(|s| s.hits(&self.config.signatures))
+                .unwrap_or_default(),
+        };
+        out.ended(Ended(EndedInner::Flow(f, tcp, app, extras, cause)));
     }
 
     /// Handles one IP layer; returns its flow for the next (inner) layer.
@@ -712,6 +732,7 @@ impl FlowTable {
             app: None,
             icmp: None,
             keys: None,
+            sigs: None,
             tunnel_parents: Vec::new(),
             parent_ref: None,
             vlan: frame.vlan,
@@ -965,6 +986,26 @@ impl FlowTable {
                         );
                     }
                 }
+                if !l.payload.is_empty() && !self.config.signatures.is_empty() {
+                    let set = &*self.config.signatures;
+                    let stream = f.proto == IpProto::TCP;
+                    let st = f.sigs.get_or_insert_with(|| {
+                        grew = true;
+                        Box::default()
+                    });
+                    if st.wants(set, is_orig, stream) {
+                        st.observe(
+                            set,
+                            f.proto,
+                            f.resp_p,
+                            is_orig,
+                            l.payload,
+                            l.payload_len,
+                            &mut self.scratch,
+                        );
+                        grew = true;
+                    }
+                }
                 if app_on && !l.payload.is_empty() {
                     let carrier = match l.transport {
                         Transport::Tcp(_) => Some(Carrier::Tcp),
@@ -1066,11 +1107,18 @@ impl FlowTable {
             .as_ref()
             .map(|a| a.facts.clone())
             .filter(|a| !a.is_empty());
-        let keys = f
-            .keys
-            .as_deref()
-            .map(|k| k.summary(&self.config.keystrokes));
-        Some(build_record(f, tcp, app, keys, cause))
+        let extras = Extras {
+            keys: f
+                .keys
+                .as_deref()
+                .map(|k| k.summary(&self.config.keystrokes)),
+            signatures: f
+                .sigs
+                .as_deref()
+                .map(|s| s.hits(&self.config.signatures))
+                .unwrap_or_default(),
+        };
+        Some(build_record(f, tcp, app, extras, cause))
     }
 }
 
@@ -1169,6 +1217,9 @@ fn flip_flow(f: &mut Flow) {
     if let Some(k) = f.keys.as_deref_mut() {
         k.flip();
     }
+    if let Some(s) = f.sigs.as_deref_mut() {
+        s.flip();
+    }
     f.history.add(b'^');
     let t = &mut f.timing;
     std::mem::swap(&mut t.orig_mss, &mut t.resp_mss);
@@ -1246,7 +1297,7 @@ fn build_record(
     f: &Flow,
     tcp: Option<TcpEnd>,
     app: Option<AppFacts>,
-    keys: Option<KeysSummary>,
+    extras: Extras,
     cause: Cause,
 ) -> FlowRecord {
     let history = f.history.as_str().to_string();
@@ -1322,12 +1373,13 @@ fn build_record(
         vlan: f.vlan,
         inner_vlan: f.inner_vlan,
         tunnel_parents: f.tunnel_parents.clone(),
+        signatures: extras.signatures,
         dynamics: {
             let mut d = Dynamics {
                 orig: f.dirs[0].to_stats(is_tcp),
                 resp: f.dirs[1].to_stats(is_tcp),
             };
-            if let Some(k) = keys {
+            if let Some(k) = extras.keys {
                 let [bo, br] = k.bursts;
                 for (i, s, b) in [(0, &mut d.orig, bo), (1, &mut d.resp, br)] {
                     s.keystrokes = k.keystrokes[i];

@@ -10,6 +10,7 @@
 mod alert;
 mod keys;
 mod record;
+mod signature;
 mod time;
 
 pub use alert::{Alert, Category, Severity};
@@ -18,6 +19,7 @@ pub use record::{
     AppFacts, Bursts, Cause, ConnState, DirectionStats, DnsFacts, Dynamics, FlowRecord, HttpFacts,
     IcmpFacts, SshFacts, Stats, TcpFacts, TcpHeaderFacts, TcpOptionFault, TlsFacts,
 };
+pub use signature::{SignatureHit, SignatureRule};
 pub use time::Timestamp;
 
 /// Where finished flow records go. Producers (the flow table, the sensor) push each

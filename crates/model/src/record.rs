@@ -11,6 +11,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::time::{nanos_to_secs_micros, Timestamp};
+use crate::SignatureHit;
 
 /// Why a record was written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -544,6 +545,9 @@ pub struct FlowRecord {
     /// `uid`s of the tunnel connections this flow was carried in.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tunnel_parents: Vec<String>,
+    /// Content signatures that matched (`docs/specs/signatures.md`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signatures: Vec<SignatureHit>,
     /// Packet dynamics per direction.
     pub dynamics: Dynamics,
     /// TCP timing and options.

@@ -188,6 +188,24 @@ impl Line<'_> {
         self.opt_uint("vlan", r.vlan);
         self.opt_uint("inner_vlan", r.inner_vlan);
         self.str_list("tunnel_parents", &r.tunnel_parents);
+        if !r.signatures.is_empty() {
+            self.key("signatures");
+            self.0.push(b'[');
+            for (i, h) in r.signatures.iter().enumerate() {
+                if i > 0 {
+                    self.0.push(b',');
+                }
+                self.0.push(b'{');
+                self.key("name");
+                self.str(&h.name);
+                self.key("dir");
+                self.str(&h.dir);
+                self.key("offset");
+                self.uint(h.offset);
+                self.0.push(b'}');
+            }
+            self.0.push(b']');
+        }
         self.key("dynamics");
         self.0.push(b'{');
         self.key("orig");
@@ -424,7 +442,7 @@ impl Line<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tunnelwatch_model::{Bursts, DnsFacts, HttpFacts, SshFacts, TlsFacts};
+    use tunnelwatch_model::{Bursts, DnsFacts, HttpFacts, SignatureHit, SshFacts, TlsFacts};
 
     fn line(rec: &FlowRecord) -> Vec<u8> {
         let mut buf = Vec::new();
@@ -459,6 +477,18 @@ mod tests {
         rec.vlan = Some(10);
         rec.inner_vlan = Some(20);
         rec.tunnel_parents = vec!["Cabc".into(), "Cdef".into()];
+        rec.signatures = vec![
+            SignatureHit {
+                name: "ssh_banner".into(),
+                dir: "orig".into(),
+                offset: 80,
+            },
+            SignatureHit {
+                name: "x\"y".into(),
+                dir: "resp".into(),
+                offset: 0,
+            },
+        ];
         rec.history = "Sh\"\\\u{1}\u{8}\u{c}\n\r\té".into();
         rec.duration = 1e-7;
         for d in [&mut rec.dynamics.orig, &mut rec.dynamics.resp] {

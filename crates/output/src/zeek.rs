@@ -153,6 +153,7 @@ pub(crate) mod tests {
             vlan: None,
             inner_vlan: None,
             tunnel_parents: vec![],
+            signatures: vec![],
             dynamics: Dynamics::default(),
             tcp: None,
             icmp: None,

@@ -90,6 +90,7 @@ fn record(i: u64, n: u64) -> FlowRecord {
         vlan: None,
         inner_vlan: None,
         tunnel_parents: Vec::new(),
+        signatures: Vec::new(),
         dynamics: Dynamics {
             orig: dir(op, ob, h),
             resp: dir(rp, rb, h >> 5),

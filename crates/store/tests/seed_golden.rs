@@ -74,6 +74,7 @@ fn record(i: usize, line: &str, start_us: i64) -> FlowRecord {
         vlan: None,
         inner_vlan: None,
         tunnel_parents: Vec::new(),
+        signatures: Vec::new(),
         dynamics: Dynamics::default(),
         tcp: None,
         icmp: None,
