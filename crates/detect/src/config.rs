@@ -30,6 +30,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// DNS tunnels from query facts.
     pub dns_tunnel: DnsTunnelConfig,
+    /// DNS tunnels from flow metrics alone (seed 002).
+    pub dns_flow: DnsFlowConfig,
     /// ICMP tunnels from echo payload sizes.
     pub icmp_tunnel: IcmpTunnelConfig,
     /// Uploads out of proportion.
@@ -351,6 +353,44 @@ impl Default for IcmpTunnelConfig {
             asymmetry: 0.25,
             size_stddev: 8.0,
             large: 512.0,
+        }
+    }
+}
+
+/// DNS tunnels from flow metrics: packets and seconds per DNS flow above the profile's
+/// mean + k·σ, both.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsFlowConfig {
+    /// Standard deviations above the mean that make a metric anomalous (seed 002: k).
+    pub k: f64,
+    /// The prior profile: packets per DNS flow, mean and standard deviation...
+    pub prior_packets: f64,
+    /// ...
+    pub prior_packets_sd: f64,
+    /// ...seconds per DNS flow, mean and standard deviation...
+    pub prior_seconds: f64,
+    /// ...
+    pub prior_seconds_sd: f64,
+    /// ...and how many flows the prior weighs against the learnt ones.
+    pub prior_flows: f64,
+    /// Fewer packets than this are a retried lookup, not a tunnel.
+    pub min_packets: u64,
+    /// Resolvers whose port 443 carries DNS over HTTPS.
+    pub doh_servers: Vec<std::net::IpAddr>,
+}
+
+impl Default for DnsFlowConfig {
+    fn default() -> Self {
+        DnsFlowConfig {
+            k: 3.0,
+            prior_packets: 2.0,
+            prior_packets_sd: 2.0,
+            prior_seconds: 0.1,
+            prior_seconds_sd: 0.5,
+            prior_flows: 30.0,
+            min_packets: 10,
+            doh_servers: crate::dns_flow::default_doh_servers(),
         }
     }
 }

@@ -21,6 +21,7 @@ use tunnelwatch_model::{Alert, Category, FlowRecord, Severity, Timestamp};
 
 pub mod beacon;
 pub mod config;
+pub mod dns_flow;
 pub mod dns_tunnel;
 pub mod flood;
 pub mod http_checks;
@@ -39,7 +40,7 @@ pub mod upload;
 pub use config::{Config, ConfigError};
 
 /// Every rule name, with the category of its alerts.
-pub const RULES: [(&str, Category); 43] = [
+pub const RULES: [(&str, Category); 44] = [
     ("reserved_bits", Category::TcpAnomaly),
     ("urg_without_pointer", Category::TcpAnomaly),
     ("pointer_without_urg", Category::TcpAnomaly),
@@ -83,6 +84,7 @@ pub const RULES: [(&str, Category); 43] = [
     ("repeated_fetch", Category::Beacon),
     ("long_connection", Category::Threshold),
     ("signature", Category::Tunnel),
+    ("dns_tunnel_flow", Category::Tunnel),
 ];
 
 /// The category of a rule's alerts.
@@ -249,6 +251,7 @@ impl Detection {
             Box::new(threshold::Thresholds::new(&config)),
             Box::new(http_checks::HttpChecks::new(&config)),
             Box::new(dns_tunnel::DnsTunnel::new(&config)),
+            Box::new(dns_flow::DnsFlow::new(&config)),
             Box::new(icmp_tunnel::IcmpTunnel::new(&config)),
             Box::new(upload::Upload::new(&config)),
             Box::new(interactive::Interactive::new(&config)),

@@ -1120,3 +1120,65 @@ fn shipped_signatures_parse_and_compile() {
     let off = Config::parse("[signatures]\nbuiltin = false\n", "t").unwrap();
     assert!(off.signatures.rules.is_empty());
 }
+
+/// A DNS flow of `pkts` packets over `secs` seconds to `resp:port`.
+fn dns_metrics(resp: &str, port: u16, t: f64, pkts: u64, secs: f64) -> FlowRecord {
+    let mut r = normal(ATK, resp, port, t);
+    r.uid = format!("Cdns-{t}");
+    r.app = None;
+    r.ip_proto = if port == 53 { 17 } else { 6 };
+    r.proto = if port == 53 { "udp" } else { "tcp" }.into();
+    r.orig_pkts = pkts / 2;
+    r.resp_pkts = pkts - pkts / 2;
+    r.duration = secs;
+    r.last_ts = Timestamp::from_secs_f64(t + secs);
+    r
+}
+
+#[test]
+fn dns_tunnel_flow_positive_long_busy_flows_benign_lookups_and_one_metric() {
+    // iodine over one UDP 5-tuple: 434 packets in 24 s.
+    let a = run(&[dns_metrics("10.0.2.20", 53, 1000.0, 434, 24.5)]);
+    let d = one(&a, "dns_tunnel_flow");
+    assert_eq!(
+        (d.category, d.severity),
+        (Category::Tunnel, Severity::Medium)
+    );
+    assert_eq!(d.evidence["carrier"], "DNS");
+    // dns2tcp through DoH to 1.1.1.1: low (encrypted DNS).
+    let a = run(&[dns_metrics("1.1.1.1", 443, 1000.0, 50, 8.1)]);
+    assert_eq!(one(&a, "dns_tunnel_flow").severity, Severity::Low);
+    // Lookups; a long but quiet flow (one metric); many packets at once (one metric);
+    // the same long flow to a web server on 443 (not DNS).
+    let mut v: Vec<FlowRecord> = (0..100)
+        .map(|i| dns_metrics(SRV, 53, 1000.0 + f64::from(i), 2, 0.02))
+        .collect();
+    v.push(dns_metrics(SRV, 53, 2000.0, 4, 9.0));
+    v.push(dns_metrics(SRV, 53, 2100.0, 40, 0.3));
+    let mut web = dns_metrics(SRV, 443, 2200.0, 434, 24.5);
+    web.app = normal(ATK, SRV, 443, 0.0).app;
+    v.push(web);
+    let a = run(&v);
+    assert!(a.is_empty(), "{a:#?}");
+    // The profile is learnt: where DNS flows are routinely long and busy (a resolver
+    // on one source port), such a flow is not an anomaly.
+    let mut busy: Vec<FlowRecord> = (0..300)
+        .map(|i| {
+            dns_metrics(
+                SRV,
+                53,
+                1000.0 + f64::from(i),
+                400 + (i % 60) as u64,
+                20.0 + f64::from(i % 9),
+            )
+        })
+        .collect();
+    busy.push(dns_metrics(SRV, 53, 5000.0, 434, 24.5));
+    let a = run(&busy);
+    assert!(
+        a.len() < 10,
+        "{} alerts: the profile did not learn",
+        a.len()
+    );
+    assert!(!a.iter().any(|x| x.uids[0] == "Cdns-5000"));
+}
