@@ -44,6 +44,9 @@ pub struct Config {
     pub beacon: BeaconConfig,
     /// Content signatures (matched by the flow table, raised by `signature`).
     pub signatures: SignaturesConfig,
+    /// Stepping stones: interactive sessions into and out of one host that move
+    /// together.
+    pub stepping_stone: SteppingStoneConfig,
     /// Black, white and red lists (seed 000's false-positive section).
     pub lists: ListsConfig,
 }
@@ -403,6 +406,12 @@ pub struct UploadConfig {
     pub min_bytes: u64,
     /// Producer/consumer ratio `(out − in) / (out + in)` at or above which it counts.
     pub min_pcr: f64,
+    /// Per client → server:port pair: windows of this many seconds...
+    pub pair_window: f64,
+    /// ...in which the pair's flows together sent at least this many bytes.
+    pub pair_min_bytes: u64,
+    /// Most (pair, window) keys kept.
+    pub max_pairs: usize,
 }
 
 impl Default for UploadConfig {
@@ -410,6 +419,9 @@ impl Default for UploadConfig {
         UploadConfig {
             min_bytes: 1 << 20,
             min_pcr: 0.8,
+            pair_window: 3600.0,
+            pair_min_bytes: 10 << 20,
+            max_pairs: 100_000,
         }
     }
 }
@@ -529,6 +541,34 @@ impl Default for BeaconConfig {
             fetch_window: 60.0,
             max_series: 100_000,
             max_points: 256,
+        }
+    }
+}
+
+/// Stepping stones (Zhang & Paxson's ON-period correlation).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SteppingStoneConfig {
+    /// ON periods of the two sessions match when they start this close (seconds).
+    pub delta: f64,
+    /// Matches needed...
+    pub min_matches: usize,
+    /// ...and their least share of the shorter session's ON periods.
+    pub min_share: f64,
+    /// Sessions are kept this long after last seen (seconds).
+    pub window: f64,
+    /// Most sessions kept.
+    pub max_sessions: usize,
+}
+
+impl Default for SteppingStoneConfig {
+    fn default() -> Self {
+        SteppingStoneConfig {
+            delta: 0.08,
+            min_matches: 4,
+            min_share: 0.6,
+            window: 3600.0,
+            max_sessions: 4096,
         }
     }
 }
@@ -740,6 +780,7 @@ impl Config {
             ("port_scan.window", self.port_scan.window),
             ("dns_tunnel.window", self.dns_tunnel.window),
             ("beacon.fetch_window", self.beacon.fetch_window),
+            ("upload.pair_window", self.upload.pair_window),
             ("beacon.sleep_factor", self.beacon.sleep_factor),
         ] {
             if !(v.is_finite() && v > 0.0) {

@@ -32,6 +32,7 @@ mod once;
 pub mod policy;
 pub mod port_scan;
 pub mod signature;
+pub mod stepping_stone;
 pub mod summary;
 pub mod tcp_filter;
 pub mod threshold;
@@ -40,7 +41,7 @@ pub mod upload;
 pub use config::{Config, ConfigError};
 
 /// Every rule name, with the category of its alerts.
-pub const RULES: [(&str, Category); 44] = [
+pub const RULES: [(&str, Category); 45] = [
     ("reserved_bits", Category::TcpAnomaly),
     ("urg_without_pointer", Category::TcpAnomaly),
     ("pointer_without_urg", Category::TcpAnomaly),
@@ -85,6 +86,7 @@ pub const RULES: [(&str, Category); 44] = [
     ("long_connection", Category::Threshold),
     ("signature", Category::Tunnel),
     ("dns_tunnel_flow", Category::Tunnel),
+    ("stepping_stone", Category::Tunnel),
 ];
 
 /// The category of a rule's alerts.
@@ -257,6 +259,7 @@ impl Detection {
             Box::new(interactive::Interactive::new(&config)),
             Box::new(beacon::Beacon::new(&config)),
             Box::new(signature::Signature::new(&config)),
+            Box::new(stepping_stone::SteppingStone::new(&config)),
             Box::new(policy::BlackList::new(&config)),
         ];
         Detection {

@@ -1182,3 +1182,88 @@ fn dns_tunnel_flow_positive_long_busy_flows_benign_lookups_and_one_metric() {
     );
     assert!(!a.iter().any(|x| x.uids[0] == "Cdns-5000"));
 }
+
+/// An interactive SSH session typed by its originator, with ON periods at `onsets`
+/// seconds after `t`.
+fn session(orig: &str, resp: &str, t: f64, onsets: &[f64]) -> FlowRecord {
+    let mut r = normal(orig, resp, 22, t);
+    r.uid = format!("Cssh-{orig}-{resp}-{t}");
+    r.app = None;
+    r.duration = 60.0;
+    r.last_ts = Timestamp::from_secs_f64(t + 60.0);
+    r.dynamics.orig.keystrokes = 40;
+    r.dynamics.orig.onsets = onsets.iter().map(|o| t + o).collect();
+    r
+}
+
+#[test]
+fn stepping_stone_positive_relayed_typing_benign_independent_sessions() {
+    const RELAY: &str = "10.77.0.5";
+    let on = [0.5, 3.1, 7.4, 9.0, 14.2, 19.8, 25.3, 31.0];
+    // Typed into the relay, and from it onward a few ms later.
+    let inbound = session(ATK, RELAY, 1000.0, &on);
+    let relayed: Vec<f64> = on.iter().map(|o| o + 0.004).collect();
+    let outbound = session(
+        RELAY,
+        SRV,
+        1000.2,
+        &relayed.iter().map(|o| o - 0.2).collect::<Vec<_>>(),
+    );
+    let a = run(&[inbound.clone(), outbound.clone()]);
+    let s = one(&a, "stepping_stone");
+    assert_eq!(
+        (s.category, s.severity),
+        (Category::Tunnel, Severity::Medium)
+    );
+    assert_eq!(s.evidence["relay"], RELAY);
+    assert_eq!(s.evidence["matched_onsets"], 8);
+    // Either order of arrival.
+    assert!(rules(&run(&[outbound.clone(), inbound.clone()])).contains(&"stepping_stone"));
+    // The relay's own user typing elsewhere at the same time: other rhythm.
+    let other = session(
+        RELAY,
+        SRV,
+        1000.0,
+        &[1.7, 4.9, 6.2, 11.8, 16.5, 22.0, 27.7, 33.3],
+    );
+    // The same rhythm, but not through one host, or at another time.
+    let unlinked = session("10.77.0.9", SRV, 1000.0, &on);
+    let later = session(RELAY, SRV, 2000.0, &on);
+    for x in [other, unlinked, later] {
+        assert!(!rules(&run(&[inbound.clone(), x])).contains(&"stepping_stone"));
+    }
+}
+
+#[test]
+fn upload_volume_per_pair_positive_small_posts_add_up_benign_browsing() {
+    // 40 POSTs of 400 KB to one server within an hour: each under 1 MiB, 16 MB in all.
+    let posts: Vec<FlowRecord> = (0..40)
+        .map(|i| {
+            let mut r = normal(ATK, SRV, 443, 1000.0 + 60.0 * f64::from(i));
+            r.uid = format!("Cpost{i}");
+            r.orig_bytes = 400_000;
+            r.resp_bytes = 300;
+            r.app = Some(tunnelwatch_model::AppFacts {
+                http: Some(request("POST", "/u", Some("h"))),
+                ..Default::default()
+            });
+            r
+        })
+        .collect();
+    let a = run(&posts);
+    let u = one(&a, "upload_volume");
+    assert_eq!(u.evidence["scope"], "pair");
+    assert_eq!(u.severity, Severity::Medium);
+    // The same bytes as downloads, and uploads spread over a day (other windows).
+    let mut down = posts.clone();
+    for r in &mut down {
+        std::mem::swap(&mut r.orig_bytes, &mut r.resp_bytes);
+    }
+    let mut slow = posts.clone();
+    for (i, r) in slow.iter_mut().enumerate() {
+        r.ts = Timestamp::from_secs_f64(1000.0 + 7200.0 * i as f64);
+        r.last_ts = r.ts;
+    }
+    assert!(run(&down).is_empty());
+    assert!(run(&slow).is_empty());
+}

@@ -35,6 +35,10 @@ use tunnelwatch_model::{Bursts, KeystrokeParams, Timestamp};
 
 /// One tick: 100 µs.
 const TICK_NS: i64 = 100_000;
+/// Silence that ends an ON period (Zhang & Paxson's T_idle: 0.5 s), in ticks.
+const IDLE: u32 = 5_000;
+/// ON-period starts kept per side.
+pub const MAX_ONSETS: usize = 32;
 
 /// A run of one side's payload packets: start and last tick, bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -52,9 +56,13 @@ struct Pair {
     index: u32,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 struct Side {
     open: Option<Burst>,
+    /// When this side's last burst ended, and the starts of its bursts after a silence
+    /// of at least [`IDLE`] (ON periods, for stepping-stone correlation).
+    last_end: Option<u32>,
+    onsets: Vec<u32>,
     bursts: u32,
     small: u32,
     typed: u32,
@@ -76,12 +84,14 @@ struct Side {
 }
 
 /// A flow's keystroke and burst counts as its record shows them (index 0: originator).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct KeysSummary {
     /// Keystrokes per side.
     pub keystrokes: [u64; 2],
     /// Bursts per side.
     pub bursts: [Bursts; 2],
+    /// Starts of ON periods (epoch seconds) of the sides that typed.
+    pub onsets: [Vec<f64>; 2],
 }
 
 /// Limits in ticks, from [`KeystrokeParams`].
@@ -137,7 +147,12 @@ impl Keys {
                 if let Some(b) = self.sides[s].open.take() {
                     self.close(p, &lim, s, b, counting, ssh);
                 }
-                self.sides[s].open = Some(Burst {
+                let side = &mut self.sides[s];
+                let quiet = side.last_end.is_none_or(|e| t.saturating_sub(e) >= IDLE);
+                if quiet && side.onsets.len() < MAX_ONSETS {
+                    side.onsets.push(t);
+                }
+                side.open = Some(Burst {
                     start: t,
                     last: t,
                     bytes: len,
@@ -163,6 +178,7 @@ impl Keys {
         let [a, c] = &mut self.sides;
         let (side, other) = if s == 0 { (a, c) } else { (c, a) };
         side.bursts = side.bursts.saturating_add(1);
+        side.last_end = Some(b.last);
         // 1. The echo of the other side's key?
         if let Some((key, index, seen, key_bytes)) = other.pending {
             let seen = seen.saturating_add(1);
@@ -242,11 +258,28 @@ impl Keys {
         }
     }
 
-    /// What the record shows, per side (originator first).
-    pub fn summary(&self, p: &KeystrokeParams) -> KeysSummary {
+    /// What the record shows, per side (originator first); `start`: the flow's first
+    /// packet. ON-period starts are given for sides that typed.
+    pub fn summary(&self, p: &KeystrokeParams, start: Timestamp) -> KeysSummary {
+        let keys = [self.keystrokes(p, true), self.keystrokes(p, false)];
+        let onsets = |i: usize| -> Vec<f64> {
+            if keys[i] == 0 {
+                return Vec::new();
+            }
+            self.sides[i]
+                .onsets
+                .iter()
+                .map(|t| {
+                    start
+                        .add_nanos(i64::from(*t) * TICK_NS)
+                        .as_secs_f64_micros()
+                })
+                .collect()
+        };
         KeysSummary {
-            keystrokes: [self.keystrokes(p, true), self.keystrokes(p, false)],
+            keystrokes: keys,
             bursts: [self.bursts(p, true), self.bursts(p, false)],
+            onsets: [onsets(0), onsets(1)],
         }
     }
 

@@ -177,6 +177,7 @@ impl Direction {
             truncated: self.truncated,
             keystrokes: 0,
             bursts: None,
+            onsets: Vec::new(),
         }
     }
 }

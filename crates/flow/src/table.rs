@@ -628,7 +628,10 @@ impl FlowTable {
             Some(facts).filter(|a| !a.is_empty())
         });
         let extras = Extras {
-            keys: f.keys.take().map(|k| k.summary(&self.config.keystrokes)),
+            keys: f
+                .keys
+                .take()
+                .map(|k| k.summary(&self.config.keystrokes, f.start)),
             signatures: f
                 .sigs
                 .take()
@@ -1111,7 +1114,7 @@ impl FlowTable {
             keys: f
                 .keys
                 .as_deref()
-                .map(|k| k.summary(&self.config.keystrokes)),
+                .map(|k| k.summary(&self.config.keystrokes, f.start)),
             signatures: f
                 .sigs
                 .as_deref()
@@ -1381,9 +1384,11 @@ fn build_record(
             };
             if let Some(k) = extras.keys {
                 let [bo, br] = k.bursts;
-                for (i, s, b) in [(0, &mut d.orig, bo), (1, &mut d.resp, br)] {
+                let [oo, or] = k.onsets;
+                for (i, s, b, on) in [(0, &mut d.orig, bo, oo), (1, &mut d.resp, br, or)] {
                     s.keystrokes = k.keystrokes[i];
                     s.bursts = Some(b).filter(|b| b.count > 0);
+                    s.onsets = on;
                 }
             }
             d

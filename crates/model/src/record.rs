@@ -144,6 +144,11 @@ pub struct DirectionStats {
     /// flows too short to follow).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bursts: Option<Bursts>,
+    /// When this side resumed sending after half a second or more of silence (epoch
+    /// seconds; the first 32), on sides that typed: what stepping-stone detection
+    /// correlates between an inbound and an outbound interactive session.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub onsets: Vec<f64>,
 }
 
 /// Payload bursts of one direction: packets of one side less than the coalescing gap

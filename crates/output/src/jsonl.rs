@@ -261,6 +261,17 @@ impl Line<'_> {
             self.uint(b.typed);
             self.0.push(b'}');
         }
+        if !d.onsets.is_empty() {
+            self.key("onsets");
+            self.0.push(b'[');
+            for (i, t) in d.onsets.iter().enumerate() {
+                if i > 0 {
+                    self.0.push(b',');
+                }
+                self.float(*t);
+            }
+            self.0.push(b']');
+        }
         self.0.push(b'}');
     }
 
@@ -515,6 +526,7 @@ mod tests {
                 small: 20,
                 typed: 12,
             });
+            d.onsets = vec![1_700_000_000.123456, 1_700_000_003.5];
         }
         rec.tcp = Some(TcpFacts {
             syn_synack: Some(9e-6),

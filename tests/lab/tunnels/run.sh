@@ -156,6 +156,16 @@ add ssh_interactive benign ssh A $IN4 $SRV4 "" \
     "interactive SSH session (OpenSSH 9.2p1, chacha20-poly1305, no keystroke-timing obfuscation: that came with 9.5): 'ssh -tt' on a pseudo-terminal; 12 commands typed one key at a time, 150-400 ms between keys, 0.4-1.0 s thinking after each output; every key is one encrypted packet and the server's echo another" \
     "" "" "" \
     "timeout 90 python3 tunlab.py type ssh_interactive recon -- $SSH -tt root@$SRV4"
+add stepping_stone attack ssh A $C2,$IN4 $IN4,$SRV4 "$IN4:22" \
+    "stepping_stone" "keystrokes" \
+    "a stepping stone: from the attacker's host $C2 an interactive SSH session into the inside host $IN4, and from there onward by SSH into $SRV4, where 6 commands are typed one key at a time; every key crosses the inside host's link twice (in, then out) a few milliseconds apart" \
+    "$NS_IN" "exec timeout 90 /usr/sbin/sshd -D -e -f sshd_in_config" "tcp:0.0.0.0:22" \
+    "timeout 60 ip netns exec $NS_OUT env PATH=$PATHS TERM=xterm python3 tunlab.py type stepping_stone short -- ssh -F ssh_config -tt -b $C2 root@$IN4 \"ssh -F \$PWD/ssh_config -tt root@$SRV4\""
+add benign_parallel_sessions benign ssh A $C2,$IN4 $IN4,$SRV4 "" \
+    "" "keystrokes" \
+    "the look-alike: at the same time, an administrator at $C2 types into the inside host $IN4 and the inside host's own user types into $SRV4 — two unrelated interactive sessions through one host, each with its own rhythm" \
+    "$NS_IN" "exec timeout 90 /usr/sbin/sshd -D -e -f sshd_in_config" "tcp:0.0.0.0:22" \
+    "(timeout 60 ip netns exec $NS_OUT env PATH=$PATHS TERM=xterm python3 tunlab.py type parallel_admin short -- ssh -F ssh_config -tt -b $C2 root@$IN4 >/dev/null) & a=\$!; timeout 60 python3 tunlab.py type parallel_user recon -- $SSH -tt root@$SRV4; wait \$a"
 add response_without_request attack python3 A $IN4 $C2 "" \
     "response_without_request" "" \
     "HTTP responses without requests on port 80 (hand-written, python): 1) the client connects and sends nothing, the server pushes two HTTP responses; 2) one GET answered by three responses; 3) the client sends an HTTP response itself and gets one back" \
@@ -437,8 +447,12 @@ Host *
     ConnectTimeout 10
     LogLevel ERROR
 EOF
+# the inside host's own sshd (stepping-stone scenarios): port 22 only, its own pid file
+sed -e '/^Port 8080$/d' -e "s|^PidFile .*|PidFile $WORK/sshd_in.pid|" \
+    "$WORK/sshd_config" >"$WORK/sshd_in_config"
 mkdir -p /run/sshd
 /usr/sbin/sshd -t -f "$WORK/sshd_config" || die "sshd config rejected"
+/usr/sbin/sshd -t -f "$WORK/sshd_in_config" || die "inside sshd config rejected"
 # tinyproxy: no ConnectPort line, so CONNECT is allowed to every port (the lab's
 # policy violations must reach the wire); it drops to nobody and logs to stderr
 cat >"$WORK/tinyproxy.conf" <<EOF

@@ -609,7 +609,10 @@ def _interactive(pk, ident):
     gaps = [b[0] - a[0] for a, b in zip(small, small[1:])]
     sizes = collections.Counter(n for _, n in small)
     typing = [g for g in gaps if 0.1 <= g <= 0.5]
+    # ON periods (Zhang & Paxson): sending resumed after 0.5 s of silence.
+    onsets = [t for i, (t, _) in enumerate(pk) if i == 0 or t - pk[i - 1][0] >= 0.5]
     return {"dir": ident, "payload_packets": len(pk), "small_packets": len(small),
+            "onsets": len(onsets), "_onsets": onsets,
             "small_sizes": {str(k): v for k, v in sizes.most_common(6)},
             "gap_s": _stats(gaps), "gaps_in_150_400ms_pct": round(
                 100 * sum(1 for g in gaps if 0.15 <= g <= 0.40) / len(gaps), 1),
@@ -914,6 +917,32 @@ def facts(path):
         out["connect"] = connects[:10]
     if ssh_banners:
         out["ssh_banners"] = ssh_banners[:8]
+    # stepping stones: a typed session into a host and one out of it whose ON periods
+    # start within 80 ms of each other (at least 4, and 60 % of the shorter session's)
+    typed = [ia for ia in interactive if ia["keystroke_like"] and ia["dir"] == "c2s"]
+    chains = []
+    for a in typed:
+        for b in typed:
+            ca, sa = a["flow"].split(">")
+            cb, sb = b["flow"].split(">")
+            if a is b or sa.rsplit(":", 1)[0] != cb.rsplit(":", 1)[0] \
+                    or ca.rsplit(":", 1)[0] == sb.rsplit(":", 1)[0]:
+                continue
+            used, m = set(), 0
+            for x in a["_onsets"]:
+                j = next((j for j, y in enumerate(b["_onsets"]) if j not in used and abs(y - x) <= 0.08), None)
+                if j is not None:
+                    used.add(j)
+                    m += 1
+            fewer = max(1, min(len(a["_onsets"]), len(b["_onsets"])))
+            if m >= 4 and m >= 0.6 * fewer:
+                chains.append({"into": a["flow"], "out_of": b["flow"], "matched_onsets": m,
+                               "of": fewer})
+    if chains:
+        out["stepping_stones"] = chains
+        ev["stepping_stone"] += len(chains)
+    for ia in interactive:
+        ia.pop("_onsets", None)
     if interactive:
         interactive.sort(key=lambda x: -x["small_packets"])
         out["interactive"] = interactive[:4]
@@ -995,6 +1024,7 @@ CATEGORY = {
     "connect_without_tls": "tunnel", "ssh_in_http": "tunnel", "signature": "tunnel",
     "interactive_in_other_protocol": "tunnel", "dns_tunnel": "tunnel", "icmp_tunnel": "tunnel",
     "keystrokes": "covert_channel", "reverse_shell": "covert_channel",
+    "stepping_stone": "tunnel",
     "beacon": "beacon",
     # As docs/specs/detector.md files them: SSH or unknown bytes on a port that
     # promises something else is a tunnel; grammar and policy breaches are anomalies.
