@@ -31,6 +31,7 @@ pub mod net;
 mod once;
 pub mod policy;
 pub mod port_scan;
+pub mod replay;
 pub mod signature;
 pub mod stepping_stone;
 pub mod summary;
@@ -41,7 +42,7 @@ pub mod upload;
 pub use config::{Config, ConfigError};
 
 /// Every rule name, with the category of its alerts.
-pub const RULES: [(&str, Category); 45] = [
+pub const RULES: [(&str, Category); 46] = [
     ("reserved_bits", Category::TcpAnomaly),
     ("urg_without_pointer", Category::TcpAnomaly),
     ("pointer_without_urg", Category::TcpAnomaly),
@@ -87,6 +88,7 @@ pub const RULES: [(&str, Category); 45] = [
     ("signature", Category::Tunnel),
     ("dns_tunnel_flow", Category::Tunnel),
     ("stepping_stone", Category::Tunnel),
+    ("tcp_replay", Category::TcpAnomaly),
 ];
 
 /// The category of a rule's alerts.
@@ -260,6 +262,7 @@ impl Detection {
             Box::new(beacon::Beacon::new(&config)),
             Box::new(signature::Signature::new(&config)),
             Box::new(stepping_stone::SteppingStone::new(&config)),
+            Box::new(replay::Replay::new(&config)),
             Box::new(policy::BlackList::new(&config)),
         ];
         Detection {

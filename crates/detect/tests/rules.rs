@@ -1267,3 +1267,24 @@ fn upload_volume_per_pair_positive_small_posts_add_up_benign_browsing() {
     assert!(run(&down).is_empty());
     assert!(run(&slow).is_empty());
 }
+
+#[test]
+fn tcp_replay_positive_acks_before_the_synack_benign_handshake_and_asymmetric_route() {
+    // A blind connection streamed at once: SYN, the ACK of a predicted SYN/ACK, data;
+    // the target's real SYN/ACK comes after.
+    let blind = tcp(ATK, SRV, 513, 1000.0, &[">S", ">A", ">AP", "<AS"]);
+    let a = run(&[blind]);
+    let r = one(&a, "tcp_replay");
+    assert_eq!((r.category, r.severity), (Category::TcpAnomaly, Severity::High));
+    assert_eq!(r.evidence["check"], "out_of_phase");
+    // A normal handshake; a sensor that sees only the client's side (no SYN/ACK); a
+    // retransmitted SYN.
+    for first in [
+        &[">S", "<AS", ">A", ">AP"][..],
+        &[">S", ">A", ">AP", ">AF"],
+        &[">S", ">S", "<AS", ">A"],
+    ] {
+        let a = run(&[tcp(ATK, SRV, 513, 1000.0, first)]);
+        assert!(!rules(&a).contains(&"tcp_replay"), "{first:?}: {a:#?}");
+    }
+}
