@@ -35,7 +35,7 @@ use std::net::IpAddr;
 use tunnelwatch_model::{Alert, Cause, FlowRecord, Severity, Timestamp};
 
 use crate::config::{BeaconConfig, Config};
-use crate::{AlertBuilder, Detector};
+use crate::{round3, severity_score, AlertBuilder, Detector};
 
 /// Seconds in the RITA-style dataset window: at most a day back.
 const WINDOW_MAX: f64 = 86_400.0;
@@ -380,11 +380,7 @@ impl Beacon {
                     "long_connection",
                     r.last_ts,
                     severity,
-                    match severity {
-                        Severity::High => 0.9,
-                        Severity::Medium => 0.6,
-                        Severity::Low => 0.3,
-                    },
+                    severity_score(severity),
                     format!(
                         "{} has been connected to {}:{} for {:.1} h in all (over {label})",
                         r.orig_h,
@@ -425,10 +421,6 @@ fn strip_port(host: &str) -> &str {
         Some((h, p)) if !h.contains(':') && p.bytes().all(|b| b.is_ascii_digit()) => h,
         _ => host,
     }
-}
-
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
 }
 
 /// The sub-scores of one series, each in [0, 1].

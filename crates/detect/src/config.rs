@@ -347,6 +347,10 @@ pub struct IcmpTunnelConfig {
     pub size_stddev: f64,
     /// Payload size (bytes) that counts as large (ping: 56, Windows: 32).
     pub large: f64,
+    /// Mean entropy (bits per byte, of successive byte differences) of the echo
+    /// payloads of 256+ bytes that counts as random data (ping's patterns: near 0;
+    /// random: about 7.2 at 256 bytes, 7.8 at 1 KiB).
+    pub entropy: f64,
 }
 
 impl Default for IcmpTunnelConfig {
@@ -356,6 +360,7 @@ impl Default for IcmpTunnelConfig {
             asymmetry: 0.25,
             size_stddev: 8.0,
             large: 512.0,
+            entropy: 6.5,
         }
     }
 }

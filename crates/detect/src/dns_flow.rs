@@ -22,7 +22,7 @@ use tunnelwatch_model::{Alert, Cause, FlowRecord, Severity};
 
 use crate::config::{Config, DnsFlowConfig};
 use crate::once::OncePerFlow;
-use crate::{AlertBuilder, Detector};
+use crate::{round3, severity_score, AlertBuilder, Detector};
 
 /// Running mean and variance.
 #[derive(Clone, Copy, Debug, Default)]
@@ -109,17 +109,18 @@ impl Detector for DnsFlow {
         let (tm, ts) = self.secs[enc].blended(w, self.cfg.prior_seconds, self.cfg.prior_seconds_sd);
         let (p_lim, t_lim) = (pm + k * ps, tm + k * ts);
         let anomalous = pkts > p_lim && secs > t_lim && pkts >= self.cfg.min_packets as f64;
+        let severity = if enc == 1 {
+            Severity::Low
+        } else {
+            Severity::Medium
+        };
         if anomalous && self.on && self.once.first(r, "dns_tunnel_flow") {
             out.push(
                 AlertBuilder::new(
                     "dns_tunnel_flow",
                     r.last_ts,
-                    if enc == 1 {
-                        Severity::Low
-                    } else {
-                        Severity::Medium
-                    },
-                    if enc == 1 { 0.3 } else { 0.6 },
+                    severity,
+                    severity_score(severity),
                     format!(
                         "{carrier} flow {} -> {}:{} of {} packets over {:.1} s: both above the DNS profile (packets {:.1} + {k}·{:.1}, seconds {:.2} + {k}·{:.2})",
                         r.orig_h, r.resp_h, r.resp_p, pkts, secs, pm, ps, tm, ts
@@ -145,10 +146,6 @@ impl Detector for DnsFlow {
     fn untracked(&self) -> u64 {
         self.once.untracked()
     }
-}
-
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
 }
 
 /// Public resolvers that answer DNS over HTTPS on port 443 (Cloudflare, Google, Quad9,

@@ -137,7 +137,7 @@ impl DnsTunnel {
         };
         let ts = Timestamp((w + 1) * self.window_ns).max(win.last.unwrap_or_default());
         let (uids, cid) = split_first(&win.uids);
-        let r3 = |x: f64| (x * 1000.0).round() / 1000.0;
+        let r3 = crate::round3;
         out.push(
             AlertBuilder::new(
                 "dns_tunnel",

@@ -23,7 +23,7 @@ use tunnelwatch_model::{Alert, FlowRecord, Severity};
 
 use crate::config::{Config, HttpConfig};
 use crate::once::OncePerFlow;
-use crate::{AlertBuilder, Detector};
+use crate::{severity_score, AlertBuilder, Detector};
 
 /// RFC 9110 methods, PATCH (RFC 5789) and WebDAV's (RFC 4918, 3253, 5323).
 const STANDARD_METHODS: [&str; 20] = [
@@ -83,19 +83,12 @@ impl HttpChecks {
         if !self.enabled.contains(&rule) || !self.once.first(r, rule) {
             return;
         }
-        let mut b = AlertBuilder::new(rule, r.last_ts, severity, score(severity), message).flow(r);
+        let mut b =
+            AlertBuilder::new(rule, r.last_ts, severity, severity_score(severity), message).flow(r);
         for (k, v) in evidence {
             b = b.evidence(k, v.clone());
         }
         out.push(b.build());
-    }
-}
-
-fn score(s: Severity) -> f64 {
-    match s {
-        Severity::Low => 0.3,
-        Severity::Medium => 0.6,
-        Severity::High => 0.9,
     }
 }
 

@@ -135,8 +135,18 @@ pub fn excess_severity(value: f64, threshold: f64) -> Severity {
     }
 }
 
-fn round3(x: f64) -> f64 {
+/// Rounded to 3 decimals (scores and evidence read as text).
+pub(crate) fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
+}
+
+/// The score of a rule whose severity is fixed rather than measured: 0.3, 0.6, 0.9.
+pub fn severity_score(s: Severity) -> f64 {
+    match s {
+        Severity::Low => 0.3,
+        Severity::Medium => 0.6,
+        Severity::High => 0.9,
+    }
 }
 
 /// Builds alerts with the fields every detector fills the same way.

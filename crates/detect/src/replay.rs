@@ -16,7 +16,7 @@ use tunnelwatch_model::{Alert, FlowRecord, Severity};
 
 use crate::config::Config;
 use crate::once::OncePerFlow;
-use crate::{AlertBuilder, Detector};
+use crate::{severity_score, AlertBuilder, Detector};
 
 /// The detector.
 pub struct Replay {
@@ -72,7 +72,7 @@ impl Detector for Replay {
                         "tcp_replay",
                         r.last_ts,
                         severity,
-                        if severity == Severity::High { 0.9 } else { 0.6 },
+                        severity_score(severity),
                         message,
                     )
                     .flow(r)

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use tunnelwatch_model::{Alert, FlowRecord, SignatureRule};
 
 use crate::config::Config;
-use crate::{AlertBuilder, Detector};
+use crate::{severity_score, AlertBuilder, Detector};
 
 /// The detector.
 pub struct Signature {
@@ -60,11 +60,7 @@ impl Detector for Signature {
                 "signature",
                 r.last_ts,
                 rule.severity,
-                match rule.severity {
-                    tunnelwatch_model::Severity::High => 0.9,
-                    tunnelwatch_model::Severity::Medium => 0.6,
-                    tunnelwatch_model::Severity::Low => 0.3,
-                },
+                severity_score(rule.severity),
                 format!(
                     "{} ({}: the {side} sent it at byte {} to {}:{})",
                     rule.message, rule.name, hit.offset, r.resp_h, r.resp_p

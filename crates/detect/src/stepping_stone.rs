@@ -111,7 +111,7 @@ impl SteppingStone {
         .uids(vec![i.uid.clone(), o.uid.clone()], Some(i.community_id.clone()))
         .evidence("relay", i.resp_h.to_string())
         .evidence("matched_onsets", m)
-        .evidence("share", (share * 1000.0).round() / 1000.0)
+        .evidence("share", crate::round3(share))
         .build();
         self.alerted.insert(key);
         out.push(alert);

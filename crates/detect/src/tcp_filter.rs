@@ -231,7 +231,7 @@ impl TcpFilter {
                 rule,
                 ts,
                 severity,
-                (n / (n + 10.0) * 1000.0).round() / 1000.0,
+                crate::round3(n / (n + 10.0)),
                 format!(
                     "{} {kind}: {msg}, from {} to {}, ports: {ports}",
                     e.count, key.src, key.dst

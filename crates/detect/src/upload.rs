@@ -118,7 +118,7 @@ impl Upload {
             .evidence("flows", n)
             .evidence("orig_bytes", o)
             .evidence("resp_bytes", i)
-            .evidence("pcr", (ratio * 1000.0).round() / 1000.0)
+            .evidence("pcr", crate::round3(ratio))
             .evidence("posts", posts)
             .build(),
         );
@@ -173,7 +173,7 @@ impl Detector for Upload {
                 .flow(r)
                 .evidence("orig_bytes", r.orig_bytes)
                 .evidence("resp_bytes", r.resp_bytes)
-                .evidence("pcr", (ratio * 1000.0).round() / 1000.0)
+                .evidence("pcr", crate::round3(ratio))
                 .evidence("min_bytes", self.cfg.min_bytes)
                 .evidence("min_pcr", self.cfg.min_pcr)
                 .build(),

@@ -1275,7 +1275,10 @@ fn tcp_replay_positive_acks_before_the_synack_benign_handshake_and_asymmetric_ro
     let blind = tcp(ATK, SRV, 513, 1000.0, &[">S", ">A", ">AP", "<AS"]);
     let a = run(&[blind]);
     let r = one(&a, "tcp_replay");
-    assert_eq!((r.category, r.severity), (Category::TcpAnomaly, Severity::High));
+    assert_eq!(
+        (r.category, r.severity),
+        (Category::TcpAnomaly, Severity::High)
+    );
     assert_eq!(r.evidence["check"], "out_of_phase");
     // A normal handshake; a sensor that sees only the client's side (no SYN/ACK); a
     // retransmitted SYN.
@@ -1287,4 +1290,23 @@ fn tcp_replay_positive_acks_before_the_synack_benign_handshake_and_asymmetric_ro
         let a = run(&[tcp(ATK, SRV, 513, 1000.0, first)]);
         assert!(!rules(&a).contains(&"tcp_replay"), "{first:?}: {a:#?}");
     }
+}
+
+#[test]
+fn icmp_tunnel_positive_random_payloads_benign_large_pattern_ping() {
+    // A tunnel that pads both ways to 1024 bytes of encrypted data: mirrored sizes,
+    // random content.
+    let even = sizes(1024.0, 1024.0, 1024.0, 0.0);
+    let mut t = echo(even, even, 20);
+    t.icmp.as_mut().unwrap().payload_entropy = Some(7.8);
+    let a = run(&[t.clone()]);
+    let i = one(&a, "icmp_tunnel");
+    assert_eq!(
+        (i.category, i.severity),
+        (Category::Tunnel, Severity::Medium)
+    );
+    assert_eq!(i.evidence["payload_entropy"], 7.8);
+    // `ping -s 1024`: the same sizes, iputils' counting pattern (near 0 bits a byte).
+    t.icmp.as_mut().unwrap().payload_entropy = Some(0.1);
+    assert!(run(&[t]).is_empty());
 }

@@ -938,6 +938,13 @@ impl FlowTable {
                             if !facts.echo_ids.contains(&m.echo_id) && facts.echo_ids.len() < 16 {
                                 facts.echo_ids.push(m.echo_id);
                             }
+                            if l.payload.len() >= 256 && facts.entropy_samples < 16 {
+                                let e = crate::app::delta_entropy(l.payload);
+                                facts.entropy_samples += 1;
+                                let mean = facts.payload_entropy.unwrap_or(0.0);
+                                facts.payload_entropy =
+                                    Some(mean + (e - mean) / facts.entropy_samples as f64);
+                            }
                         }
                         if m.is_error() && m.quoted.is_some() {
                             quoted_error = Some((*m, l.src));
@@ -1394,7 +1401,10 @@ fn build_record(
             d
         },
         tcp: tcp_facts,
-        icmp: f.icmp.as_deref().cloned(),
+        icmp: f.icmp.as_deref().map(|i| IcmpFacts {
+            payload_entropy: i.payload_entropy.map(|e| (e * 1e3).round() / 1e3),
+            ..i.clone()
+        }),
         app,
     }
 }

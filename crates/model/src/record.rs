@@ -292,6 +292,14 @@ pub struct IcmpFacts {
     /// Distinct echo identifiers seen in an echo flow (capped at 16).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub echo_ids: Vec<u16>,
+    /// Mean Shannon entropy (bits per byte) of the differences between successive bytes
+    /// of the first echo payloads of at least 256 bytes: ping's counting and repeating
+    /// patterns score near 0, encrypted or compressed data near 8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_entropy: Option<f64>,
+    /// How many payloads that mean is over (at most 16).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub entropy_samples: u64,
 }
 
 /// The first HTTP request and response of a connection.

@@ -382,6 +382,14 @@ impl Line<'_> {
             }
             self.0.push(b']');
         }
+        if let Some(e) = i.payload_entropy {
+            self.key("payload_entropy");
+            self.float(e);
+        }
+        if i.entropy_samples != 0 {
+            self.key("entropy_samples");
+            self.uint(i.entropy_samples);
+        }
         self.0.push(b'}');
     }
 
@@ -565,6 +573,8 @@ mod tests {
             last_error_code: Some(1),
             last_error_from: Some("192.0.2.1".parse().unwrap()),
             echo_ids: vec![1, 65535],
+            payload_entropy: Some(7.412),
+            entropy_samples: 16,
         });
         let s = |v: &str| Some(v.to_string());
         rec.app = Some(AppFacts {
