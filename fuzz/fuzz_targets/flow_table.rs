@@ -1,6 +1,7 @@
 //! Any bytes as a sequence of timestamped Ethernet frames through the whole sensor
-//! (decode, reassembly, flow table, expiry) and the detectors: no panic, packets are
-//! conserved, and every alert's evidence spans no more than its own time.
+//! (decode, reassembly, flow table with keystrokes and the shipped signatures, expiry)
+//! and the detectors: no panic, packets are conserved, and every alert's evidence
+//! spans no more than its own time.
 //!
 //! Input layout: repeated [2-byte time step in ms][2-byte length][frame bytes].
 #![no_main]
@@ -14,6 +15,11 @@ use tunnelwatch_sensor::{Sensor, SensorConfig};
 fuzz_target!(|data: &[u8]| {
     let mut config = SensorConfig::default().with_checksums(ChecksumMode::Ignore);
     config.flow.max_flows = 64; // exercise eviction
+    // The shipped content signatures, so their matcher sees arbitrary payloads too.
+    let rules = tunnelwatch_detect::Config::default().signatures.rules;
+    config.flow.signatures = std::sync::Arc::new(
+        tunnelwatch_flow::sigs::Signatures::compile(&rules).expect("shipped rules compile"),
+    );
     let mut sensor = Sensor::new(config);
     let mut out = Vec::new();
     let mut t = 1_000_000_000_000_000i64;
