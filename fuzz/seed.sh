@@ -4,8 +4,9 @@
 # short packet sequences (for the flow table) extracted with Python's stdlib.
 set -euo pipefail
 cd "$(dirname "$0")"
-mkdir -p corpus/capture_reader corpus/decode corpus/flow_table corpus/config
+mkdir -p corpus/capture_reader corpus/decode corpus/flow_table corpus/config corpus/firewall_log
 cp ../docs/config.example.toml corpus/config/example.toml
+cp ../tests/logs/*.log corpus/firewall_log/
 for f in ../tests/golden/*/input.pcap*; do
   cp "$f" "corpus/capture_reader/$(basename "$(dirname "$f")")-$(basename "$f")"
 done

@@ -3,6 +3,7 @@
 
 mod alert_sink;
 mod alerts;
+mod collect;
 mod engine;
 mod evaluate;
 mod export;
@@ -41,6 +42,8 @@ enum Command {
     Alerts(alerts::AlertsArgs),
     /// Export stored flows (CSV, Parquet).
     Export(export::ExportArgs),
+    /// Collect flows from firewall logs (ipmon, netfilter LOG): lines → flows → alerts.
+    Collect(collect::CollectArgs),
     /// Measure detection against ground truth (the lab's truth file) or list the
     /// alerts raised on benign captures.
     Evaluate(evaluate::EvaluateArgs),
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
         Command::Alerts(args) => alerts::run(args),
         Command::Export(args) => export::run(args),
         Command::Evaluate(args) => evaluate::run(args),
+        Command::Collect(args) => collect::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,180 @@
+//! `tunnelwatch collect --log FILE|-`: firewall logs (ipmon, netfilter LOG) read to the
+//! end, correlated into flow records (seed 003) and run through the same detectors as
+//! packets. Every line no parser understands is counted and, with `--reject FILE`,
+//! written there with its line number and the reason; nothing stops on a bad line.
+//! NetFlow/IPFIX collection (`--netflow`) is not built yet (issue 8).
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
+use tunnelwatch_detect::Detection;
+use tunnelwatch_logs::{parse_line, Format, LogFlowConfig, LogFlows};
+use tunnelwatch_model::{Alert, FlowRecord, RecordSink};
+
+use crate::alert_sink::AlertSink;
+use crate::read::load_config;
+use crate::sinks::open_out;
+
+/// Log formats.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LogFormat {
+    /// Decide per line.
+    Auto,
+    /// IPFilter's ipmon.
+    Ipmon,
+    /// Linux netfilter LOG target (iptables, nftables).
+    Netfilter,
+}
+
+/// Arguments of `collect`.
+#[derive(Args, Debug)]
+pub struct CollectArgs {
+    /// Firewall log to read to its end (`-` for standard input).
+    #[arg(long, value_name = "FILE")]
+    log: String,
+    /// The log's format.
+    #[arg(long, value_enum, default_value = "auto")]
+    format: LogFormat,
+    /// Year of syslog stamps, which carry none (`Jul 26 04:04:32`).
+    #[arg(long)]
+    year: i32,
+    /// Write lines that are not firewall log lines here (`LINE: reason: text`).
+    #[arg(long, value_name = "FILE")]
+    reject: Option<String>,
+    /// Write flow records (JSON lines) here (`-` for standard output).
+    #[arg(long, value_name = "FILE", default_value = "-")]
+    flows: String,
+    /// Write alerts (JSON lines) here (`-` for standard output).
+    #[arg(long, value_name = "FILE")]
+    alerts: Option<String>,
+    /// Detector settings (TOML), as for `read`.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "TUNNELWATCH_CONFIG",
+        default_value = "tunnelwatch.toml"
+    )]
+    config: PathBuf,
+    /// Seconds a flow lingers after a FIN or RST line (seed 003: 30).
+    #[arg(long, default_value_t = 30.0)]
+    linger: f64,
+    /// Seconds without a line after which a flow ends.
+    #[arg(long, default_value_t = 300.0)]
+    idle: f64,
+}
+
+/// Records written as JSON lines and through the detectors.
+struct Out {
+    flows: Box<dyn Write + Send>,
+    line: Vec<u8>,
+    alerts: AlertSink,
+    raised: Vec<Alert>,
+    records: u64,
+    error: Option<std::io::Error>,
+}
+
+impl RecordSink for Out {
+    fn emit(&mut self, r: FlowRecord) {
+        self.records += 1;
+        if self.error.is_none() {
+            if let Err(e) =
+                tunnelwatch_output::jsonl::write_record(&mut self.flows, &mut self.line, &r)
+            {
+                self.error = Some(e);
+            }
+        }
+        self.alerts.record(&r, &mut self.raised);
+        self.raised.clear();
+    }
+}
+
+/// Runs `collect`.
+pub fn run(args: CollectArgs) -> Result<ExitCode> {
+    if args.alerts.as_deref() == Some("-") && args.flows == "-" {
+        anyhow::bail!("--alerts - and --flows - both want standard output: send one to a file");
+    }
+    if !(args.linger.is_finite() && args.linger >= 0.0 && args.idle.is_finite() && args.idle > 0.0)
+    {
+        anyhow::bail!("--linger must be zero or more seconds and --idle more than zero");
+    }
+    let config = load_config(&args.config)?;
+    let input: Box<dyn BufRead> = if args.log == "-" {
+        Box::new(BufReader::new(std::io::stdin().lock()))
+    } else {
+        Box::new(BufReader::new(
+            std::fs::File::open(&args.log)
+                .with_context(|| format!("cannot open log {}", args.log))?,
+        ))
+    };
+    let mut reject = args.reject.as_deref().map(open_out).transpose()?;
+    let format = match args.format {
+        LogFormat::Auto => Format::Auto,
+        LogFormat::Ipmon => Format::Ipmon,
+        LogFormat::Netfilter => Format::Netfilter,
+    };
+    let mut out = Out {
+        flows: open_out(&args.flows)?,
+        line: Vec::with_capacity(2048),
+        alerts: AlertSink::new(
+            Detection::new(config),
+            args.alerts.as_deref().map(open_out).transpose()?,
+        ),
+        raised: Vec::new(),
+        records: 0,
+        error: None,
+    };
+    let mut table = LogFlows::new(LogFlowConfig {
+        linger: args.linger,
+        idle: args.idle,
+    });
+    let (mut lines, mut rejected) = (0u64, 0u64);
+    for (n, line) in input.split(b'\n').enumerate() {
+        let raw = line.with_context(|| format!("reading {} at line {}", args.log, n + 1))?;
+        lines += 1;
+        let text = String::from_utf8_lossy(&raw);
+        let text = text.trim_end_matches('\r');
+        if text.trim().is_empty() {
+            continue;
+        }
+        match parse_line(text, format, args.year) {
+            Ok(e) => table.event(&e, &mut out),
+            Err(why) => {
+                rejected += 1;
+                if let Some(r) = reject.as_mut() {
+                    writeln!(r, "{}: {}: {}", n + 1, why.0, text)
+                        .with_context(|| "writing the reject file")?;
+                }
+            }
+        }
+    }
+    table.finish(&mut out);
+    out.alerts.finish(&mut out.raised);
+    out.flows.flush()?;
+    if let Some(r) = reject.as_mut() {
+        r.flush()?;
+    }
+    if let Some(e) = out.error.take() {
+        return Err(e).context("writing flow records");
+    }
+    let report = out.alerts.report();
+    if let Some(e) = report.error {
+        return Err(e).context("writing alerts");
+    }
+    let alerts: u64 = report.counts.values().sum();
+    eprintln!(
+        "collect: {} lines, {} flow records, {} alerts; {} lines not understood{}",
+        lines,
+        out.records,
+        alerts,
+        rejected,
+        if rejected > 0 && args.reject.is_none() {
+            " (--reject FILE keeps them)"
+        } else {
+            ""
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
