@@ -66,11 +66,7 @@ impl Upload {
             self.untracked += 1;
             return;
         }
-        let post = r
-            .app
-            .as_ref()
-            .and_then(|a| a.http.as_ref()?.method.as_deref())
-            .is_some_and(|m| matches!(m, "POST" | "PUT"));
+        let post = upload_method(r).is_some();
         let e = self.pairs.entry(key).or_default();
         e.out += r.orig_bytes;
         e.back += r.resp_bytes;
@@ -83,11 +79,7 @@ impl Upload {
             posts,
             alerted: done,
         } = *e;
-        let ratio = if o + i == 0 {
-            0.0
-        } else {
-            (o as f64 - i as f64) / (o + i) as f64
-        };
+        let ratio = ratio(o, i);
         if done || n < 2 || o < self.cfg.pair_min_bytes || ratio < self.cfg.min_pcr {
             return;
         }
@@ -127,12 +119,25 @@ impl Upload {
 
 /// The producer/consumer ratio of a flow: 1 all sent by the originator, −1 all received.
 pub fn pcr(r: &FlowRecord) -> f64 {
-    let (o, i) = (r.orig_bytes as f64, r.resp_bytes as f64);
+    ratio(r.orig_bytes, r.resp_bytes)
+}
+
+/// `(out − in) / (out + in)`, 0 when nothing moved.
+fn ratio(out: u64, back: u64) -> f64 {
+    let (o, i) = (out as f64, back as f64);
     if o + i == 0.0 {
         0.0
     } else {
         (o - i) / (o + i)
     }
+}
+
+/// The flow's HTTP method when it is an upload one (POST or PUT).
+fn upload_method(r: &FlowRecord) -> Option<&str> {
+    r.app
+        .as_ref()
+        .and_then(|a| a.http.as_ref()?.method.as_deref())
+        .filter(|m| matches!(*m, "POST" | "PUT"))
 }
 
 impl Detector for Upload {
@@ -143,11 +148,7 @@ impl Detector for Upload {
             && ratio >= self.cfg.min_pcr
             && self.once.first(r, "upload_volume")
         {
-            let method = r
-                .app
-                .as_ref()
-                .and_then(|a| a.http.as_ref()?.method.as_deref())
-                .filter(|m| matches!(*m, "POST" | "PUT"));
+            let method = upload_method(r);
             let severity = if method.is_some() {
                 Severity::Medium
             } else {

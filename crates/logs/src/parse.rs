@@ -54,6 +54,16 @@ pub mod flag {
     pub const URG: u8 = 32;
 }
 
+/// Each TCP flag with its ipmon letter and netfilter word.
+const FLAGS: [(u8, char, &str); 6] = [
+    (flag::FIN, 'F', "FIN"),
+    (flag::SYN, 'S', "SYN"),
+    (flag::RST, 'R', "RST"),
+    (flag::PSH, 'P', "PSH"),
+    (flag::ACK, 'A', "ACK"),
+    (flag::URG, 'U', "URG"),
+];
+
 /// Why a line is not an event.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Unparsed(pub String);
@@ -225,15 +235,7 @@ pub fn ipmon(line: &str, year: i32) -> Result<LogEvent, Unparsed> {
     let mut flags = 0;
     if let Some(f) = after.iter().find(|w| w.starts_with('-') && w.len() > 1) {
         for c in f[1..].chars() {
-            flags |= match c {
-                'F' => flag::FIN,
-                'S' => flag::SYN,
-                'R' => flag::RST,
-                'P' => flag::PSH,
-                'A' => flag::ACK,
-                'U' => flag::URG,
-                _ => 0,
-            };
+            flags |= FLAGS.iter().find(|x| x.1 == c).map_or(0, |x| x.0);
         }
     }
     let (mut sport, mut dport) = (sport, dport);
@@ -287,17 +289,7 @@ pub fn netfilter_line(line: &str, year: i32) -> Result<LogEvent, Unparsed> {
             Some((k, v)) => {
                 kv.entry(k).or_insert(v);
             }
-            None => {
-                flags |= match w {
-                    "SYN" => flag::SYN,
-                    "ACK" => flag::ACK,
-                    "FIN" => flag::FIN,
-                    "RST" => flag::RST,
-                    "PSH" => flag::PSH,
-                    "URG" => flag::URG,
-                    _ => 0,
-                }
-            }
+            None => flags |= FLAGS.iter().find(|x| x.2 == w).map_or(0, |x| x.0),
         }
     }
     let get = |k: &str| kv.get(k).copied();
