@@ -2,6 +2,8 @@
 //! end, correlated into flow records (seed 003) and run through the same detectors as
 //! packets. Every line no parser understands is counted and, with `--reject FILE`,
 //! written there with its line number and the reason; nothing stops on a bad line.
+//! Records and alerts go to the store as with `read` (the log file is the capture
+//! identity, so collecting the same file twice does not duplicate flows).
 //! NetFlow/IPFIX collection (`--netflow`) is not built yet (issue 8).
 
 use std::io::{BufRead, BufReader, Write};
@@ -14,9 +16,12 @@ use tunnelwatch_detect::Detection;
 use tunnelwatch_logs::{parse_line, Format, LogFlowConfig, LogFlows};
 use tunnelwatch_model::{Alert, FlowRecord, RecordSink};
 
+use std::sync::mpsc::SyncSender;
+
 use crate::alert_sink::AlertSink;
 use crate::read::load_config;
-use crate::sinks::open_out;
+use crate::sinks::{open_out, StoreBatch};
+use crate::store_sink::StoreSink;
 
 /// Log formats.
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -64,7 +69,16 @@ pub struct CollectArgs {
     /// Seconds without a line after which a flow ends.
     #[arg(long, default_value_t = 300.0)]
     idle: f64,
+    /// The store the flows are written to.
+    #[arg(long, value_name = "PATH", env = "TUNNELWATCH_DB", default_value = tunnelwatch_store::DEFAULT_PATH)]
+    db: PathBuf,
+    /// Do not write to the store.
+    #[arg(long = "no-store", env = "TUNNELWATCH_NO_STORE", value_parser = clap::builder::BoolishValueParser::new())]
+    no_store: bool,
 }
+
+/// Records per batch handed to the store.
+const STORE_BATCH: usize = 4096;
 
 /// Records written as JSON lines and through the detectors.
 struct Out {
@@ -74,6 +88,23 @@ struct Out {
     raised: Vec<Alert>,
     records: u64,
     error: Option<std::io::Error>,
+    /// The store's queue, and what waits for the next batch (alerts after their flows).
+    store: Option<SyncSender<StoreBatch>>,
+    flows_batch: Vec<FlowRecord>,
+    alerts_batch: Vec<Alert>,
+}
+
+impl Out {
+    fn to_store(&mut self) {
+        if let Some(tx) = &self.store {
+            if !self.flows_batch.is_empty() {
+                let _ = tx.send(StoreBatch::Flows(std::mem::take(&mut self.flows_batch)));
+            }
+            if !self.alerts_batch.is_empty() {
+                let _ = tx.send(StoreBatch::Alerts(std::mem::take(&mut self.alerts_batch)));
+            }
+        }
+    }
 }
 
 impl RecordSink for Out {
@@ -87,6 +118,13 @@ impl RecordSink for Out {
             }
         }
         self.alerts.record(&r, &mut self.raised);
+        if self.store.is_some() {
+            self.alerts_batch.append(&mut self.raised);
+            self.flows_batch.push(r);
+            if self.flows_batch.len() >= STORE_BATCH {
+                self.to_store();
+            }
+        }
         self.raised.clear();
     }
 }
@@ -101,6 +139,12 @@ pub fn run(args: CollectArgs) -> Result<ExitCode> {
         anyhow::bail!("--linger must be zero or more seconds and --idle more than zero");
     }
     let config = load_config(&args.config)?;
+    // The store first: a locked, corrupt or too new store stops here, nothing written.
+    let store = if args.no_store {
+        None
+    } else {
+        Some(StoreSink::start(&args.db, &[PathBuf::from(&args.log)])?)
+    };
     let input: Box<dyn BufRead> = if args.log == "-" {
         Box::new(BufReader::new(std::io::stdin().lock()))
     } else {
@@ -125,6 +169,9 @@ pub fn run(args: CollectArgs) -> Result<ExitCode> {
         raised: Vec::new(),
         records: 0,
         error: None,
+        store: store.as_ref().map(StoreSink::sender),
+        flows_batch: Vec::new(),
+        alerts_batch: Vec::new(),
     };
     let mut table = LogFlows::new(LogFlowConfig {
         linger: args.linger,
@@ -152,6 +199,11 @@ pub fn run(args: CollectArgs) -> Result<ExitCode> {
     }
     table.finish(&mut out);
     out.alerts.finish(&mut out.raised);
+    if out.store.is_some() {
+        out.alerts_batch.append(&mut out.raised);
+        out.to_store();
+        out.store = None;
+    }
     out.flows.flush()?;
     if let Some(r) = reject.as_mut() {
         r.flush()?;
@@ -162,6 +214,19 @@ pub fn run(args: CollectArgs) -> Result<ExitCode> {
     let report = out.alerts.report();
     if let Some(e) = report.error {
         return Err(e).context("writing alerts");
+    }
+    if let Some(store) = store {
+        let (path, r, err) = store.finish();
+        eprintln!(
+            "collect: store {}: {} records written, {} already stored, {} alerts",
+            path.display(),
+            r.written,
+            r.unchanged,
+            r.alerts
+        );
+        if let Some(e) = err {
+            return Err(e).context("writing to the store");
+        }
     }
     let alerts: u64 = report.counts.values().sum();
     eprintln!(

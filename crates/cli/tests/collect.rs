@@ -10,6 +10,8 @@ use std::process::{Command, Output};
 
 fn tw(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tunnelwatch"))
+        .env("TUNNELWATCH_NO_STORE", "1")
+        .env_remove("TUNNELWATCH_DB")
         .env_remove("TUNNELWATCH_CONFIG")
         .args(args)
         .output()
@@ -108,5 +110,36 @@ fn a_scan_in_a_netfilter_log_raises_the_scan_rules() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let alerts = String::from_utf8_lossy(&o.stdout);
     assert!(alerts.contains("\"detector\":\"port_scan\""), "{alerts}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn collected_flows_go_to_the_store_once() {
+    let dir = std::env::temp_dir().join(format!("tw-collect-db-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("t.db");
+    let log = support::workspace().join("tests/logs/ipmon-seed.log");
+    let collect = || {
+        Command::new(env!("CARGO_BIN_EXE_tunnelwatch"))
+            .env_remove("TUNNELWATCH_NO_STORE")
+            .env_remove("TUNNELWATCH_CONFIG")
+            .args(["collect", "--log", log.to_str().unwrap(), "--year", "2009"])
+            .args(["--flows", "/dev/null", "--db", db.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    // Collecting the same log twice stores its flows once.
+    for _ in 0..2 {
+        let o = collect();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_tunnelwatch"))
+        .args(["flows", "--db", db.to_str().unwrap(), "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stored = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(stored.lines().count(), 2, "{stored}");
+    assert!(stored.contains("\"orig_h\":\"10.50.13.2\""));
     std::fs::remove_dir_all(&dir).unwrap();
 }
