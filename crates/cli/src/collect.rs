@@ -95,7 +95,7 @@ struct Out {
 }
 
 impl Out {
-    fn to_store(&mut self) {
+    fn send_to_store(&mut self) {
         if let Some(tx) = &self.store {
             if !self.flows_batch.is_empty() {
                 let _ = tx.send(StoreBatch::Flows(std::mem::take(&mut self.flows_batch)));
@@ -122,7 +122,7 @@ impl RecordSink for Out {
             self.alerts_batch.append(&mut self.raised);
             self.flows_batch.push(r);
             if self.flows_batch.len() >= STORE_BATCH {
-                self.to_store();
+                self.send_to_store();
             }
         }
         self.raised.clear();
@@ -201,7 +201,7 @@ pub fn run(args: CollectArgs) -> Result<ExitCode> {
     out.alerts.finish(&mut out.raised);
     if out.store.is_some() {
         out.alerts_batch.append(&mut out.raised);
-        out.to_store();
+        out.send_to_store();
         out.store = None;
     }
     out.flows.flush()?;
