@@ -201,11 +201,7 @@ impl LogFlows {
             }
         }
         f.last = f.last.max(ts);
-        let deadline = f.closing.unwrap_or(
-            f.last
-                .add_nanos((self.cfg.idle * 1e9) as i64)
-                .max(f.last.add_nanos(SEC)),
-        );
+        let deadline = due(f, &self.cfg);
         let start = f.index;
         self.deadlines.insert((deadline, start), key);
     }
@@ -221,12 +217,7 @@ impl LogFlows {
             let Some(f) = self.flows.get(&key).filter(|f| f.index == index) else {
                 continue;
             };
-            let due = f.closing.unwrap_or(
-                f.last
-                    .add_nanos((self.cfg.idle * 1e9) as i64)
-                    .max(f.last.add_nanos(SEC)),
-            );
-            if due > t {
+            if due(f, &self.cfg) > t {
                 continue; // a later line moved it; its own deadline is queued
             }
             let cause = if f.closing.is_some() {
@@ -249,6 +240,16 @@ impl LogFlows {
         }
         self.deadlines.clear();
     }
+}
+
+/// When a flow ends if no line comes: its linger's end once closing, else its idle
+/// timeout (at least a second after its last line).
+fn due(f: &Flow, cfg: &LogFlowConfig) -> Timestamp {
+    f.closing.unwrap_or(
+        f.last
+            .add_nanos((cfg.idle * 1e9) as i64)
+            .max(f.last.add_nanos(SEC)),
+    )
 }
 
 /// A SYN repeated while its flow has not answered yet is a retransmission.
