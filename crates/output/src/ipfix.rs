@@ -494,6 +494,8 @@ fn micros(secs: f64) -> u64 {
 fn number(r: &FlowRecord, v: Value) -> u64 {
     match v {
         Value::SrcAddr | Value::DstAddr => 0,
+        Value::SrcPort if is_icmp(r) => 0,
+        Value::DstPort if is_icmp(r) => u64::from(icmp_type_code(r)),
         Value::SrcPort => u64::from(r.orig_p),
         Value::DstPort => u64::from(r.resp_p),
         Value::Proto => u64::from(r.ip_proto),
@@ -512,6 +514,35 @@ fn number(r: &FlowRecord, v: Value) -> u64 {
         Value::MaxPayload(s) => side(r, s).size.map_or(0, |z| z.max.round() as u64),
         Value::Keystrokes(s) => side(r, s).keystrokes,
         Value::Retransmissions(s) => side(r, s).retransmissions,
+    }
+}
+
+fn is_icmp(r: &FlowRecord) -> bool {
+    r.ip_proto == 1 || r.ip_proto == 58
+}
+
+/// ICMP type and code as NetFlow exporters put them in the destination port (the type
+/// times 256 plus the code, source port 0), which nfdump, SiLK and Wireshark read. The
+/// record keeps Zeek's ports: the type as `orig_p`, and as `resp_p` the code of a
+/// one-way message or the counterpart type of a request/reply (whose code is 0 for
+/// every such message in use).
+fn icmp_type_code(r: &FlowRecord) -> u16 {
+    let icmp_type = r.orig_p.min(255);
+    let code = if icmp_two_way(r.ip_proto == 58, icmp_type) {
+        0
+    } else {
+        r.resp_p.min(255)
+    };
+    (icmp_type << 8) | code
+}
+
+/// The ICMP types with a counterpart (request ↔ reply), as
+/// `tunnelwatch_flow::key::icmp_counterpart` pairs them (a test holds the two together).
+fn icmp_two_way(v6: bool, icmp_type: u16) -> bool {
+    if v6 {
+        matches!(icmp_type, 128..=131 | 133..=136 | 139 | 140 | 144 | 145)
+    } else {
+        matches!(icmp_type, 0 | 8 | 9 | 10 | 13..=18)
     }
 }
 
@@ -970,6 +1001,35 @@ mod tests {
                 n += data_records(&parse(d));
             }
             assert_eq!(n, recs.len(), "mtu {mtu}");
+        }
+    }
+
+    #[test]
+    fn icmp_type_and_code_go_in_the_destination_port() {
+        let mut r = sample();
+        r.ip_proto = 1;
+        for (v6, t, resp_p, want) in [
+            (false, 8, 0, 0x0800),    // echo request: code 0
+            (false, 3, 3, 0x0303),    // port unreachable: resp_p is the code
+            (false, 11, 1, 0x0B01),   // time exceeded in reassembly
+            (true, 128, 129, 0x8000), // ICMPv6 echo request: resp_p is the reply type
+            (true, 1, 4, 0x0104),     // ICMPv6 port unreachable
+        ] {
+            r.ip_proto = if v6 { 58 } else { 1 };
+            r.orig_p = t;
+            r.resp_p = resp_p;
+            assert_eq!(number(&r, Value::SrcPort), 0);
+            assert_eq!(number(&r, Value::DstPort), want, "{v6} {t}/{resp_p}");
+        }
+    }
+
+    #[test]
+    fn icmp_two_way_types_are_the_flow_tables() {
+        for v6 in [false, true] {
+            for t in 0..=255u8 {
+                let (_, one_way) = tunnelwatch_flow::key::icmp_counterpart(v6, t, 0);
+                assert_eq!(icmp_two_way(v6, u16::from(t)), !one_way, "{v6} {t}");
+            }
         }
     }
 }
