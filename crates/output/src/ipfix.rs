@@ -6,13 +6,16 @@
 //! the sequence numbers (data records sent before each message, modulo 2^32, as RFC 7011
 //! §3.1 defines them) and when templates are sent: in the first message, again every
 //! `template_messages` messages and every `template_secs` seconds of record time, and in
-//! a last message from [`IpfixExporter::finish`]. It guarantees that no input panics it
+//! a last message from [`IpfixExporter::finish`]; and the delta counters: an interim
+//! record (`cause: status`) reports what its flow did since the previous record of the
+//! same `uid`, so a collector's sums equal the flow's totals. It guarantees that no input panics it
 //! (counters that do not fit their field are clipped to its largest value) and that it
 //! never reads a clock: the export time is the latest record time seen (the end of the
 //! latest flow), so replaying a capture gives the same bytes. Sockets, send errors and
 //! pacing are left to the caller. The template, every Information Element and where its
 //! value comes from are specified in `docs/specs/ipfix-export.md`.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
 
 use tunnelwatch_model::{Cause, ConnState, DirectionStats, FlowRecord, Timestamp};
@@ -211,6 +214,11 @@ pub struct IpfixConfig {
     /// Templates are resent in the first message once this many seconds of record time
     /// have passed since they were last sent; default 60 (0: only by count).
     pub template_secs: u32,
+    /// Most flows whose interim records' counters are remembered until their final
+    /// record, so that each record carries deltas; default 262,144. Interim records of
+    /// further flows are counted in [`IpfixCounters::untracked`], and their later
+    /// records carry totals since the flow's start.
+    pub max_interim_flows: usize,
 }
 
 impl Default for IpfixConfig {
@@ -220,6 +228,7 @@ impl Default for IpfixConfig {
             observation_domain: 0,
             template_messages: 20,
             template_secs: 60,
+            max_interim_flows: 1 << 18,
         }
     }
 }
@@ -233,6 +242,35 @@ pub struct IpfixCounters {
     pub records: u64,
     /// Messages that carried the templates.
     pub template_messages: u64,
+    /// Interim records not remembered (more than `max_interim_flows` flows at once):
+    /// the next record of their flow repeats what they counted.
+    pub untracked: u64,
+}
+
+/// The delta counters of a record (see [`slot`]): what its interim records reported.
+type Totals = [u64; 10];
+
+/// Where a delta counter is in [`Totals`]; `None` for values that are not counters.
+fn slot(v: Value) -> Option<usize> {
+    let (i, s) = match v {
+        Value::Packets(s) => (0, s),
+        Value::Octets(s) => (1, s),
+        Value::Payload(s) => (2, s),
+        Value::Keystrokes(s) => (3, s),
+        Value::Retransmissions(s) => (4, s),
+        _ => return None,
+    };
+    Some(2 * i + usize::from(s == Side::Resp))
+}
+
+fn totals(r: &FlowRecord) -> Totals {
+    let mut t = Totals::default();
+    for f in &COMMON {
+        if let Some(i) = slot(f.value) {
+            t[i] = number(r, f.value);
+        }
+    }
+    t
 }
 
 /// The message being filled.
@@ -256,6 +294,8 @@ pub struct IpfixExporter {
     /// When templates were last sent, and messages since.
     template_at: Option<Timestamp>,
     since_template: u32,
+    /// Counters already reported by interim records, by `uid`, until the final record.
+    reported: HashMap<String, Totals>,
     counters: IpfixCounters,
 }
 
@@ -271,6 +311,7 @@ impl IpfixExporter {
             clock: None,
             template_at: None,
             since_template: 0,
+            reported: HashMap::new(),
             counters: IpfixCounters::default(),
         }
     }
@@ -313,7 +354,20 @@ impl IpfixExporter {
             self.msg.extend_from_slice(&set_id.to_be_bytes());
             self.msg.extend_from_slice(&[0, 0]);
         }
-        encode(&mut self.msg, r, v6);
+        let before = if r.cause == Cause::Status {
+            let now = totals(r);
+            let tracked = self.reported.len() < self.config.max_interim_flows
+                || self.reported.contains_key(&r.uid);
+            if tracked {
+                self.reported.insert(r.uid.clone(), now)
+            } else {
+                self.counters.untracked += 1;
+                None
+            }
+        } else {
+            self.reported.remove(&r.uid)
+        };
+        encode(&mut self.msg, r, v6, &before.unwrap_or_default());
         open.records += 1;
         self.counters.records += 1;
     }
@@ -441,14 +495,18 @@ fn write_templates(msg: &mut Vec<u8>) {
     }
 }
 
-/// Appends `r` as one data record of the IPv4 or IPv6 template.
-fn encode(msg: &mut Vec<u8>, r: &FlowRecord, v6: bool) {
+/// Appends `r` as one data record of the IPv4 or IPv6 template, its counters less what
+/// was reported `before`.
+fn encode(msg: &mut Vec<u8>, r: &FlowRecord, v6: bool, before: &Totals) {
     for f in fields(v6) {
         match f.value {
             Value::SrcAddr => addr(msg, r.orig_h, v6),
             Value::DstAddr => addr(msg, r.resp_h, v6),
             other => {
-                let v = number(r, other);
+                let mut v = number(r, other);
+                if let Some(i) = slot(other) {
+                    v = v.saturating_sub(before[i]);
+                }
                 // Clip to the field's width: a value that does not fit reads as the
                 // largest the field can hold, never as a wrapped small number.
                 let width = usize::from(f.len).min(8);
@@ -1031,5 +1089,79 @@ mod tests {
                 assert_eq!(icmp_two_way(v6, u16::from(t)), !one_way, "{v6} {t}");
             }
         }
+    }
+
+    /// Offset of `v`'s field in a data record.
+    fn offset(v6: bool, v: Value) -> usize {
+        fields(v6)
+            .take_while(|f| f.value != v)
+            .map(|f| usize::from(f.len))
+            .sum()
+    }
+
+    /// `v` (an 8-byte field) of every data record in `out`, in order.
+    fn values(out: &[Vec<u8>], v: Value) -> Vec<u64> {
+        let mut got = Vec::new();
+        for d in out {
+            for (id, body) in parse(d).sets {
+                if id == TEMPLATE_V4 {
+                    let rl = record_len(false);
+                    for rec in body.chunks_exact(rl) {
+                        let at = offset(false, v);
+                        got.push(u64::from_be_bytes(rec[at..at + 8].try_into().unwrap()));
+                    }
+                }
+            }
+        }
+        got
+    }
+
+    #[test]
+    fn interim_records_carry_deltas_and_the_sums_are_the_totals() {
+        let mut recs = Vec::new();
+        for (i, (cause, pkts, bytes)) in [
+            (Cause::Status, 10, 1000),
+            (Cause::Status, 25, 2600),
+            (Cause::End, 30, 3000),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut r = at_secs(sample(), 100 * i as i64);
+            r.cause = cause;
+            r.orig_pkts = pkts;
+            r.orig_ip_bytes = bytes;
+            r.dynamics.resp.keystrokes = pkts / 5;
+            recs.push(r);
+            // Another flow in between, without interim records.
+            recs.push(at_secs(sample(), 100 * i as i64 + 1));
+            recs.last_mut().unwrap().uid = format!("other{i}");
+        }
+        let out = export(IpfixConfig::default(), &recs);
+        assert_eq!(values(&out, Value::Packets(Orig)), vec![10, 3, 15, 3, 5, 3]);
+        assert_eq!(
+            values(&out, Value::Octets(Orig)),
+            vec![1000, 130, 1600, 130, 400, 130]
+        );
+        assert_eq!(
+            values(&out, Value::Keystrokes(Resp)),
+            vec![2, 0, 3, 0, 1, 0]
+        );
+        // Remembering no flow: every record carries totals, and that is counted.
+        let mut x = IpfixExporter::new(IpfixConfig {
+            max_interim_flows: 0,
+            ..IpfixConfig::default()
+        });
+        let mut out = Vec::new();
+        for r in &recs {
+            x.push(r, &mut out);
+        }
+        x.finish(&mut out);
+        assert_eq!(
+            values(&out, Value::Packets(Orig)),
+            vec![10, 3, 25, 3, 30, 3]
+        );
+        assert_eq!(x.counters().untracked, 2);
+        assert!(x.reported.is_empty(), "final records forget their flow");
     }
 }
