@@ -110,6 +110,13 @@ pub struct ReadArgs {
     /// Run no detectors (flow records only).
     #[arg(long = "no-detect")]
     no_detect: bool,
+    /// Also export every flow record as IPFIX (RFC 7011) biflows (RFC 5103) over UDP to
+    /// ADDR:PORT, e.g. an nfcapd or a SiLK/YAF collector (docs/specs/ipfix-export.md).
+    #[arg(long = "ipfix-export", value_name = "ADDR:PORT")]
+    ipfix_export: Option<String>,
+    /// Observation Domain ID of the IPFIX messages.
+    #[arg(long = "ipfix-domain", value_name = "N", default_value_t = 0)]
+    ipfix_domain: u32,
 }
 
 /// The detector settings at `path`; a missing file gives the defaults (said on
@@ -193,6 +200,9 @@ pub fn run(args: ReadArgs) -> Result<ExitCode> {
             out: open_out(t)?,
             header: false,
         });
+    }
+    if let Some(target) = &args.ipfix_export {
+        sinks.push(Sink::ipfix(target, args.ipfix_domain)?);
     }
     let alerting = match (detect_config, &args.alerts) {
         (None, Some(_)) => anyhow::bail!("--alerts needs the detectors (drop --no-detect)"),
@@ -286,11 +296,30 @@ pub fn run(args: ReadArgs) -> Result<ExitCode> {
         records: written,
         error: io_error,
         alerts,
+        ipfix,
     } = writer.finish(open, close);
     if let Some(b) = bar {
         b.finish_and_clear();
     }
     summary(&stats, &reader_odd, args.captures.len(), written);
+    if let Some(x) = ipfix {
+        eprintln!(
+            "  ipfix export to {}: {} records in {} datagrams{}",
+            x.target,
+            x.records,
+            x.sent + x.send_errors,
+            match &x.first_error {
+                Some(e) => format!(", {} of them not sent (first error: {e})", x.send_errors),
+                None => String::new(),
+            }
+        );
+        if x.untracked > 0 {
+            eprintln!(
+                "  ipfix: {} interim records of more flows than remembered: their flows' next records repeat their counts",
+                x.untracked
+            );
+        }
+    }
     let alert_error = alerts.and_then(|a| {
         alert_summary(&a);
         a.error

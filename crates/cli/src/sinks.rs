@@ -1,21 +1,23 @@
 //! Record sinks and the writer thread that feeds them.
 //!
 //! Building records from ended flows, running the detectors over them, serializing
-//! records and alerts (JSON, Zeek TSV, the table) and the write system calls run on a
-//! thread of their own, so the packet path never waits
-//! on strings, formatting or the disk.
+//! records and alerts (JSON, Zeek TSV, the table, IPFIX datagrams) and the write and
+//! send system calls run on a thread of their own, so the packet path never waits
+//! on strings, formatting, the disk or the network.
 //! Records travel in batches over a bounded channel (back-pressure instead of unbounded
 //! memory); each producer's records are written in the order it sent them, and its
 //! emptied batches come back to it, so the packet path allocates nothing per flow.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
+use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::thread::JoinHandle;
 
 use anyhow::{Context, Result};
 use tunnelwatch_flow::{Ended, FlowSink};
 use tunnelwatch_model::{Alert, FlowRecord, Timestamp};
+use tunnelwatch_output::ipfix::{IpfixConfig, IpfixExporter};
 use tunnelwatch_output::{jsonl, table, zeek};
 
 use crate::alert_sink::{AlertReport, AlertSink};
@@ -48,6 +50,63 @@ pub enum Sink {
         /// Header written.
         header: bool,
     },
+    /// IPFIX biflow records over UDP.
+    Ipfix(Box<IpfixUdp>),
+}
+
+/// The IPFIX exporter and the UDP socket its datagrams go out on. A datagram that
+/// cannot be sent is counted (the first error kept for the summary) and the export goes
+/// on: a collector that is down or restarting must not stop the sensor.
+pub struct IpfixUdp {
+    target: SocketAddr,
+    socket: UdpSocket,
+    exporter: IpfixExporter,
+    /// Datagrams the encoder finished, sent at once (reused).
+    out: Vec<Vec<u8>>,
+    sent: u64,
+    send_errors: u64,
+    first_error: Option<String>,
+}
+
+/// What the IPFIX export did, for the summary.
+pub struct IpfixReport {
+    /// The collector's address.
+    pub target: SocketAddr,
+    /// Records encoded.
+    pub records: u64,
+    /// Interim records whose counters were not remembered (see `IpfixCounters`).
+    pub untracked: u64,
+    /// Datagrams sent.
+    pub sent: u64,
+    /// Datagrams whose send failed.
+    pub send_errors: u64,
+    /// The first send error.
+    pub first_error: Option<String>,
+}
+
+impl IpfixUdp {
+    fn send_out(&mut self) {
+        for d in self.out.drain(..) {
+            match self.socket.send(&d) {
+                Ok(_) => self.sent += 1,
+                Err(e) => {
+                    self.send_errors += 1;
+                    self.first_error.get_or_insert_with(|| e.to_string());
+                }
+            }
+        }
+    }
+
+    fn report(&self) -> IpfixReport {
+        IpfixReport {
+            target: self.target,
+            records: self.exporter.counters().records,
+            untracked: self.exporter.counters().untracked,
+            sent: self.sent,
+            send_errors: self.send_errors,
+            first_error: self.first_error.clone(),
+        }
+    }
 }
 
 impl Sink {
@@ -59,8 +118,44 @@ impl Sink {
         }
     }
 
+    /// IPFIX to `target` (`ADDR:PORT`, a name is resolved once) from a UDP socket
+    /// connected to it, with Observation Domain `domain`.
+    pub fn ipfix(target: &str, domain: u32) -> Result<Self> {
+        let addr = target
+            .to_socket_addrs()
+            .with_context(|| format!("--ipfix-export {target}: not an ADDR:PORT"))?
+            .next()
+            .with_context(|| format!("--ipfix-export {target}: no address"))?;
+        let local: SocketAddr = if addr.is_ipv4() {
+            ([0, 0, 0, 0], 0).into()
+        } else {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        let socket = UdpSocket::bind(local)
+            .and_then(|s| s.connect(addr).map(|()| s))
+            .with_context(|| format!("cannot open a UDP socket to {addr}"))?;
+        let exporter = IpfixExporter::new(IpfixConfig {
+            observation_domain: domain,
+            ..IpfixConfig::default()
+        });
+        Ok(Sink::Ipfix(Box::new(IpfixUdp {
+            target: addr,
+            socket,
+            exporter,
+            out: Vec::new(),
+            sent: 0,
+            send_errors: 0,
+            first_error: None,
+        })))
+    }
+
     fn write(&mut self, r: &FlowRecord, open: Timestamp) -> io::Result<()> {
         match self {
+            Sink::Ipfix(x) => {
+                x.exporter.push(r, &mut x.out);
+                x.send_out();
+                Ok(())
+            }
             Sink::Json { out, line } => jsonl::write_record(out, line, r),
             Sink::Zeek { out, header } => {
                 if !*header {
@@ -90,6 +185,11 @@ impl Sink {
                 out.flush()
             }
             Sink::Table { out, .. } => out.flush(),
+            Sink::Ipfix(x) => {
+                x.exporter.finish(&mut x.out);
+                x.send_out();
+                Ok(())
+            }
         }
     }
 }
@@ -119,6 +219,8 @@ pub struct Written {
     pub error: Option<io::Error>,
     /// What detection raised, when it ran.
     pub alerts: Option<AlertReport>,
+    /// What the IPFIX export did, when there was one.
+    pub ipfix: Option<IpfixReport>,
 }
 
 /// What the store thread receives.
@@ -152,6 +254,7 @@ impl RecordWriter {
                     records: 0,
                     error: None,
                     alerts: None,
+                    ipfix: None,
                 };
                 let mut raised: Vec<Alert> = Vec::new();
                 for msg in rx {
@@ -204,6 +307,10 @@ impl RecordWriter {
                     }
                 }
                 w.alerts = alerting.map(AlertSink::report);
+                w.ipfix = sinks.iter().find_map(|s| match s {
+                    Sink::Ipfix(x) => Some(x.report()),
+                    _ => None,
+                });
                 w
             })
             .context("cannot start the writer thread")?;
@@ -231,6 +338,7 @@ impl RecordWriter {
             records: 0,
             error: Some(io::Error::other("the writer thread panicked")),
             alerts: None,
+            ipfix: None,
         })
     }
 }
