@@ -19,6 +19,7 @@ pub mod stats;
 pub mod table;
 pub mod tcp;
 mod timers;
+pub mod unions;
 pub mod watch;
 
 pub use config::{ChecksumMode, FlowConfig};

@@ -18,10 +18,10 @@
 use std::collections::{BTreeMap, HashMap};
 
 use tunnelwatch_flow::key::{community_id, uid, Endpoints, Key};
+use tunnelwatch_flow::unions::{conn_state, letters};
 use tunnelwatch_flow::FlowConfig;
 use tunnelwatch_model::{
-    Cause, ConnState, DirectionStats, Dynamics, FlowRecord, IpProto, RecordSink, TcpFacts,
-    Timestamp,
+    Cause, DirectionStats, Dynamics, FlowRecord, IpProto, RecordSink, TcpFacts, Timestamp,
 };
 
 use crate::parse::{flag, LogEvent};
@@ -257,50 +257,10 @@ fn is_retransmit(f: &Flow, e: &LogEvent) -> bool {
     (e.src, e.sport) == f.orig && f.sides[1].pkts == 0
 }
 
-fn letters(flags: u8) -> String {
-    [
-        (flag::URG, 'U'),
-        (flag::ACK, 'A'),
-        (flag::PSH, 'P'),
-        (flag::RST, 'R'),
-        (flag::SYN, 'S'),
-        (flag::FIN, 'F'),
-    ]
-    .iter()
-    .filter(|(b, _)| flags & b != 0)
-    .map(|(_, c)| *c)
-    .collect()
-}
-
 fn record(f: Flow, cause: Cause) -> FlowRecord {
     let [o, r] = &f.sides;
     let tcp = f.proto == IpProto::TCP;
-    let conn_state = if tcp {
-        let (of, rf) = (o.flags, r.flags);
-        if !f.syn_seen {
-            ConnState::OTH
-        } else if rf & flag::RST != 0 && rf & flag::SYN == 0 && r.pkts <= 1 {
-            ConnState::REJ
-        } else if of & flag::FIN != 0 && rf & flag::FIN != 0 {
-            ConnState::SF
-        } else if of & flag::RST != 0 {
-            ConnState::RSTO
-        } else if rf & flag::RST != 0 {
-            ConnState::RSTR
-        } else if r.pkts == 0 {
-            ConnState::S0
-        } else {
-            ConnState::S1
-        }
-    } else if f.proto == IpProto::UDP {
-        match (o.pkts > 0, r.pkts > 0) {
-            (true, true) => ConnState::SF,
-            (true, false) => ConnState::S0,
-            _ => ConnState::SHR,
-        }
-    } else {
-        ConnState::OTH
-    };
+    let conn_state = conn_state(f.proto, f.syn_seen, (o.flags, o.pkts), (r.flags, r.pkts));
     let dir = |s: &Side| DirectionStats {
         payload_bytes: s.payload,
         flags: if tcp { letters(s.flags) } else { String::new() },
@@ -350,6 +310,7 @@ fn record(f: Flow, cause: Cause) -> FlowRecord {
         tcp: tcp.then(TcpFacts::default),
         icmp: None,
         app: None,
+        export: None,
     }
 }
 
@@ -357,6 +318,7 @@ fn record(f: Flow, cause: Cause) -> FlowRecord {
 mod tests {
     use super::*;
     use crate::parse::{parse_line, Format};
+    use tunnelwatch_model::ConnState;
 
     fn flows(lines: &[&str]) -> Vec<FlowRecord> {
         let mut t = LogFlows::new(LogFlowConfig::default());

@@ -39,20 +39,7 @@ pub struct LogEvent {
 }
 
 /// TCP flag bits of [`LogEvent::flags`].
-pub mod flag {
-    /// FIN.
-    pub const FIN: u8 = 1;
-    /// SYN.
-    pub const SYN: u8 = 2;
-    /// RST.
-    pub const RST: u8 = 4;
-    /// PSH.
-    pub const PSH: u8 = 8;
-    /// ACK.
-    pub const ACK: u8 = 16;
-    /// URG.
-    pub const URG: u8 = 32;
-}
+pub use tunnelwatch_flow::unions::flag;
 
 /// Each TCP flag with its ipmon letter and netfilter word.
 const FLAGS: [(u8, char, &str); 6] = [
