@@ -52,6 +52,7 @@ fn tcp(orig: &str, resp: &str, port: u16, t: f64, first: &[&str]) -> FlowRecord 
         }),
         icmp: None,
         app: None,
+        export: None,
     }
 }
 

@@ -1406,5 +1406,6 @@ fn build_record(
             ..i.clone()
         }),
         app,
+        export: None,
     }
 }

@@ -16,8 +16,9 @@ mod time;
 pub use alert::{Alert, Category, Severity};
 pub use keys::KeystrokeParams;
 pub use record::{
-    AppFacts, Bursts, Cause, ConnState, DirectionStats, DnsFacts, Dynamics, FlowRecord, HttpFacts,
-    IcmpFacts, SshFacts, Stats, TcpFacts, TcpHeaderFacts, TcpOptionFault, TlsFacts,
+    AppFacts, Bursts, Cause, ConnState, DirectionStats, DnsFacts, Dynamics, ExportFacts,
+    FlowRecord, HttpFacts, IcmpFacts, SshFacts, Stats, TcpFacts, TcpHeaderFacts, TcpOptionFault,
+    TlsFacts,
 };
 pub use signature::{SignatureHit, SignatureRule};
 pub use time::Timestamp;

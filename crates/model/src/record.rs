@@ -572,6 +572,35 @@ pub struct FlowRecord {
     /// Application facts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app: Option<AppFacts>,
+    /// Where a record built from flow exports came from, and how its directions were
+    /// joined (absent for records built from packets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export: Option<ExportFacts>,
+}
+
+/// Facts of a record built from NetFlow/IPFIX export records.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExportFacts {
+    /// `netflow_v5`, `netflow_v9` or `ipfix`.
+    pub source: String,
+    /// The exporter's address.
+    pub exporter: IpAddr,
+    /// v9 source id or IPFIX observation domain.
+    pub domain: u32,
+    /// Export records joined into this flow.
+    pub records: u32,
+    /// One packet in `sampling` was counted; counters are scaled by it (1: unsampled).
+    pub sampling: u32,
+    /// `paired` (two one-way records joined), `biflow` (an RFC 5103 record) or
+    /// `one_way` (only one direction was exported).
+    pub join: String,
+    /// How sure the pairing is, 0–1 (absent for `one_way`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join_confidence: Option<f64>,
+    /// The exporter's flowEndReason (1 idle, 2 active timeout, 3 end, 4 forced, 5
+    /// lack of resources), if it said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_reason: Option<u8>,
 }
 
 impl FlowRecord {

@@ -225,6 +225,30 @@ impl Line<'_> {
             self.key("app");
             self.app(a);
         }
+        if let Some(e) = &r.export {
+            self.key("export");
+            self.0.push(b'{');
+            self.key("source");
+            self.str(&e.source);
+            self.key("exporter");
+            self.ip(e.exporter);
+            for (k, v) in [
+                ("domain", e.domain),
+                ("records", e.records),
+                ("sampling", e.sampling),
+            ] {
+                self.key(k);
+                self.uint(v);
+            }
+            self.key("join");
+            self.str(&e.join);
+            if let Some(c) = e.join_confidence {
+                self.key("join_confidence");
+                self.float(c);
+            }
+            self.opt_uint("end_reason", e.end_reason);
+            self.0.push(b'}');
+        }
         self.0.push(b'}');
     }
 
@@ -461,7 +485,9 @@ impl Line<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tunnelwatch_model::{Bursts, DnsFacts, HttpFacts, SignatureHit, SshFacts, TlsFacts};
+    use tunnelwatch_model::{
+        Bursts, DnsFacts, ExportFacts, HttpFacts, SignatureHit, SshFacts, TlsFacts,
+    };
 
     fn line(rec: &FlowRecord) -> Vec<u8> {
         let mut buf = Vec::new();
@@ -616,6 +642,16 @@ mod tests {
                 subdomain_entropy: 3.912345,
             }),
         });
+        rec.export = Some(ExportFacts {
+            source: "ipfix".into(),
+            exporter: "2001:db8::1".parse().unwrap(),
+            domain: 7,
+            records: 3,
+            sampling: 1000,
+            join: "paired".into(),
+            join_confidence: Some(0.85),
+            end_reason: Some(3),
+        });
         assert_eq!(
             String::from_utf8(line(&rec)).unwrap(),
             String::from_utf8(serde_line(&rec)).unwrap()
@@ -639,6 +675,16 @@ mod tests {
         rec.dynamics.resp.first_flags.clear();
         assert_eq!(line(&rec), serde_line(&rec));
         rec.app = None;
+        rec.export = Some(ExportFacts {
+            source: "netflow_v5".into(),
+            exporter: "192.0.2.9".parse().unwrap(),
+            domain: 0,
+            records: 1,
+            sampling: 1,
+            join: "one_way".into(),
+            join_confidence: None,
+            end_reason: None,
+        });
         rec.tcp = Some(TcpFacts::default());
         rec.icmp = Some(IcmpFacts::default());
         assert_eq!(line(&rec), serde_line(&rec));

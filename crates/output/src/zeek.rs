@@ -158,6 +158,7 @@ pub(crate) mod tests {
             tcp: None,
             icmp: None,
             app: None,
+            export: None,
         }
     }
 

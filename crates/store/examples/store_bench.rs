@@ -120,6 +120,7 @@ fn record(i: u64, n: u64) -> FlowRecord {
             }),
             ..AppFacts::default()
         }),
+        export: None,
     }
 }
 

@@ -79,6 +79,7 @@ fn record(i: usize, line: &str, start_us: i64) -> FlowRecord {
         tcp: None,
         icmp: None,
         app: None,
+        export: None,
     }
 }
 
