@@ -1,10 +1,19 @@
-//! `tunnelwatch collect --log FILE|-`: firewall logs (ipmon, netfilter LOG) read to the
-//! end, correlated into flow records (seed 003) and run through the same detectors as
-//! packets. Every line no parser understands is counted and, with `--reject FILE`,
-//! written there with its line number and the reason; nothing stops on a bad line.
-//! Records and alerts go to the store as with `read` (the log file is the capture
-//! identity, so collecting the same file twice does not duplicate flows).
-//! NetFlow/IPFIX collection (`--netflow`) is not built yet (issue 8).
+//! `tunnelwatch collect`: flow sources without packets, through the same detectors.
+//!
+//! `--log FILE|-`: firewall logs (ipmon, netfilter LOG) read to the end and correlated
+//! into flow records (seed 003). Every line no parser understands is counted and, with
+//! `--reject FILE`, written there with its line number and the reason; nothing stops
+//! on a bad line.
+//!
+//! `--netflow ADDR:PORT`: NetFlow v5/v9 and IPFIX datagrams received over UDP until
+//! SIGINT or SIGTERM, then every open flow is written and the command exits 0.
+//! `--netflow-capture FILE...`: the same from capture files of exported datagrams (the
+//! capture's clock is the collector's clock, so a replay gives the same flows every
+//! time). One-way records are joined into bidirectional flows (`tunnelwatch-netflow`);
+//! malformed datagrams are counted and named, never fatal.
+//!
+//! Records and alerts go to the store as with `read` (the log file or capture is the
+//! capture identity, so collecting the same input twice does not duplicate flows).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -38,23 +47,35 @@ pub enum LogFormat {
 #[derive(Args, Debug)]
 pub struct CollectArgs {
     /// Firewall log to read to its end (`-` for standard input).
-    #[arg(long, value_name = "FILE")]
-    log: String,
+    #[arg(long, value_name = "FILE", requires = "year", required_unless_present_any = ["netflow", "netflow_capture"], conflicts_with_all = ["netflow", "netflow_capture"])]
+    pub(crate) log: Option<String>,
+    /// Receive NetFlow v5/v9 and IPFIX over UDP on this address until SIGINT/SIGTERM.
+    #[arg(long, value_name = "ADDR:PORT", conflicts_with = "netflow_capture")]
+    pub(crate) netflow: Option<std::net::SocketAddr>,
+    /// Read NetFlow/IPFIX datagrams from capture files (pcap, pcapng) instead.
+    #[arg(long = "netflow-capture", value_name = "FILE", num_args = 1..)]
+    pub(crate) netflow_capture: Vec<PathBuf>,
+    /// Seconds a joined flow waits for more export records before it ends.
+    #[arg(long = "flow-idle", default_value_t = 300.0)]
+    pub(crate) flow_idle: f64,
+    /// Open flows at most while joining export records (the oldest ends early).
+    #[arg(long = "max-flows", default_value_t = 1_000_000)]
+    pub(crate) max_flows: usize,
     /// The log's format.
     #[arg(long, value_enum, default_value = "auto")]
-    format: LogFormat,
-    /// Year of syslog stamps, which carry none (`Jul 26 04:04:32`).
+    pub(crate) format: LogFormat,
+    /// Year of syslog stamps, which carry none (`Jul 26 04:04:32`); needed with `--log`.
     #[arg(long)]
-    year: i32,
+    pub(crate) year: Option<i32>,
     /// Write lines that are not firewall log lines here (`LINE: reason: text`).
     #[arg(long, value_name = "FILE")]
-    reject: Option<String>,
+    pub(crate) reject: Option<String>,
     /// Write flow records (JSON lines) here (`-` for standard output).
     #[arg(long, value_name = "FILE", default_value = "-")]
-    flows: String,
+    pub(crate) flows: String,
     /// Write alerts (JSON lines) here (`-` for standard output).
     #[arg(long, value_name = "FILE")]
-    alerts: Option<String>,
+    pub(crate) alerts: Option<String>,
     /// Detector settings (TOML), as for `read`.
     #[arg(
         long,
@@ -62,26 +83,26 @@ pub struct CollectArgs {
         env = "TUNNELWATCH_CONFIG",
         default_value = "tunnelwatch.toml"
     )]
-    config: PathBuf,
+    pub(crate) config: PathBuf,
     /// Seconds a flow lingers after a FIN or RST line (seed 003: 30).
     #[arg(long, default_value_t = 30.0)]
-    linger: f64,
+    pub(crate) linger: f64,
     /// Seconds without a line after which a flow ends.
     #[arg(long, default_value_t = 300.0)]
-    idle: f64,
+    pub(crate) idle: f64,
     /// The store the flows are written to.
     #[arg(long, value_name = "PATH", env = "TUNNELWATCH_DB", default_value = tunnelwatch_store::DEFAULT_PATH)]
-    db: PathBuf,
+    pub(crate) db: PathBuf,
     /// Do not write to the store.
     #[arg(long = "no-store", env = "TUNNELWATCH_NO_STORE", value_parser = clap::builder::BoolishValueParser::new())]
-    no_store: bool,
+    pub(crate) no_store: bool,
 }
 
 /// Records per batch handed to the store.
 const STORE_BATCH: usize = 4096;
 
 /// Records written as JSON lines and through the detectors.
-struct Out {
+pub(crate) struct Out {
     flows: Box<dyn Write + Send>,
     line: Vec<u8>,
     alerts: AlertSink,
@@ -134,30 +155,27 @@ pub fn run(args: CollectArgs) -> Result<ExitCode> {
     if args.alerts.as_deref() == Some("-") && args.flows == "-" {
         anyhow::bail!("--alerts - and --flows - both want standard output: send one to a file");
     }
-    if !(args.linger.is_finite() && args.linger >= 0.0 && args.idle.is_finite() && args.idle > 0.0)
-    {
-        anyhow::bail!("--linger must be zero or more seconds and --idle more than zero");
+    let positive = |v: f64| v.is_finite() && v > 0.0;
+    let times = args.linger.is_finite()
+        && args.linger >= 0.0
+        && positive(args.idle)
+        && positive(args.flow_idle);
+    if !times || args.max_flows == 0 {
+        anyhow::bail!(
+            "--linger must be zero or more seconds, --idle and --flow-idle more than zero, --max-flows at least 1"
+        );
     }
     let config = load_config(&args.config)?;
+    let inputs: Vec<PathBuf> = match (&args.log, &args.netflow) {
+        (Some(log), _) => vec![PathBuf::from(log)],
+        (None, Some(addr)) => vec![PathBuf::from(format!("netflow://{addr}"))],
+        (None, None) => args.netflow_capture.clone(),
+    };
     // The store first: a locked, corrupt or too new store stops here, nothing written.
     let store = if args.no_store {
         None
     } else {
-        Some(StoreSink::start(&args.db, &[PathBuf::from(&args.log)])?)
-    };
-    let input: Box<dyn BufRead> = if args.log == "-" {
-        Box::new(BufReader::new(std::io::stdin().lock()))
-    } else {
-        Box::new(BufReader::new(
-            std::fs::File::open(&args.log)
-                .with_context(|| format!("cannot open log {}", args.log))?,
-        ))
-    };
-    let mut reject = args.reject.as_deref().map(open_out).transpose()?;
-    let format = match args.format {
-        LogFormat::Auto => Format::Auto,
-        LogFormat::Ipmon => Format::Ipmon,
-        LogFormat::Netfilter => Format::Netfilter,
+        Some(StoreSink::start(&args.db, &inputs)?)
     };
     let mut out = Out {
         flows: open_out(&args.flows)?,
@@ -173,31 +191,10 @@ pub fn run(args: CollectArgs) -> Result<ExitCode> {
         flows_batch: Vec::new(),
         alerts_batch: Vec::new(),
     };
-    let mut table = LogFlows::new(LogFlowConfig {
-        linger: args.linger,
-        idle: args.idle,
-    });
-    let (mut lines, mut rejected) = (0u64, 0u64);
-    for (n, line) in input.split(b'\n').enumerate() {
-        let raw = line.with_context(|| format!("reading {} at line {}", args.log, n + 1))?;
-        lines += 1;
-        let text = String::from_utf8_lossy(&raw);
-        let text = text.trim_end_matches('\r');
-        if text.trim().is_empty() {
-            continue;
-        }
-        match parse_line(text, format, args.year) {
-            Ok(e) => table.event(&e, &mut out),
-            Err(why) => {
-                rejected += 1;
-                if let Some(r) = reject.as_mut() {
-                    writeln!(r, "{}: {}: {}", n + 1, why.0, text)
-                        .with_context(|| "writing the reject file")?;
-                }
-            }
-        }
-    }
-    table.finish(&mut out);
+    let summary = match &args.log {
+        Some(log) => collect_log(&args, log, &mut out)?,
+        None => crate::netflow::collect(&args, &mut out)?,
+    };
     out.alerts.finish(&mut out.raised);
     if out.store.is_some() {
         out.alerts_batch.append(&mut out.raised);
@@ -205,9 +202,6 @@ pub fn run(args: CollectArgs) -> Result<ExitCode> {
         out.store = None;
     }
     out.flows.flush()?;
-    if let Some(r) = reject.as_mut() {
-        r.flush()?;
-    }
     if let Some(e) = out.error.take() {
         return Err(e).context("writing flow records");
     }
@@ -230,16 +224,66 @@ pub fn run(args: CollectArgs) -> Result<ExitCode> {
     }
     let alerts: u64 = report.counts.values().sum();
     eprintln!(
-        "collect: {} lines, {} flow records, {} alerts; {} lines not understood{}",
-        lines,
-        out.records,
-        alerts,
-        rejected,
-        if rejected > 0 && args.reject.is_none() {
-            " (--reject FILE keeps them)"
-        } else {
-            ""
-        }
+        "collect: {}, {} flow records, {} alerts; {}",
+        summary.0, out.records, alerts, summary.1
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reads a firewall log to its end; returns what was read and what was refused, for
+/// the summary line.
+fn collect_log(args: &CollectArgs, log: &str, out: &mut Out) -> Result<(String, String)> {
+    let input: Box<dyn BufRead> = if log == "-" {
+        Box::new(BufReader::new(std::io::stdin().lock()))
+    } else {
+        Box::new(BufReader::new(
+            std::fs::File::open(log).with_context(|| format!("cannot open log {log}"))?,
+        ))
+    };
+    let mut reject = args.reject.as_deref().map(open_out).transpose()?;
+    let format = match args.format {
+        LogFormat::Auto => Format::Auto,
+        LogFormat::Ipmon => Format::Ipmon,
+        LogFormat::Netfilter => Format::Netfilter,
+    };
+    let year = args.year.context("--log needs --year")?;
+    let mut table = LogFlows::new(LogFlowConfig {
+        linger: args.linger,
+        idle: args.idle,
+    });
+    let (mut lines, mut rejected) = (0u64, 0u64);
+    for (n, line) in input.split(b'\n').enumerate() {
+        let raw = line.with_context(|| format!("reading {log} at line {}", n + 1))?;
+        lines += 1;
+        let text = String::from_utf8_lossy(&raw);
+        let text = text.trim_end_matches('\r');
+        if text.trim().is_empty() {
+            continue;
+        }
+        match parse_line(text, format, year) {
+            Ok(e) => table.event(&e, out),
+            Err(why) => {
+                rejected += 1;
+                if let Some(r) = reject.as_mut() {
+                    writeln!(r, "{}: {}: {}", n + 1, why.0, text)
+                        .with_context(|| "writing the reject file")?;
+                }
+            }
+        }
+    }
+    table.finish(out);
+    if let Some(r) = reject.as_mut() {
+        r.flush()?;
+    }
+    Ok((
+        format!("{lines} lines"),
+        format!(
+            "{rejected} lines not understood{}",
+            if rejected > 0 && args.reject.is_none() {
+                " (--reject FILE keeps them)"
+            } else {
+                ""
+            }
+        ),
+    ))
 }

@@ -8,6 +8,7 @@ mod engine;
 mod evaluate;
 mod export;
 mod flows;
+mod netflow;
 mod read;
 mod sinks;
 mod store_sink;
@@ -42,7 +43,8 @@ enum Command {
     Alerts(alerts::AlertsArgs),
     /// Export stored flows (CSV, Parquet).
     Export(export::ExportArgs),
-    /// Collect flows from firewall logs (ipmon, netfilter LOG): lines → flows → alerts.
+    /// Collect flows from NetFlow v5/v9/IPFIX exports or firewall logs (ipmon,
+    /// netfilter LOG): records or lines → flows → alerts.
     Collect(collect::CollectArgs),
     /// Measure detection against ground truth (the lab's truth file) or list the
     /// alerts raised on benign captures.

@@ -1,0 +1,311 @@
+//! `tunnelwatch collect --netflow` / `--netflow-capture`: NetFlow v5, v9 and IPFIX from
+//! other projects' test captures. pmacct's captures come with the records nfacctd
+//! produced from them: the per-direction packet and byte sums must be the same
+//! (sampling renormalised, as nfacctd does). Akvorado's captures (v5, v9 with data
+//! before its template, IPFIX biflows from ipfixprobe, ICMP, packet sections) are golden
+//! cases (`UPDATE_GOLDEN=1` rewrites after review). The live collector receives the
+//! datagrams over UDP, survives garbage, and writes every open flow on SIGTERM.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read};
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn tw(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tunnelwatch"))
+        .env("TUNNELWATCH_NO_STORE", "1")
+        .env_remove("TUNNELWATCH_DB")
+        .env_remove("TUNNELWATCH_CONFIG")
+        .args(args)
+        .output()
+        .expect("run tunnelwatch")
+}
+
+/// The records (parsed), their JSON lines as written, and the summary on stderr.
+fn collect_captures(files: &[PathBuf]) -> (Vec<serde_json::Value>, String, String) {
+    let mut args = vec!["collect", "--netflow-capture"];
+    args.extend(files.iter().map(|p| p.to_str().unwrap()));
+    let o = tw(&args);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{err}");
+    let text = String::from_utf8(o.stdout).unwrap();
+    let recs = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (recs, text, err)
+}
+
+/// (src, dst, sport, dport, proto) → [packets, bytes] per direction of the records.
+type Sums = BTreeMap<(String, String, u64, u64, u64), [u64; 2]>;
+
+fn sums_of_records(recs: &[serde_json::Value]) -> Sums {
+    let mut m = Sums::new();
+    for r in recs {
+        let p = r["ip_proto"].as_u64().unwrap();
+        let icmp = p == 1 || p == 58;
+        for (a, b) in [("orig", "resp"), ("resp", "orig")] {
+            let (pk, by) = (
+                r[format!("{a}_pkts")].as_u64().unwrap(),
+                r[format!("{a}_ip_bytes")].as_u64().unwrap(),
+            );
+            if pk == 0 && by == 0 {
+                continue;
+            }
+            let port = |s: &str| {
+                if icmp {
+                    0
+                } else {
+                    r[format!("{s}_p")].as_u64().unwrap()
+                }
+            };
+            let k = (
+                r[format!("{a}_h")].as_str().unwrap().to_string(),
+                r[format!("{b}_h")].as_str().unwrap().to_string(),
+                port(a),
+                port(b),
+                p,
+            );
+            let e = m.entry(k).or_default();
+            e[0] += pk;
+            e[1] += by;
+        }
+    }
+    m
+}
+
+fn sums_of_pmacct(path: &Path) -> Sums {
+    let mut m = Sums::new();
+    for line in std::fs::read_to_string(path).unwrap().lines() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let j: serde_json::Value = serde_json::from_str(line).unwrap();
+        let p = match j["ip_proto"].as_str().unwrap() {
+            "icmp" => 1,
+            "tcp" => 6,
+            "udp" => 17,
+            "gre" => 47,
+            "ipv6-icmp" => 58,
+            "vrrp" => 112,
+            n => n
+                .parse()
+                .unwrap_or_else(|_| panic!("protocol name {n} not mapped")),
+        };
+        let icmp = p == 1 || p == 58;
+        let port = |k: &str| if icmp { 0 } else { j[k].as_u64().unwrap() };
+        let k = (
+            j["ip_src"].as_str().unwrap().to_string(),
+            j["ip_dst"].as_str().unwrap().to_string(),
+            port("port_src"),
+            port("port_dst"),
+            p,
+        );
+        let e = m.entry(k).or_default();
+        e[0] += j["packets"].as_u64().unwrap();
+        e[1] += j["bytes"].as_u64().unwrap();
+    }
+    m
+}
+
+#[test]
+fn pmacct_captures_give_the_counters_nfacctd_gives() {
+    let Some(shared) = support::shared_dir("pmacct_captures_give_the_counters_nfacctd_gives")
+    else {
+        return;
+    };
+    let root = shared.join("data/pcaps/pmacct-test-automation/tests");
+    let mut cases = 0;
+    for case in std::fs::read_dir(&root).unwrap().flatten() {
+        let dir = case.path();
+        let expected = dir.join("output-flow-00.json");
+        if !expected.is_file() {
+            continue;
+        }
+        let mut traffic: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                let n = p.file_name().unwrap().to_str().unwrap();
+                n.starts_with("traffic-") && n.ends_with(".pcap")
+            })
+            .collect();
+        traffic.sort();
+        let (recs, _, err) = collect_captures(&traffic);
+        assert!(err.contains("0 malformed"), "{}: {err}", dir.display());
+        let (got, want) = (sums_of_records(&recs), sums_of_pmacct(&expected));
+        assert!(!want.is_empty());
+        assert_eq!(got, want, "{}", dir.display());
+        cases += 1;
+    }
+    // IPFIX, NFv9, IPv6 with a sampling options record, several sources at once.
+    assert_eq!(cases, 7);
+}
+
+/// Akvorado's captures: file groups read in order (templates first, as exported).
+const AKVORADO: &[(&str, &[&str])] = &[
+    ("nfv5", &["nfv5.pcap"]),
+    ("v9-data-before-template", &["data+templates.pcap"]),
+    ("v9-template-then-data", &["template.pcap", "data.pcap"]),
+    (
+        "ipfix-sampling-options",
+        &[
+            "multiplesamplingrates-options-template.pcap",
+            "multiplesamplingrates-options-data.pcap",
+            "multiplesamplingrates-template.pcap",
+            "multiplesamplingrates-data.pcap",
+        ],
+    ),
+    (
+        "ipfix-biflows-ipfixprobe",
+        &["ipfixprobe-templates.pcap", "ipfixprobe-data.pcap"],
+    ),
+    ("ipfix-icmp", &["icmp-template.pcap", "icmp-data.pcap"]),
+    (
+        "ipfix-packet-sections",
+        &["datalink-template.pcap", "datalink-data.pcap"],
+    ),
+    ("ipfix-nat", &["nat.pcap"]),
+];
+
+#[test]
+fn akvorado_captures_give_the_golden_flows() {
+    let Some(shared) = support::shared_dir("akvorado_captures_give_the_golden_flows") else {
+        return;
+    };
+    let src = shared.join("data/pcaps/akvorado/outlet/flow/decoder/netflow/testdata");
+    let golden = support::workspace().join("tests/netflow");
+    for (name, files) in AKVORADO {
+        let files: Vec<PathBuf> = files.iter().map(|f| src.join(f)).collect();
+        let (_, got, err) = collect_captures(&files);
+        assert!(err.contains("0 malformed"), "{name}: {err}");
+        let expected = golden.join(format!("{name}.flows.jsonl"));
+        if std::env::var("UPDATE_GOLDEN").is_ok_and(|v| v == "1") {
+            std::fs::write(&expected, &got).unwrap();
+        }
+        let want = std::fs::read_to_string(&expected)
+            .unwrap_or_else(|e| panic!("{}: {e}", expected.display()));
+        assert_eq!(got, want, "{name}: UPDATE_GOLDEN=1 rewrites after review");
+    }
+    // Facts the goldens must keep, whatever else changes.
+    let read = |n: &str| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(golden.join(format!("{n}.flows.jsonl")))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    assert_eq!(read("nfv5").len(), 29);
+    let early = read("v9-data-before-template");
+    assert!(!early.is_empty(), "held data decoded once its template came");
+    let bi = read("ipfix-biflows-ipfixprobe");
+    assert!(bi.iter().all(|r| r["export"]["join"] == "biflow"));
+    assert!(bi.iter().any(|r| r["resp_pkts"].as_u64().unwrap() > 0));
+    let icmp = read("ipfix-icmp");
+    assert!(icmp.iter().any(|r| r["export"]["join"] == "paired"));
+    let sampled = read("ipfix-sampling-options");
+    assert!(sampled
+        .iter()
+        .any(|r| r["export"]["sampling"].as_u64().unwrap() > 1));
+    let sections = read("ipfix-packet-sections");
+    assert!(sections.iter().all(|r| r["orig_h"] != "0.0.0.0"));
+}
+
+/// The UDP payloads of a pcap of IPv4 datagrams over Ethernet.
+fn datagrams(pcap: &Path) -> Vec<Vec<u8>> {
+    let mut d = Vec::new();
+    std::fs::File::open(pcap)
+        .unwrap()
+        .read_to_end(&mut d)
+        .unwrap();
+    let le = d[0] == 0xd4;
+    let u32at = |b: &[u8]| {
+        let a = [b[0], b[1], b[2], b[3]];
+        if le {
+            u32::from_le_bytes(a)
+        } else {
+            u32::from_be_bytes(a)
+        }
+    };
+    let mut out = Vec::new();
+    let mut at = 24;
+    while at + 16 <= d.len() {
+        let len = u32at(&d[at + 8..]) as usize;
+        let frame = &d[at + 16..at + 16 + len];
+        let ihl = usize::from(frame[14] & 0x0f) * 4;
+        out.push(frame[14 + ihl + 8..].to_vec());
+        at += 16 + len;
+    }
+    out
+}
+
+#[test]
+fn the_live_collector_takes_udp_survives_garbage_and_flushes_on_sigterm() {
+    let Some(shared) = support::shared_dir("the_live_collector_takes_udp") else {
+        return;
+    };
+    let v5 = shared.join("data/pcaps/akvorado/outlet/flow/decoder/netflow/testdata/nfv5.pcap");
+    // A free port: bind, read it, let go.
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tunnelwatch"))
+        .env("TUNNELWATCH_NO_STORE", "1")
+        .env_remove("TUNNELWATCH_CONFIG")
+        .args(["collect", "--netflow", &addr])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    // Wait for the listening line.
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let stdout = child.stdout.take().unwrap();
+    let mut child = Kill(child);
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    assert!(line.contains("listening"), "{line}");
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        BufReader::new(stdout).read_to_string(&mut s).unwrap();
+        s
+    });
+    let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    tx.send_to(b"\x00\x0a\x00\x20 not an IPFIX message at all", &addr)
+        .unwrap();
+    tx.send_to(b"GET / HTTP/1.1\r\n\r\n", &addr).unwrap();
+    for d in datagrams(&v5) {
+        tx.send_to(&d, &addr).unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let pid = child.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = child.0.wait().unwrap();
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).unwrap();
+    assert!(status.success(), "{status}: {rest}");
+    let flows = out.join().unwrap();
+    assert_eq!(flows.lines().count(), 29, "{rest}");
+    assert!(rest.contains("1 datagrams not NetFlow/IPFIX, 1 malformed"), "{rest}");
+    assert!(
+        rest.contains("datagram 1 from 127.0.0.1: at byte 18: set 22560"),
+        "the bad one named with its byte offset: {rest}"
+    );
+}
