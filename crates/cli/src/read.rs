@@ -111,7 +111,7 @@ pub struct ReadArgs {
     #[arg(long = "no-detect")]
     no_detect: bool,
     /// Also export every flow record as IPFIX (RFC 7011) biflows (RFC 5103) over UDP to
-    /// ADDR:PORT, e.g. an nfcapd or a SiLK/YAF collector (docs/specs/ipfix-export.md).
+    /// ADDR:PORT, e.g. nfdump's nfcapd (docs/specs/ipfix-export.md).
     #[arg(long = "ipfix-export", value_name = "ADDR:PORT")]
     ipfix_export: Option<String>,
     /// Observation Domain ID of the IPFIX messages.
