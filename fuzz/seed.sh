@@ -4,7 +4,7 @@
 # short packet sequences (for the flow table) extracted with Python's stdlib.
 set -euo pipefail
 cd "$(dirname "$0")"
-mkdir -p corpus/capture_reader corpus/decode corpus/flow_table corpus/config corpus/firewall_log
+mkdir -p corpus/capture_reader corpus/decode corpus/flow_table corpus/config corpus/firewall_log corpus/netflow
 cp ../docs/config.example.toml corpus/config/example.toml
 cp ../tests/logs/*.log corpus/firewall_log/
 for f in ../tests/golden/*/input.pcap*; do
@@ -30,5 +30,24 @@ for path in glob.glob('../tests/golden/*/input.pcap') + glob.glob('../tests/gold
         off += 16 + caplen
         n += 1
     open(f'corpus/flow_table/{case}', 'wb').write(seq)
+# NetFlow/IPFIX: the UDP payloads of the exported datagrams the collector tests use
+# (../shared's akvorado and pmacct captures, when present), as one stream per file.
+for path in sorted(glob.glob('../../shared/data/pcaps/akvorado/outlet/flow/decoder/netflow/testdata/*.pcap')
+                   + glob.glob('../../shared/data/pcaps/pmacct-test-automation/tests/*/traffic-*.pcap')):
+    data = open(path, 'rb').read()
+    if data[:4] != b'\xd4\xc3\xb2\xa1' or struct.unpack('<I', data[20:24])[0] != 1:
+        continue
+    off, seq = 24, b''
+    while off + 16 <= len(data):
+        caplen = struct.unpack('<I', data[off + 8:off + 12])[0]
+        pkt = data[off + 16:off + 16 + caplen]
+        off += 16 + caplen
+        if len(pkt) < 14 + 20 + 8 or pkt[12:14] not in (b'\x08\x00', b'\x86\xdd'):
+            continue
+        ip = 14 + ((pkt[14] & 15) * 4 if pkt[12:14] == b'\x08\x00' else 40)
+        payload = pkt[ip + 8:]
+        seq += struct.pack('>HB', len(payload), 1) + payload
+    name = '-'.join(path.split('/')[-2:])
+    open(f'corpus/netflow/{name}', 'wb').write(seq)
 PY
-echo "seeded: $(ls corpus/capture_reader | wc -l) captures, $(ls corpus/decode | wc -l) packets, $(ls corpus/flow_table | wc -l) sequences"
+echo "seeded: $(ls corpus/capture_reader | wc -l) captures, $(ls corpus/decode | wc -l) packets, $(ls corpus/flow_table | wc -l) sequences, $(ls corpus/netflow | wc -l) NetFlow streams"

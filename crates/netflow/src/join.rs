@@ -412,20 +412,14 @@ impl Joiner {
         // the server-port heuristic.
         let o = f.initiator.unwrap_or_else(|| {
             let [s0, s1] = &f.sides;
-            if s1.records == 0 {
-                return self.heuristic(&f, 0);
-            }
-            if s0.records == 0 {
-                return self.heuristic(&f, 1);
-            }
-            let syn_only = |s: &Side| s.flags & flag::SYN != 0;
-            match s0.start.cmp(&s1.start) {
-                std::cmp::Ordering::Less => 0,
-                std::cmp::Ordering::Greater => 1,
-                std::cmp::Ordering::Equal if syn_only(s0) != syn_only(s1) => {
-                    usize::from(syn_only(s1))
-                }
-                std::cmp::Ordering::Equal => self.heuristic(&f, 0),
+            match (s0.records > 0, s1.records > 0) {
+                (true, false) => self.heuristic(&f, 0),
+                (false, true) => self.heuristic(&f, 1),
+                _ => match s0.start.cmp(&s1.start) {
+                    std::cmp::Ordering::Less => 0,
+                    std::cmp::Ordering::Greater => 1,
+                    std::cmp::Ordering::Equal => self.tie(&f),
+                },
             }
         });
         let r = 1 - o;
@@ -575,6 +569,31 @@ impl Joiner {
             1 - s
         } else {
             s
+        }
+    }
+
+    /// Both directions started in the same millisecond (exporters' resolution): the
+    /// side sending an ICMP request, else the side that is not on a server port, else
+    /// the side whose flags have a SYN the other's lack, else the higher port.
+    fn tie(&self, f: &Open) -> usize {
+        let tcp = f.proto == IpProto::TCP.0;
+        if IpProto(f.proto).is_icmp() {
+            // `ends[s].1` is the type side `s` sends.
+            let request = |s: usize| {
+                matches!(
+                    f.ends[s].1,
+                    8 | 10 | 13 | 15 | 17 | 128 | 130 | 133 | 135 | 139 | 144
+                )
+            };
+            return usize::from(!request(0) && request(1));
+        }
+        let server = |s: usize| self.server_ports.is_likely_server(f.ends[s].1, tcp);
+        let syn = |s: usize| f.sides[s].flags & flag::SYN != 0;
+        match (server(0), server(1)) {
+            (true, false) => 1,
+            (false, true) => 0,
+            _ if syn(0) != syn(1) => usize::from(syn(1)),
+            _ => usize::from(f.ends[1].1 > f.ends[0].1),
         }
     }
 

@@ -707,7 +707,7 @@ impl Decoder {
             }
             match f.id {
                 48 | 302 => sampler = Some(uint(v)),
-                160 => init = Some(uint(v) as i64),
+                160 => init = Some(ms(uint(v))),
                 id => sampling.take(id, uint(v)),
             }
         }
@@ -787,15 +787,15 @@ impl Decoder {
                 177 | 179 => icmp_c = Some(n() as u8),
                 22 => first_up = Some(n() as u32),
                 21 => last_up = Some(n() as u32),
-                150 => start = Some(n() as i64 * 1000),
-                151 => end = Some(n() as i64 * 1000),
-                152 => start = Some(n() as i64),
-                153 => end = Some(n() as i64),
+                150 => start = Some(ms(n().saturating_mul(1000))),
+                151 => end = Some(ms(n().saturating_mul(1000))),
+                152 => start = Some(ms(n())),
+                153 => end = Some(ms(n())),
                 154 | 156 => start = Some(ntp_ms(n())),
                 155 | 157 => end = Some(ntp_ms(n())),
-                158 => d_start = Some(n() as i64),
-                159 => d_end = Some(n() as i64),
-                160 => init = Some(n() as i64),
+                158 => d_start = Some(ms(n())),
+                159 => d_end = Some(ms(n())),
+                160 => init = Some(ms(n())),
                 48 | 302 => sampler = Some(n()),
                 34 | 35 | 50 | 305..=310 => sampling.take(f.id, n()),
                 136 => end_reason = Some(n() as u8),
@@ -850,7 +850,7 @@ impl Decoder {
                 Some(now_up) => Some(ctx.export_ms - i64::from(now_up.wrapping_sub(u))),
                 None => init
                     .or(s.and_then(|s| s.system_init_ms))
-                    .map(|i| i + i64::from(u)),
+                    .map(|i| i.saturating_add(i64::from(u))),
             }
         };
         let start = start
@@ -920,7 +920,7 @@ impl Sampling {
     fn rate(&self) -> Option<u32> {
         let r = match (self.n_of, self.packets) {
             ((Some(n), Some(of)), _) if n > 0 => of / n,
-            (_, (Some(i), Some(space))) if i > 0 => (i + space) / i,
+            (_, (Some(i), Some(space))) if i > 0 => i.saturating_add(space) / i,
             _ => self.interval?,
         };
         Some(r.clamp(1, u64::from(u32::MAX)) as u32)
@@ -936,8 +936,17 @@ fn is_icmp(proto: u8) -> bool {
     proto == 1 || proto == 58
 }
 
+/// Milliseconds since the epoch this late are nonsense from an exporter; they are
+/// clipped here (year 2255) so that time arithmetic never overflows.
+const MAX_MS: i64 = 9_000_000_000_000;
+
+/// An exported millisecond count, clipped to what time arithmetic can hold.
+fn ms(v: u64) -> i64 {
+    v.min(MAX_MS as u64) as i64
+}
+
 fn ms_to_nanos(ms: i64) -> i64 {
-    ms.saturating_mul(1_000_000)
+    ms.clamp(0, MAX_MS) * 1_000_000
 }
 
 /// NTP timestamp (seconds since 1900 and a binary fraction) to Unix milliseconds.
