@@ -58,7 +58,7 @@ pub struct CollectArgs {
     /// Seconds a joined flow waits for more export records before it ends.
     #[arg(long = "flow-idle", default_value_t = 300.0)]
     pub(crate) flow_idle: f64,
-    /// Open flows at most while joining export records (the oldest ends early).
+    /// Open flows at most (logs and exports): beyond, the flow due first ends early.
     #[arg(long = "max-flows", default_value_t = 1_000_000)]
     pub(crate) max_flows: usize,
     /// The log's format.
@@ -250,6 +250,7 @@ fn collect_log(args: &CollectArgs, log: &str, out: &mut Out) -> Result<(String, 
     let mut table = LogFlows::new(LogFlowConfig {
         linger: args.linger,
         idle: args.idle,
+        max_flows: args.max_flows,
     });
     let (mut lines, mut rejected) = (0u64, 0u64);
     for (n, line) in input.split(b'\n').enumerate() {
@@ -278,7 +279,8 @@ fn collect_log(args: &CollectArgs, log: &str, out: &mut Out) -> Result<(String, 
     Ok((
         format!("{lines} lines"),
         format!(
-            "{rejected} lines not understood{}",
+            "{} flows ended early at --max-flows; {rejected} lines not understood{}",
+            table.evicted(),
             if rejected > 0 && args.reject.is_none() {
                 " (--reject FILE keeps them)"
             } else {

@@ -35,6 +35,8 @@ pub struct LogFlowConfig {
     pub linger: f64,
     /// A flow with no line for this long ends (Zeek's TCP inactivity: 300 s).
     pub idle: f64,
+    /// Open flows at most: beyond, the flow due first ends early (`cause: evicted`).
+    pub max_flows: usize,
 }
 
 impl Default for LogFlowConfig {
@@ -42,6 +44,7 @@ impl Default for LogFlowConfig {
         LogFlowConfig {
             linger: 30.0,
             idle: 300.0,
+            max_flows: 1_000_000,
         }
     }
 }
@@ -81,6 +84,7 @@ pub struct LogFlows {
     deadlines: BTreeMap<(Timestamp, u64), Key>,
     now: Timestamp,
     lines: u64,
+    evicted: u64,
 }
 
 impl LogFlows {
@@ -93,7 +97,13 @@ impl LogFlows {
             deadlines: BTreeMap::new(),
             now: Timestamp(i64::MIN),
             lines: 0,
+            evicted: 0,
         }
+    }
+
+    /// Flows ended early because `max_flows` were open.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
     }
 
     /// Live flows.
@@ -126,6 +136,10 @@ impl LogFlows {
             if let Some(f) = self.flows.remove(&key) {
                 out.emit(record(f, Cause::End));
             }
+        }
+        // The flow's deadline moves: its old one leaves the queue.
+        if let Some(f) = self.flows.get(&key) {
+            self.deadlines.remove(&(due(f, &self.cfg), f.index));
         }
         let index = self.lines;
         let server_ports = &self.server_ports;
@@ -204,6 +218,18 @@ impl LogFlows {
         let deadline = due(f, &self.cfg);
         let start = f.index;
         self.deadlines.insert((deadline, start), key);
+        // Bounded memory: beyond the cap, the flow due first ends now.
+        while self.flows.len() > self.cfg.max_flows {
+            let Some(((_, index), key)) = self.deadlines.pop_first() else {
+                break;
+            };
+            if self.flows.get(&key).is_some_and(|f| f.index == index) {
+                if let Some(f) = self.flows.remove(&key) {
+                    self.evicted += 1;
+                    out.emit(record(f, Cause::Evicted));
+                }
+            }
+        }
     }
 
     /// The clock reached `now`: flows whose linger or idle time ran out end.
@@ -363,6 +389,30 @@ mod tests {
         assert_eq!(f.dynamics.orig.ttl_min, Some(60));
         assert_eq!(out[1].conn_state, ConnState::S0);
         assert_ne!(out[0].uid, out[1].uid);
+    }
+
+    #[test]
+    fn the_flow_cap_ends_the_flow_due_first_and_counts_it() {
+        let mut t = LogFlows::new(LogFlowConfig {
+            max_flows: 3,
+            ..LogFlowConfig::default()
+        });
+        let mut out = Vec::new();
+        for i in 0..10u16 {
+            let l = nf("04:04:32", "10.0.0.1", 40000 + i, "10.0.0.2", 80, "SYN", 60);
+            t.event(&parse_line(&l, Format::Auto, 2026).unwrap(), &mut out);
+        }
+        assert_eq!(t.live(), 3);
+        assert_eq!(t.evicted(), 7);
+        assert!(out.iter().all(|r| r.cause == Cause::Evicted));
+        assert_eq!(out[0].orig_p, 40000, "the oldest goes first");
+        // A flow with many lines keeps one deadline in the queue, not one per line.
+        let mut t = LogFlows::new(LogFlowConfig::default());
+        for _ in 0..100 {
+            let l = nf("04:04:32", "10.0.0.1", 40000, "10.0.0.2", 80, "ACK", 60);
+            t.event(&parse_line(&l, Format::Auto, 2026).unwrap(), &mut out);
+        }
+        assert_eq!(t.deadlines.len(), 1);
     }
 
     #[test]
