@@ -246,46 +246,87 @@ fn datagrams(pcap: &Path) -> Vec<Vec<u8>> {
     out
 }
 
+/// A live `collect --netflow` on a free loopback port; stopped with SIGTERM (killed if
+/// a test fails first).
+struct Live {
+    child: std::process::Child,
+    stderr: BufReader<std::process::ChildStderr>,
+    flows: Option<std::thread::JoinHandle<String>>,
+    addr: String,
+}
+
+impl Live {
+    fn start(extra: &[&str]) -> Live {
+        let port = UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tunnelwatch"))
+            .env("TUNNELWATCH_NO_STORE", "1")
+            .env_remove("TUNNELWATCH_CONFIG")
+            .args(["collect", "--netflow", &addr])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        stderr.read_line(&mut line).unwrap();
+        assert!(line.contains("listening"), "{line}");
+        let flows = std::thread::spawn(move || {
+            let mut s = String::new();
+            BufReader::new(stdout).read_to_string(&mut s).unwrap();
+            s
+        });
+        Live {
+            child,
+            stderr,
+            flows: Some(flows),
+            addr,
+        }
+    }
+
+    /// SIGTERM, then the flow records written and the rest of stderr.
+    fn stop(mut self) -> (Vec<serde_json::Value>, String) {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let status = self.child.wait().unwrap();
+        let mut rest = String::new();
+        self.stderr.read_to_string(&mut rest).unwrap();
+        assert!(status.success(), "{status}: {rest}");
+        let flows = self.flows.take().unwrap().join().unwrap();
+        let recs = flows
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        (recs, rest)
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[test]
 fn the_live_collector_takes_udp_survives_garbage_and_flushes_on_sigterm() {
     let Some(shared) = support::shared_dir("the_live_collector_takes_udp") else {
         return;
     };
     let v5 = shared.join("data/pcaps/akvorado/outlet/flow/decoder/netflow/testdata/nfv5.pcap");
-    // A free port: bind, read it, let go.
-    let port = UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tunnelwatch"))
-        .env("TUNNELWATCH_NO_STORE", "1")
-        .env_remove("TUNNELWATCH_CONFIG")
-        .args(["collect", "--netflow", &addr])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    // Wait for the listening line.
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let stdout = child.stdout.take().unwrap();
-    let mut child = Kill(child);
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    assert!(line.contains("listening"), "{line}");
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        BufReader::new(stdout).read_to_string(&mut s).unwrap();
-        s
-    });
+    let live = Live::start(&[]);
+    let addr = live.addr.clone();
     let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
     tx.send_to(b"\x00\x0a\x00\x20 not an IPFIX message at all", &addr)
         .unwrap();
@@ -293,19 +334,8 @@ fn the_live_collector_takes_udp_survives_garbage_and_flushes_on_sigterm() {
     for d in datagrams(&v5) {
         tx.send_to(&d, &addr).unwrap();
     }
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    let pid = child.0.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let status = child.0.wait().unwrap();
-    let mut rest = String::new();
-    stderr.read_to_string(&mut rest).unwrap();
-    assert!(status.success(), "{status}: {rest}");
-    let flows = out.join().unwrap();
-    assert_eq!(flows.lines().count(), 29, "{rest}");
+    let (flows, rest) = live.stop();
+    assert_eq!(flows.len(), 29, "{rest}");
     assert!(
         rest.contains("1 datagrams not NetFlow/IPFIX, 1 malformed"),
         "{rest}"
@@ -380,38 +410,8 @@ fn softflowd_exporting_a_capture_to_the_collector_gives_the_flows_read_gives() {
     };
     let capture = support::workspace().join("tests/lab/captures/benign_web.pcap");
     for version in ["9", "10"] {
-        let port = UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr = format!("127.0.0.1:{port}");
-        let child = Command::new(env!("CARGO_BIN_EXE_tunnelwatch"))
-            .env("TUNNELWATCH_NO_STORE", "1")
-            .env_remove("TUNNELWATCH_CONFIG")
-            .args(["collect", "--netflow", &addr])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        struct Kill(std::process::Child);
-        impl Drop for Kill {
-            fn drop(&mut self) {
-                let _ = self.0.kill();
-                let _ = self.0.wait();
-            }
-        }
-        let mut child = Kill(child);
-        let mut stderr = BufReader::new(child.0.stderr.take().unwrap());
-        let stdout = child.0.stdout.take().unwrap();
-        let mut line = String::new();
-        stderr.read_line(&mut line).unwrap();
-        assert!(line.contains("listening"), "{line}");
-        let out = std::thread::spawn(move || {
-            let mut s = String::new();
-            BufReader::new(stdout).read_to_string(&mut s).unwrap();
-            s
-        });
+        let live = Live::start(&[]);
+        let addr = live.addr.clone();
         // softflowd reads the capture, expires every flow at its end and exits.
         let sf = Command::new(&softflowd)
             .args([
@@ -430,19 +430,7 @@ fn softflowd_exporting_a_capture_to_the_collector_gives_the_flows_read_gives() {
             "{}",
             String::from_utf8_lossy(&sf.stderr)
         );
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        let pid = child.0.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        let status = child.0.wait().unwrap();
-        let mut rest = String::new();
-        stderr.read_to_string(&mut rest).unwrap();
-        assert!(status.success(), "{rest}");
-        let collected: Vec<serde_json::Value> = out
-            .join()
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        let (collected, rest) = live.stop();
         let o = tw(&["read", capture.to_str().unwrap(), "--flows", "-"]);
         assert!(o.status.success());
         let read: Vec<serde_json::Value> = String::from_utf8(o.stdout)
@@ -479,5 +467,84 @@ fn softflowd_exporting_a_capture_to_the_collector_gives_the_flows_read_gives() {
                 .collect()
         };
         assert_eq!(ends(&collected), ends(&read), "v{version}");
+    }
+}
+
+/// What a flow record from a tunnelwatch export must keep of the original.
+fn kept(r: &serde_json::Value) -> String {
+    let d = &r["dynamics"];
+    format!(
+        "{} {} {} {} {} pkts {}/{} ip {}/{} payload {}/{} keys {}/{} retx {}/{}",
+        r["proto"],
+        r["orig_h"],
+        r["orig_p"],
+        r["resp_h"],
+        r["resp_p"],
+        r["orig_pkts"],
+        r["resp_pkts"],
+        r["orig_ip_bytes"],
+        r["resp_ip_bytes"],
+        r["orig_bytes"],
+        r["resp_bytes"],
+        d["orig"]["keystrokes"].as_u64().unwrap_or(0),
+        d["resp"]["keystrokes"].as_u64().unwrap_or(0),
+        d["orig"]["retransmissions"],
+        d["resp"]["retransmissions"],
+    )
+}
+
+#[test]
+fn a_tunnelwatch_export_collected_by_tunnelwatch_gives_back_the_flows_and_their_dynamics() {
+    let root = support::workspace();
+    let cases: [(&str, &[&str]); 3] = [
+        ("examples/demo.pcap", &[]),
+        // Interim records are deltas; the collector continues them into one flow.
+        ("examples/demo.pcap", &["--active-timeout", "5"]),
+        ("tests/lab/tunnels/captures/ssh_interactive.pcap", &[]),
+    ];
+    for (capture, extra) in cases {
+        let capture = root.join(capture);
+        let dir = std::env::temp_dir().join(format!("tw-roundtrip-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let alerts = dir.join("alerts.jsonl");
+        let live = Live::start(&["--alerts", alerts.to_str().unwrap()]);
+        let mut args = vec![
+            "read",
+            capture.to_str().unwrap(),
+            "--flows",
+            "-",
+            "--ipfix-export",
+            &live.addr,
+        ];
+        args.extend(extra);
+        let o = tw(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let (collected, rest) = live.stop();
+        let read: Vec<serde_json::Value> = String::from_utf8(o.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .filter(|r: &serde_json::Value| r["cause"] != "status")
+            .collect();
+        let name = format!("{} {extra:?}", capture.display());
+        assert!(!read.is_empty());
+        let mut want: Vec<String> = read.iter().map(kept).collect();
+        let mut got: Vec<String> = collected.iter().map(kept).collect();
+        want.sort();
+        got.sort();
+        assert_eq!(got, want, "{name}: {rest}");
+        assert!(
+            collected.iter().all(|r| r["export"]["join"] == "biflow"),
+            "{name}"
+        );
+        let alerts = std::fs::read_to_string(&alerts).unwrap();
+        if capture.ends_with("ssh_interactive.pcap") {
+            // The keystrokes counted by the exporting sensor reach the collector's
+            // detectors: the interactive session is still seen.
+            assert!(alerts.contains("\"keystrokes\""), "{alerts}");
+        } else {
+            assert!(alerts.is_empty(), "{name}: {alerts}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

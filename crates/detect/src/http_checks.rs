@@ -178,6 +178,8 @@ impl Detector for HttpChecks {
             }
         } else if http.is_none()
             && tls.is_none()
+            // Flow exports carry no payload: there, no facts is no evidence.
+            && r.export.is_none()
             && start_seen(r)
             && r.orig_bytes > 0
             && (self.cfg.http_ports.contains(&r.resp_p) || self.cfg.tls_ports.contains(&r.resp_p))

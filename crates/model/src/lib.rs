@@ -77,3 +77,27 @@ impl IpProto {
         }
     }
 }
+
+/// tunnelwatch's own IPFIX information elements: what `read --ipfix-export` sends
+/// beyond the IANA elements, and what `collect --netflow` reads back
+/// (`docs/specs/ipfix-export.md`). A contract between exporter and collector.
+pub mod ipfix {
+    /// Private enterprise number of the elements. 32473 is RFC 5612's number for
+    /// documentation and examples; a registered PEN replaces it before these elements
+    /// leave a lab (collectors key decoders on it).
+    pub const PEN: u32 = 32473;
+    /// Set on an element's number for the responder's (reverse) value.
+    pub const REVERSE_BIT: u16 = 0x4000;
+    /// Transport payload bytes (`dynamics.*.payload_bytes`), 8 bytes.
+    pub const PAYLOAD_BYTES: u16 = 1;
+    /// Mean inter-arrival time, microseconds, 8 bytes.
+    pub const IAT_MEAN_US: u16 = 2;
+    /// Standard deviation of inter-arrival times, microseconds, 8 bytes.
+    pub const IAT_STDDEV_US: u16 = 3;
+    /// Largest payload of one packet, bytes, 4 bytes.
+    pub const MAX_PAYLOAD: u16 = 4;
+    /// Keystrokes (`dynamics.*.keystrokes`), 8 bytes.
+    pub const KEYSTROKES: u16 = 5;
+    /// Retransmissions (`dynamics.*.retransmissions`), 8 bytes.
+    pub const RETRANSMISSIONS: u16 = 6;
+}

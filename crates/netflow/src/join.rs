@@ -36,7 +36,7 @@ use tunnelwatch_model::{
     Timestamp,
 };
 
-use crate::wire::UniFlow;
+use crate::wire::{SideDynamics, UniFlow};
 
 const SEC: i64 = 1_000_000_000;
 
@@ -73,9 +73,28 @@ struct Side {
     start: Timestamp,
     end: Timestamp,
     records: u32,
+    /// The exporter said this direction's flow ended (flowEndReason idle, end of
+    /// flow, forced end or lack of resources; not an active timeout).
+    ended: bool,
+    /// Exact payload bytes from the exporter, while every record gave them.
+    payload: Option<u64>,
+    keystrokes: u64,
+    retransmissions: u64,
 }
 
 impl Side {
+    /// Adds a record's dynamics (tunnelwatch exporters send them).
+    fn dynamics(&mut self, d: Option<SideDynamics>) {
+        let d = d.unwrap_or_default();
+        self.payload = match (self.records, self.payload, d.payload) {
+            (1, _, Some(p)) => Some(p),
+            (_, Some(a), Some(p)) => Some(a.saturating_add(p)),
+            _ => None,
+        };
+        self.keystrokes = self.keystrokes.saturating_add(d.keystrokes);
+        self.retransmissions = self.retransmissions.saturating_add(d.retransmissions);
+    }
+
     fn add(&mut self, pkts: u64, bytes: u64, flags: u8, start: Timestamp, end: Timestamp) {
         if self.records == 0 {
             (self.start, self.end) = (start, end);
@@ -91,6 +110,16 @@ impl Side {
 
     fn closed(&self) -> bool {
         self.flags & (flag::FIN | flag::RST) != 0
+    }
+
+    /// Whether a later record of the same direction can continue this one: it starts
+    /// within this one's time (an interim record stamped with the flow's start) or at
+    /// most `idle` after it (an exporter's active timeout split the flow).
+    fn continues(&self, start: Timestamp, new_session: bool, slack: i64, idle: i64) -> bool {
+        !self.ended
+            && !new_session
+            && start.nanos_since(self.start) >= -slack
+            && start.nanos_since(self.end) <= idle
     }
 }
 
@@ -264,17 +293,24 @@ impl Joiner {
         // Where does the record go: the reverse of an open flow, or its continuation?
         let reopen = u.tcp_flags & (flag::SYN | flag::ACK) == flag::SYN;
         let mut best: Option<(usize, bool, i64)> = None;
-        if u.reverse.is_none() {
+        if u.reverse.is_some() {
+            // A biflow continues an open biflow of the same conversation (interim
+            // records, an exporter's active timeout).
+            for (i, f) in list.iter().enumerate() {
+                let s = &f.sides[dir];
+                if f.biflow && s.continues(u.start, reopen && f.closed(), slack, idle) {
+                    best = Some((i, false, -u.start.nanos_since(s.end).abs()));
+                }
+            }
+        } else {
             for (i, f) in list.iter().enumerate() {
                 if f.biflow {
                     continue;
                 }
                 let (mine, theirs) = (&f.sides[dir], &f.sides[1 - dir]);
                 if mine.records > 0 {
-                    let gap = u.start.nanos_since(mine.end);
-                    let new_session = reopen && f.closed();
-                    if !new_session && gap >= -slack && gap <= idle {
-                        let score = -gap.abs();
+                    if mine.continues(u.start, reopen && f.closed(), slack, idle) {
+                        let score = -u.start.nanos_since(mine.end).abs();
                         if best.is_none_or(|b| score > b.2) {
                             best = Some((i, false, score));
                         }
@@ -331,7 +367,12 @@ impl Joiner {
         };
         let f = &mut list[i];
         f.records = f.records.saturating_add(1);
+        // flowEndReason 1 (idle), 3 (end detected), 4 (forced), 5 (lack of resources):
+        // the exporter ended this flow; 2 (active timeout) means more will come.
+        let ended = matches!(u.end_reason, Some(1 | 3 | 4 | 5));
         f.sides[dir].add(pkts, bytes, u.tcp_flags, u.start, u.end);
+        f.sides[dir].dynamics(u.dynamics.map(|d| d[0]));
+        f.sides[dir].ended = ended;
         f.icmp[dir] = f.icmp[dir].or(u.icmp);
         if let Some(r) = u.reverse {
             self.stats.biflows += 1;
@@ -342,6 +383,8 @@ impl Joiner {
                 u.start,
                 u.end,
             );
+            f.sides[1 - dir].dynamics(u.dynamics.map(|d| d[1]));
+            f.sides[1 - dir].ended = ended;
             // biflowDirection 1: the source initiated; 2: the destination did.
             f.initiator = match u.biflow_direction {
                 Some(2) => Some(1 - dir),
@@ -434,11 +477,22 @@ impl Joiner {
         // Without PSH and with packets no larger than headers with options, a TCP
         // side carried no data (pure ACKs, SYNs, FINs).
         let payload = |s: &Side| {
+            if let Some(p) = s.payload {
+                return p; // a tunnelwatch exporter said
+            }
             let headers = s.pkts.saturating_mul(hdr);
             if tcp && s.flags & flag::PSH == 0 && s.bytes <= s.pkts.saturating_mul(hdr + 32) {
                 0
             } else {
                 s.bytes.saturating_sub(headers)
+            }
+        };
+        // Zeek counts payload bytes only for transports it follows.
+        let zeek_bytes = |s: &Side| {
+            if matches!(f.proto, 1 | 6 | 17 | 58) {
+                payload(s)
+            } else {
+                0
             }
         };
         let start = [os, rs]
@@ -478,6 +532,8 @@ impl Joiner {
         }
         let dir = |s: &Side| DirectionStats {
             payload_bytes: payload(s),
+            keystrokes: s.keystrokes,
+            retransmissions: s.retransmissions,
             flags: if tcp { letters(s.flags) } else { String::new() },
             ..Default::default()
         };
@@ -519,8 +575,8 @@ impl Joiner {
             service: None,
             orig_pkts: os.pkts,
             resp_pkts: rs.pkts,
-            orig_bytes: payload(&os),
-            resp_bytes: payload(&rs),
+            orig_bytes: zeek_bytes(&os),
+            resp_bytes: zeek_bytes(&rs),
             orig_ip_bytes: os.bytes,
             resp_ip_bytes: rs.bytes,
             conn_state: state,
@@ -684,6 +740,7 @@ mod tests {
             biflow_direction: None,
             reverse: None,
             vlan: None,
+            dynamics: None,
         }
     }
 

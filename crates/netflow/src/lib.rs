@@ -10,4 +10,4 @@ pub mod join;
 pub mod wire;
 
 pub use join::{JoinConfig, Joiner};
-pub use wire::{Decoder, Limits, UniFlow, WireError, WireStats};
+pub use wire::{Decoder, Limits, SideDynamics, UniFlow, WireError, WireStats};

@@ -23,7 +23,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use tunnelwatch_decode::{
     Decoded, Decoder as PacketDecoder, DecoderConfig, Encap, LinkType, Transport,
 };
-use tunnelwatch_model::Timestamp;
+use tunnelwatch_model::{ipfix, Timestamp};
 
 /// RFC 5103's private enterprise number for reverse information elements.
 pub const REVERSE_PEN: u32 = 29305;
@@ -168,6 +168,19 @@ pub struct UniFlow {
     pub reverse: Option<Reverse>,
     /// VLAN id, if given.
     pub vlan: Option<u16>,
+    /// Packet dynamics sent by a tunnelwatch exporter (PEN 32473), source side first.
+    pub dynamics: Option<[SideDynamics; 2]>,
+}
+
+/// Per-side packet dynamics from tunnelwatch's own elements ([`tunnelwatch_model::ipfix`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SideDynamics {
+    /// Transport payload bytes, exact.
+    pub payload: Option<u64>,
+    /// Keystrokes typed.
+    pub keystrokes: u64,
+    /// Retransmissions.
+    pub retransmissions: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -383,6 +396,7 @@ impl Decoder {
                 biflow_direction: None,
                 reverse: None,
                 vlan: None,
+                dynamics: None,
             });
             self.stats.records += 1;
         }
@@ -740,8 +754,20 @@ impl Decoder {
         let (mut end_reason, mut biflow_direction, mut vlan, mut init) = (None, None, None, None);
         let mut rev = Reverse::default();
         let mut has_rev = false;
+        let mut own: Option<[SideDynamics; 2]> = None;
         for (f, v) in values {
             let n = || uint(v);
+            if f.pen == ipfix::PEN {
+                let d = own.get_or_insert_default();
+                let side = &mut d[usize::from(f.id & ipfix::REVERSE_BIT != 0)];
+                match f.id & !ipfix::REVERSE_BIT {
+                    ipfix::PAYLOAD_BYTES => side.payload = Some(n()),
+                    ipfix::KEYSTROKES => side.keystrokes = n(),
+                    ipfix::RETRANSMISSIONS => side.retransmissions = n(),
+                    _ => {}
+                }
+                continue;
+            }
             if f.pen == REVERSE_PEN {
                 match f.id {
                     1 | 85 | 232 => bytes_rev(&mut rev.bytes, n(), &mut has_rev),
@@ -889,6 +915,7 @@ impl Decoder {
             biflow_direction,
             reverse: has_rev.then_some(rev),
             vlan,
+            dynamics: own,
         })
     }
 }

@@ -18,17 +18,15 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
 
-use tunnelwatch_model::{Cause, ConnState, DirectionStats, FlowRecord, Timestamp};
+use tunnelwatch_model::{ipfix, Cause, ConnState, DirectionStats, FlowRecord, Timestamp};
 
 /// The Private Enterprise Number of RFC 5103's reverse Information Elements: an IANA
 /// element's reverse counterpart has the same number under this PEN.
 pub const REVERSE_PEN: u32 = 29305;
 
-/// tunnelwatch's Private Enterprise Number for its own Information Elements.
-///
-/// 32473 is the number RFC 5612 reserves for documentation and examples; a registered
-/// PEN replaces it before these elements leave a lab (collectors key decoders on it).
-pub const TUNNELWATCH_PEN: u32 = 32473;
+/// Private enterprise number of tunnelwatch's own elements (see
+/// [`tunnelwatch_model::ipfix`]).
+pub const TUNNELWATCH_PEN: u32 = ipfix::PEN;
 
 /// Template ID of IPv4 biflow records (data sets use it as their set ID).
 pub const TEMPLATE_V4: u16 = 256;
@@ -37,7 +35,7 @@ pub const TEMPLATE_V6: u16 = 257;
 
 /// RFC 5103 §6.2: an enterprise-specific element's reverse counterpart is the same
 /// number with this bit set, under the same PEN.
-const REVERSE_BIT: u16 = 0x4000;
+const REVERSE_BIT: u16 = ipfix::REVERSE_BIT;
 /// The enterprise bit of a field specifier's element ID (RFC 7011 §3.2).
 const ENTERPRISE_BIT: u16 = 0x8000;
 /// Set ID of template sets (RFC 7011 §3.3.2).
@@ -152,18 +150,28 @@ const COMMON: [Field; 25] = [
     iana(6, 2, Value::TcpFlags(Orig)),
     iana(136, 1, Value::EndReason),
     iana(239, 1, Value::BiflowDirection),
-    ours(1, Orig, 8, Value::Payload(Orig)),
-    ours(1, Resp, 8, Value::Payload(Resp)),
-    ours(2, Orig, 8, Value::IatMean(Orig)),
-    ours(2, Resp, 8, Value::IatMean(Resp)),
-    ours(3, Orig, 8, Value::IatStddev(Orig)),
-    ours(3, Resp, 8, Value::IatStddev(Resp)),
-    ours(4, Orig, 4, Value::MaxPayload(Orig)),
-    ours(4, Resp, 4, Value::MaxPayload(Resp)),
-    ours(5, Orig, 8, Value::Keystrokes(Orig)),
-    ours(5, Resp, 8, Value::Keystrokes(Resp)),
-    ours(6, Orig, 8, Value::Retransmissions(Orig)),
-    ours(6, Resp, 8, Value::Retransmissions(Resp)),
+    ours(ipfix::PAYLOAD_BYTES, Orig, 8, Value::Payload(Orig)),
+    ours(ipfix::PAYLOAD_BYTES, Resp, 8, Value::Payload(Resp)),
+    ours(ipfix::IAT_MEAN_US, Orig, 8, Value::IatMean(Orig)),
+    ours(ipfix::IAT_MEAN_US, Resp, 8, Value::IatMean(Resp)),
+    ours(ipfix::IAT_STDDEV_US, Orig, 8, Value::IatStddev(Orig)),
+    ours(ipfix::IAT_STDDEV_US, Resp, 8, Value::IatStddev(Resp)),
+    ours(ipfix::MAX_PAYLOAD, Orig, 4, Value::MaxPayload(Orig)),
+    ours(ipfix::MAX_PAYLOAD, Resp, 4, Value::MaxPayload(Resp)),
+    ours(ipfix::KEYSTROKES, Orig, 8, Value::Keystrokes(Orig)),
+    ours(ipfix::KEYSTROKES, Resp, 8, Value::Keystrokes(Resp)),
+    ours(
+        ipfix::RETRANSMISSIONS,
+        Orig,
+        8,
+        Value::Retransmissions(Orig),
+    ),
+    ours(
+        ipfix::RETRANSMISSIONS,
+        Resp,
+        8,
+        Value::Retransmissions(Resp),
+    ),
 ];
 
 /// The template's fields for one address family, in order.
