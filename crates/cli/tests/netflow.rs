@@ -455,6 +455,29 @@ fn softflowd_exporting_a_capture_to_the_collector_gives_the_flows_read_gives() {
             .filter(|r| r["resp_pkts"].as_u64().unwrap() > 0)
             .count();
         assert_eq!(paired, two_way, "v{version}");
+        // Times: softflowd stamps milliseconds (v9: against the header's uptime and
+        // whole seconds of export time, so up to a second early; IPFIX: against
+        // systemInitTimeMilliseconds, its uptime wrapping for packets older than its
+        // start).
+        let ts = |v: &[serde_json::Value]| -> BTreeMap<String, f64> {
+            v.iter()
+                .map(|r| {
+                    (
+                        format!("{} {}", r["orig_p"], r["resp_h"]),
+                        r["ts"].as_f64().unwrap(),
+                    )
+                })
+                .collect()
+        };
+        let (tc, tr) = (ts(&collected), ts(&read));
+        for (k, t) in &tc {
+            let d = t - tr[k];
+            assert!(
+                (-1.0..0.01).contains(&d),
+                "v{version} {k}: ts {t} vs {}",
+                tr[k]
+            );
+        }
         // The originator chosen from the two records' start times is the SYN's sender.
         let ends = |v: &[serde_json::Value]| -> std::collections::BTreeSet<String> {
             v.iter()

@@ -870,13 +870,21 @@ impl Decoder {
             .unwrap_or(1)
             .clamp(1, u64::from(u32::MAX)) as u32;
         // sysUpTime fields: v9 against the header's uptime; IPFIX against
-        // systemInitTimeMilliseconds (from the record or an options record).
+        // systemInitTimeMilliseconds (from the record or an options record). The
+        // 32-bit uptime wraps (every 49.7 days, or at once for an exporter replaying
+        // packets older than its start, as softflowd -r does): a flow cannot start
+        // after it was exported, so such a time is taken one wrap earlier.
         let up = |u: u32| -> Option<i64> {
             match ctx.uptime_ms {
                 Some(now_up) => Some(ctx.export_ms - i64::from(now_up.wrapping_sub(u))),
-                None => init
-                    .or(s.and_then(|s| s.system_init_ms))
-                    .map(|i| i.saturating_add(i64::from(u))),
+                None => init.or(s.and_then(|s| s.system_init_ms)).map(|i| {
+                    let t = i.saturating_add(i64::from(u));
+                    if t > ctx.export_ms + 1000 {
+                        t - (1 << 32)
+                    } else {
+                        t
+                    }
+                }),
             }
         };
         let start = start
