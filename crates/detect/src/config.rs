@@ -49,6 +49,8 @@ pub struct Config {
     pub stepping_stone: SteppingStoneConfig,
     /// Black, white and red lists (seed 000's false-positive section).
     pub lists: ListsConfig,
+    /// Learnt profiles, the seed's three statistical methods and static hourly limits.
+    pub baseline: crate::baseline::BaselineConfig,
 }
 
 /// Which alerts are kept.

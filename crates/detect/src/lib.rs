@@ -19,6 +19,7 @@ use std::net::IpAddr;
 
 use tunnelwatch_model::{Alert, Category, FlowRecord, Severity, Timestamp};
 
+pub mod baseline;
 pub mod beacon;
 pub mod config;
 pub mod dns_flow;
@@ -42,7 +43,7 @@ pub mod upload;
 pub use config::{Config, ConfigError};
 
 /// Every rule name, with the category of its alerts.
-pub const RULES: [(&str, Category); 46] = [
+pub const RULES: [(&str, Category); 50] = [
     ("reserved_bits", Category::TcpAnomaly),
     ("urg_without_pointer", Category::TcpAnomaly),
     ("pointer_without_urg", Category::TcpAnomaly),
@@ -89,6 +90,10 @@ pub const RULES: [(&str, Category); 46] = [
     ("dns_tunnel_flow", Category::Tunnel),
     ("stepping_stone", Category::Tunnel),
     ("tcp_replay", Category::TcpAnomaly),
+    ("baseline_statistical", Category::Baseline),
+    ("baseline_guess", Category::Baseline),
+    ("baseline_probability", Category::Baseline),
+    ("baseline_static", Category::Baseline),
 ];
 
 /// The category of a rule's alerts.
@@ -250,6 +255,8 @@ pub struct DetectionStats {
 pub struct Detection {
     config: Config,
     detectors: Vec<Box<dyn Detector + Send>>,
+    /// Apart from the others: its profiles are loaded from and saved to the store.
+    baseline: baseline::Baseline,
     now: Option<Timestamp>,
     pending: Vec<Alert>,
     stats: DetectionStats,
@@ -276,6 +283,7 @@ impl Detection {
             Box::new(policy::BlackList::new(&config)),
         ];
         Detection {
+            baseline: baseline::Baseline::new(&config),
             config,
             detectors,
             now: None,
@@ -286,30 +294,50 @@ impl Detection {
 
     /// Takes one record; alerts that are due are appended to `out`.
     pub fn record(&mut self, r: &FlowRecord, out: &mut Vec<Alert>) {
-        for d in &mut self.detectors {
-            d.record(r, &mut self.pending);
+        let mut pending = std::mem::take(&mut self.pending);
+        for d in self.all() {
+            d.record(r, &mut pending);
         }
         if self.now.is_none_or(|n| r.last_ts > n) {
             self.now = Some(r.last_ts);
-            for d in &mut self.detectors {
-                d.advance(r.last_ts, &mut self.pending);
+            for d in self.all() {
+                d.advance(r.last_ts, &mut pending);
             }
         }
+        self.pending = pending;
         self.release(out);
+    }
+
+    /// Every detector, the baseline last.
+    fn all(&mut self) -> impl Iterator<Item = &mut (dyn Detector + Send + 'static)> {
+        self.detectors
+            .iter_mut()
+            .map(|d| &mut **d)
+            .chain(std::iter::once(
+                &mut self.baseline as &mut (dyn Detector + Send),
+            ))
+    }
+
+    /// The baseline detector: its mode and its profiles.
+    pub fn baseline(&mut self) -> &mut baseline::Baseline {
+        &mut self.baseline
     }
 
     /// The input ended: everything pending is raised.
     pub fn finish(&mut self, out: &mut Vec<Alert>) {
-        for d in &mut self.detectors {
-            d.finish(&mut self.pending);
+        let mut pending = std::mem::take(&mut self.pending);
+        for d in self.all() {
+            d.finish(&mut pending);
         }
+        self.pending = pending;
         self.release(out);
     }
 
     /// What was raised and dropped so far.
     pub fn stats(&self) -> DetectionStats {
         let mut s = self.stats.clone();
-        s.untracked = self.detectors.iter().map(|d| d.untracked()).sum();
+        s.untracked =
+            self.detectors.iter().map(|d| d.untracked()).sum::<u64>() + self.baseline.untracked();
         s
     }
 
