@@ -49,6 +49,9 @@ pub struct Config {
     pub stepping_stone: SteppingStoneConfig,
     /// Black, white and red lists (seed 000's false-positive section).
     pub lists: ListsConfig,
+    /// Host scoring: priors and likelihood ratios that combine a host's alerts
+    /// (`docs/specs/scoring.md`).
+    pub scoring: crate::scoring::ScoringConfig,
     /// Learnt profiles, the seed's three statistical methods and static hourly limits.
     pub baseline: crate::baseline::BaselineConfig,
 }

@@ -33,6 +33,7 @@ mod once;
 pub mod policy;
 pub mod port_scan;
 pub mod replay;
+pub mod scoring;
 pub mod signature;
 pub mod stepping_stone;
 pub mod summary;
