@@ -28,6 +28,7 @@ mod capture;
 mod error;
 pub mod export;
 pub mod filter;
+pub mod hosts;
 mod ingest;
 pub mod query;
 pub mod schema;
@@ -42,6 +43,7 @@ use rusqlite::{Connection, OpenFlags};
 pub use addr::{addr_from_blob, addr_to_blob};
 pub use capture::CaptureIdentity;
 pub use error::StoreError;
+pub use hosts::HostActivity;
 pub use ingest::InsertStats;
 /// The SQLite driver, for tools and tests that inspect a store directly.
 pub use rusqlite as sqlite;
