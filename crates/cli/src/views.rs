@@ -1,15 +1,20 @@
 //! `tunnelwatch views clients|servers|time`: the seed's three-level trees from the
-//! store's rollups, as text (`o` / `$` / `#` levels) or JSON.
+//! store's rollups, as text (`o` / `$` / `#` levels) or JSON. The client view also
+//! gives each client's host score (`docs/specs/scoring.md`), computed from the stored
+//! alerts when the view is asked for.
 
+use std::collections::BTreeMap;
 use std::io::Write;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{anyhow, Result};
 use clap::{Args, ValueEnum};
+use tunnelwatch_detect::scoring::{sigmoid, Scorer};
 use tunnelwatch_store::time::parse_time;
-use tunnelwatch_store::views::{render_text, Kind, RankBy, ViewOptions};
-use tunnelwatch_store::{Mode, Store};
+use tunnelwatch_store::views::{render_text, Kind, RankBy, View, ViewOptions};
+use tunnelwatch_store::{Mode, Severity, Store};
 
 /// Which view.
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -94,6 +99,15 @@ pub struct ViewsArgs {
     /// Most connections listed under one second-level node.
     #[arg(long, value_name = "N", default_value_t = 50)]
     conns: u64,
+    /// Client view: the [scoring] and [lists] settings of the clients' scores (the TOML
+    /// file of `read --config`). A missing file means the documented defaults.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "TUNNELWATCH_CONFIG",
+        default_value = "tunnelwatch.toml"
+    )]
+    config: PathBuf,
 }
 
 fn period_hours(p: &str) -> Result<u32> {
@@ -147,8 +161,15 @@ pub fn run(a: ViewsArgs) -> Result<ExitCode> {
         depth: a.depth,
         conns_per_node: a.conns,
     };
+    let config = match a.which {
+        Which::Clients => Some(crate::read::load_config(&a.config)?),
+        _ => None,
+    };
     let store = Store::open(&a.db, Mode::ReadOnly)?;
-    let view = store.view(&o)?;
+    let mut view = store.view(&o)?;
+    if let Some(c) = &config {
+        add_scores(&store, c, &mut view)?;
+    }
     let mut out = std::io::stdout().lock();
     match a.format {
         Format::Text => out.write_all(render_text(&view).as_bytes())?,
@@ -159,4 +180,25 @@ pub fn run(a: ViewsArgs) -> Result<ExitCode> {
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Each client node's score: its posterior from all stored alerts, or its prior when no
+/// alert counts for it; none for a host the white list names.
+fn add_scores(store: &Store, config: &tunnelwatch_detect::Config, view: &mut View) -> Result<()> {
+    let scores = crate::alerts::score_hosts(store, config, "", Severity::Low)?;
+    let scored: BTreeMap<IpAddr, f64> = scores
+        .hosts
+        .iter()
+        .map(|h| (h.host, h.probability))
+        .collect();
+    let priors = Scorer::new(config);
+    for n in view.trees.iter_mut().flat_map(|t| t.nodes.iter_mut()) {
+        if let Some(h) = n.host {
+            n.score = scored
+                .get(&h)
+                .copied()
+                .or_else(|| priors.prior_log_odds(h).map(sigmoid));
+        }
+    }
+    Ok(())
 }

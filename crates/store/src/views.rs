@@ -222,6 +222,12 @@ pub struct Node {
     /// Connections not shown because of `conns_per_node`.
     #[serde(skip_serializing_if = "is_zero")]
     pub conns_more: u64,
+    /// Client nodes: the host's score, the probability that it is involved in an
+    /// incident (`docs/specs/scoring.md`). Not computed here (scoring belongs to the
+    /// detectors): the caller fills it at query time; `None` when it did not, or when
+    /// the white list names the host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
 }
 
 fn is_zero(v: &u64) -> bool {
@@ -413,6 +419,7 @@ impl Store {
                 children: Vec::new(),
                 conns: Vec::new(),
                 conns_more: 0,
+                score: None,
             });
         }
         drop(rows);
@@ -465,6 +472,7 @@ impl Store {
                     children: Vec::new(),
                     conns: Vec::new(),
                     conns_more: 0,
+                    score: None,
                 });
             }
             let per = kids.len() as u64;
@@ -672,6 +680,7 @@ impl Store {
                     children: Vec::new(),
                     conns: Vec::new(),
                     conns_more: 0,
+                    score: None,
                 });
             }
         }
@@ -706,6 +715,7 @@ impl Store {
                     children: Vec::new(),
                     conns: Vec::new(),
                     conns_more: 0,
+                    score: None,
                 });
             }
             drop(rows);
@@ -870,11 +880,12 @@ pub fn render_text(v: &View) -> String {
         for n in &t.nodes {
             let _ = writeln!(
                 s,
-                "o {} {} : TcpCon {}, {}",
+                "o {} {} : TcpCon {}, {}{}",
                 n.label,
                 stamps(&n.totals),
                 n.totals.conns,
-                counts(&n.totals)
+                counts(&n.totals),
+                n.score.map_or(String::new(), |p| format!(", score {p:.6}"))
             );
             for k in &n.children {
                 let _ = writeln!(
