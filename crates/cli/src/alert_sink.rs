@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 
+use tunnelwatch_detect::baseline::Profiles;
 use tunnelwatch_detect::{Detection, DetectionStats};
 use tunnelwatch_model::{Alert, Category, FlowRecord, Severity};
 
@@ -26,6 +27,8 @@ pub struct AlertReport {
     pub stats: DetectionStats,
     /// The first error writing `--alerts`.
     pub error: Option<io::Error>,
+    /// The baseline's profiles at the end of the run (to be stored).
+    pub profiles: Profiles,
 }
 
 impl AlertSink {
@@ -78,8 +81,9 @@ impl AlertSink {
     }
 
     /// The run's report.
-    pub fn report(self) -> AlertReport {
+    pub fn report(mut self) -> AlertReport {
         AlertReport {
+            profiles: self.detection.baseline().take_profiles(),
             stats: self.detection.stats(),
             counts: self.counts,
             error: self.error,

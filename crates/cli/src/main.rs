@@ -8,7 +8,9 @@ mod engine;
 mod evaluate;
 mod export;
 mod flows;
+mod learn;
 mod netflow;
+mod profiles;
 mod read;
 mod sinks;
 mod store_sink;
@@ -46,6 +48,9 @@ enum Command {
     /// Collect flows from NetFlow v5/v9/IPFIX exports or firewall logs (ipmon,
     /// netfilter LOG): records or lines → flows → alerts.
     Collect(collect::CollectArgs),
+    /// Learn baseline profiles from captures (a learning period: nothing raised, the
+    /// profiles go to the store).
+    Learn(learn::LearnArgs),
     /// Measure detection against ground truth (the lab's truth file) or list the
     /// alerts raised on benign captures.
     Evaluate(evaluate::EvaluateArgs),
@@ -61,6 +66,7 @@ fn main() -> ExitCode {
         Command::Export(args) => export::run(args),
         Command::Evaluate(args) => evaluate::run(args),
         Command::Collect(args) => collect::run(args),
+        Command::Learn(args) => learn::run(args),
     };
     match result {
         Ok(code) => code,

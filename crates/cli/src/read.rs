@@ -14,6 +14,7 @@ use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use tunnelwatch_capture::CaptureFile;
+use tunnelwatch_detect::baseline::Mode as BaselineMode;
 use tunnelwatch_detect::Detection;
 use tunnelwatch_flow::ChecksumMode;
 use tunnelwatch_model::{Category, Timestamp};
@@ -63,10 +64,10 @@ pub struct ReadArgs {
     format: Option<OutputFormat>,
     /// The store the flows are written to.
     #[arg(long, value_name = "PATH", env = "TUNNELWATCH_DB", default_value = tunnelwatch_store::DEFAULT_PATH)]
-    db: PathBuf,
+    pub(crate) db: PathBuf,
     /// Do not write to the store.
     #[arg(long = "no-store", env = "TUNNELWATCH_NO_STORE", value_parser = clap::builder::BoolishValueParser::new())]
-    no_store: bool,
+    pub(crate) no_store: bool,
     /// Checksum policy.
     #[arg(long, value_enum, default_value = "verify")]
     checksums: Checksums,
@@ -109,7 +110,7 @@ pub struct ReadArgs {
     config: PathBuf,
     /// Run no detectors (flow records only).
     #[arg(long = "no-detect")]
-    no_detect: bool,
+    pub(crate) no_detect: bool,
     /// Also export every flow record as IPFIX (RFC 7011) biflows (RFC 5103) over UDP to
     /// ADDR:PORT, e.g. nfdump's nfcapd (docs/specs/ipfix-export.md).
     #[arg(long = "ipfix-export", value_name = "ADDR:PORT")]
@@ -117,6 +118,13 @@ pub struct ReadArgs {
     /// Observation Domain ID of the IPFIX messages.
     #[arg(long = "ipfix-domain", value_name = "N", default_value_t = 0)]
     ipfix_domain: u32,
+    /// Learn the baseline profiles online for the first HOURS of packet time (no
+    /// baseline alerts then), and detect against them afterwards.
+    #[arg(long = "learning-period", value_name = "HOURS")]
+    learning_period: Option<f64>,
+    /// Set by `tunnelwatch learn`: profiles only, nothing raised or stored but them.
+    #[arg(skip)]
+    pub(crate) learn: bool,
 }
 
 /// The detector settings at `path`; a missing file gives the defaults (said on
@@ -159,14 +167,36 @@ pub fn run(args: ReadArgs) -> Result<ExitCode> {
             "--alerts - and another output both want standard output: send one to a file"
         );
     }
+    if args
+        .learning_period
+        .is_some_and(|h| !(h.is_finite() && h > 0.0))
+    {
+        anyhow::bail!("--learning-period must be a positive number of hours");
+    }
     // The config before anything is opened or written: a bad one stops here.
     let detect_config = if args.no_detect {
         None
     } else {
-        Some(load_config(&args.config)?)
+        let mut c = load_config(&args.config)?;
+        if args.learn {
+            // Learning raises nothing: only the baseline runs, and it only learns.
+            c.rules.disable = tunnelwatch_detect::RULES
+                .iter()
+                .map(|(r, _)| r.to_string())
+                .filter(|r| !r.starts_with("baseline_"))
+                .collect();
+        }
+        Some(c)
+    };
+    let baseline_cfg = detect_config.as_ref().map(|c| c.baseline.clone());
+    // Profiles learnt before, from the store (refused when learnt with other slots).
+    let uses_profiles = detect_config.is_some() && (!args.no_store || args.learn);
+    let profiles = match &detect_config {
+        Some(c) if uses_profiles => Some(crate::profiles::load(&args.db, &c.baseline)?),
+        _ => None,
     };
     // The store first: a locked, corrupt or too new store stops here, nothing written.
-    let store = if args.no_store {
+    let store = if args.no_store || args.learn {
         None
     } else {
         Some(StoreSink::start(&args.db, &args.captures)?)
@@ -215,10 +245,21 @@ pub fn run(args: ReadArgs) -> Result<ExitCode> {
                 }
                 None => None,
             };
-            Some(AlertSink::new(Detection::new(c), out))
+            let mut d = Detection::new(c);
+            if let Some(p) = profiles {
+                d.baseline().set_profiles(p);
+            }
+            d.baseline().set_mode(if args.learn {
+                BaselineMode::Learn
+            } else if let Some(h) = args.learning_period {
+                BaselineMode::LearnFor(h * 3600.0)
+            } else {
+                BaselineMode::Detect
+            });
+            Some(AlertSink::new(d, out))
         }
     };
-    if !stdout_used && (args.format.is_some() || sinks.is_empty()) {
+    if !stdout_used && !args.learn && (args.format.is_some() || sinks.is_empty()) {
         let out = open_out("-")?;
         sinks.push(match args.format.unwrap_or(OutputFormat::Table) {
             OutputFormat::Json => Sink::json(out),
@@ -320,8 +361,12 @@ pub fn run(args: ReadArgs) -> Result<ExitCode> {
             );
         }
     }
+    let mut alerts = alerts;
+    let learnt = alerts.as_mut().map(|a| std::mem::take(&mut a.profiles));
     let alert_error = alerts.and_then(|a| {
-        alert_summary(&a);
+        if !args.learn {
+            alert_summary(&a);
+        }
         a.error
     });
     if let Some(store) = store {
@@ -337,6 +382,15 @@ pub fn run(args: ReadArgs) -> Result<ExitCode> {
         if let Some(e) = err {
             return Err(e).context("writing to the store");
         }
+    }
+    if let (Some(p), true, Some(c)) = (&learnt, uses_profiles, &baseline_cfg) {
+        let n = crate::profiles::save(&args.db, c, p)?;
+        eprintln!(
+            "  baseline: {} profiles in {} ({} slots observed)",
+            n,
+            args.db.display(),
+            p.slots.len()
+        );
     }
     for (e, what) in [
         (io_error, "writing records"),

@@ -298,12 +298,15 @@ pub struct Profiles {
 }
 
 /// Learning or detecting.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Mode {
     /// Fold every hour with weight 1, raise nothing (`tunnelwatch learn`).
     Learn,
     /// Learn with weight 1 and raise nothing until this time, then detect.
     LearnUntil(Timestamp),
+    /// Learn for this many seconds from the first record, then detect
+    /// (`--learning-period`).
+    LearnFor(f64),
     /// Raise alerts; fold quiet hours with weight `adapt`.
     Detect,
 }
@@ -380,6 +383,16 @@ impl Baseline {
         self.profiles = p;
     }
 
+    /// Takes the profiles out (to store them at the end of a run).
+    pub fn take_profiles(&mut self) -> Profiles {
+        std::mem::take(&mut self.profiles)
+    }
+
+    /// The configuration the profiles are learnt with.
+    pub fn config(&self) -> &BaselineConfig {
+        &self.cfg
+    }
+
     /// Counters.
     pub fn stats(&self) -> &BaselineStats {
         &self.stats
@@ -400,6 +413,7 @@ impl Baseline {
         match self.mode {
             Mode::Learn => true,
             Mode::LearnUntil(end) => t < end,
+            Mode::LearnFor(_) => true,
             Mode::Detect => false,
         }
     }
@@ -711,6 +725,9 @@ impl Detector for Baseline {
     fn record(&mut self, r: &FlowRecord, out: &mut Vec<Alert>) {
         if r.cause == Cause::Status {
             return; // hours are made of connections that ended
+        }
+        if let Mode::LearnFor(secs) = self.mode {
+            self.mode = Mode::LearnUntil(r.ts.add_nanos((secs * 1e9) as i64));
         }
         let index = self.slot_index(r.last_ts);
         self.advance(r.last_ts, out);

@@ -797,6 +797,37 @@ impl Config {
                 return bad(key, "must be a positive number of seconds");
             }
         }
+        let b = &self.baseline;
+        if b.slot_seconds == 0 || 86_400 % b.slot_seconds != 0 {
+            return bad(
+                "baseline.slot_seconds",
+                "must divide a day (3600, 900, 14400, …)",
+            );
+        }
+        if !(b.adapt > 0.0 && b.adapt <= 1.0) {
+            return bad("baseline.adapt", "must be above 0 and at most 1");
+        }
+        if !(b.guess_share > 0.0 && b.guess_share < 1.0) {
+            return bad("baseline.guess_share", "must be between 0 and 1");
+        }
+        if b.agree == 0 || b.agree > crate::baseline::METRICS.len() {
+            return bad("baseline.agree", "must be 1 to 7 metrics");
+        }
+        for (key, v) in [
+            ("baseline.k", b.k),
+            ("baseline.min_history", b.min_history),
+            ("baseline.lateness", b.lateness),
+            ("baseline.burst_window", b.burst_window),
+            ("baseline.medium_margin", b.medium_margin),
+            ("baseline.high_margin", b.high_margin),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return bad(key, "must be zero or more");
+            }
+        }
+        if b.floors.iter().any(|f| !(f.is_finite() && *f >= 0.0)) {
+            return bad("baseline.floors", "must be zero or more");
+        }
         let k = &self.keystrokes;
         for (key, v) in [
             ("keystrokes.coalesce_ms", k.coalesce_ms),

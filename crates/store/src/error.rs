@@ -35,6 +35,14 @@ pub enum StoreError {
         /// The newest version this build knows.
         supported: i64,
     },
+    /// The stored profiles cannot be used with this configuration.
+    #[error("{}: {detail}", path.display())]
+    Profiles {
+        /// The store file.
+        path: PathBuf,
+        /// Why, and what to do.
+        detail: String,
+    },
     /// Another process holds the write lock longer than [`crate::BUSY_TIMEOUT`].
     #[error("{}: store is locked by another process (gave up after {} ms while {what}); wait for it to finish or use another --db", path.display(), crate::BUSY_TIMEOUT.as_millis())]
     Locked {

@@ -30,6 +30,7 @@ pub mod export;
 pub mod filter;
 pub mod hosts;
 mod ingest;
+pub mod profiles;
 pub mod query;
 pub mod schema;
 pub mod time;
@@ -45,6 +46,7 @@ pub use capture::CaptureIdentity;
 pub use error::StoreError;
 pub use hosts::HostActivity;
 pub use ingest::InsertStats;
+pub use profiles::{ProfileRow, StoredProfiles};
 /// The SQLite driver, for tools and tests that inspect a store directly.
 pub use rusqlite as sqlite;
 pub use tunnelwatch_model::{Alert, Category, Severity};
