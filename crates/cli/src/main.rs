@@ -3,6 +3,7 @@
 
 mod alert_sink;
 mod alerts;
+mod baseline;
 mod collect;
 mod engine;
 mod evaluate;
@@ -48,6 +49,9 @@ enum Command {
     /// Collect flows from NetFlow v5/v9/IPFIX exports or firewall logs (ipmon,
     /// netfilter LOG): records or lines → flows → alerts.
     Collect(collect::CollectArgs),
+    /// Learn baseline profiles from flows already in the store (a time window, a
+    /// network: any filter).
+    Baseline(baseline::BaselineArgs),
     /// Learn baseline profiles from captures (a learning period: nothing raised, the
     /// profiles go to the store).
     Learn(learn::LearnArgs),
@@ -67,6 +71,7 @@ fn main() -> ExitCode {
         Command::Evaluate(args) => evaluate::run(args),
         Command::Collect(args) => collect::run(args),
         Command::Learn(args) => learn::run(args),
+        Command::Baseline(args) => baseline::run(args),
     };
     match result {
         Ok(code) => code,

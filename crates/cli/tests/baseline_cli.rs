@@ -120,3 +120,41 @@ fn static_limits_raise_without_learning() {
     assert_eq!(a[0]["evidence"]["limit"], 3.0);
     assert!(a[0]["message"].as_str().unwrap().contains("lab policy"));
 }
+
+#[test]
+fn profiles_are_learnt_from_a_window_of_stored_flows() {
+    let db = tmp("window.db");
+    let _ = std::fs::remove_file(&db);
+    let cap = support::workspace().join("tests/lab/captures/benign_web.pcap");
+    let o = tw(&["read", s(&cap), "--db", s(&db), "--flows", "/dev/null"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rows = |db: &Path| -> i64 {
+        tunnelwatch_store::Store::open(db, tunnelwatch_store::Mode::ReadOnly)
+            .unwrap()
+            .connection()
+            .query_row("SELECT count(*) FROM profiles", [], |r| r.get(0))
+            .unwrap()
+    };
+    // `read` learnt a little already (slowly); `baseline` learns the window again.
+    let o = tw(&[
+        "baseline",
+        "--reset",
+        "--db",
+        s(&db),
+        "--until",
+        "2000-01-01",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("0 stored flows learnt"), "{err}");
+    assert_eq!(rows(&db), 0, "nothing in the window, nothing stored");
+    let o = tw(&["baseline", "--db", s(&db), "port", "80"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(!err.contains(" 0 stored flows learnt"), "{err}");
+    assert!(rows(&db) > 1);
+    let o = tw(&["baseline", "--db", s(&db), "port", "eighty"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("in filter"));
+    std::fs::remove_file(&db).unwrap();
+}
