@@ -59,7 +59,7 @@ pub struct AlertsArgs {
     /// With --hosts: only the N highest-ranked hosts.
     #[arg(long, value_name = "N", requires = "hosts")]
     top: Option<usize>,
-    /// With --hosts: the [scoring] and [lists] settings (the TOML file of `read
+    /// With --hosts: the `[scoring]` and `[lists]` settings (the TOML file of `read
     /// --config`). A missing file means the documented defaults.
     #[arg(
         long,

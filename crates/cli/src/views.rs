@@ -99,7 +99,7 @@ pub struct ViewsArgs {
     /// Most connections listed under one second-level node.
     #[arg(long, value_name = "N", default_value_t = 50)]
     conns: u64,
-    /// Client view: the [scoring] and [lists] settings of the clients' scores (the TOML
+    /// Client view: the `[scoring]` and `[lists]` settings of the clients' scores (the TOML
     /// file of `read --config`). A missing file means the documented defaults.
     #[arg(
         long,

@@ -571,3 +571,52 @@ fn a_tunnelwatch_export_collected_by_tunnelwatch_gives_back_the_flows_and_their_
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
+
+#[test]
+fn a_dns_tunnel_seen_only_through_netflow_raises_the_flow_metric_rule() {
+    // Seed 002's DNS-tunnel detection from flow metrics alone: nDPI's iodine capture
+    // exported by softflowd as NetFlow v9, collected, judged without a byte of DNS.
+    let test = "a_dns_tunnel_seen_only_through_netflow";
+    let Some(shared) = support::shared_dir(test) else {
+        return;
+    };
+    let Some(softflowd) = peer("softflowd", test) else {
+        return;
+    };
+    let capture = shared.join("data/pcaps/ndpi/pcap/dns-tunnel-iodine.pcap");
+    let dir = std::env::temp_dir().join(format!("tw-netflow-dns-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let alerts = dir.join("alerts.jsonl");
+    let live = Live::start(&["--alerts", alerts.to_str().unwrap()]);
+    let sf = Command::new(&softflowd)
+        .args([
+            "-d",
+            "-r",
+            capture.to_str().unwrap(),
+            "-n",
+            &live.addr,
+            "-v",
+            "9",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        sf.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sf.stderr)
+    );
+    let (flows, rest) = live.stop();
+    assert!(!flows.is_empty(), "{rest}");
+    let text = std::fs::read_to_string(&alerts).unwrap();
+    let dns: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|a: &serde_json::Value| a["detector"] == "dns_tunnel_flow")
+        .collect();
+    assert!(
+        !dns.is_empty(),
+        "no dns_tunnel_flow from the collected flows: {text}"
+    );
+    assert_eq!(dns[0]["evidence"]["carrier"], "DNS");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -277,6 +277,28 @@ impl SlotProfile {
         self.bursts += w * bursts;
     }
 
+    /// Median and median absolute deviation of metric `i` over the last hours (the
+    /// robust pair, shown next to mean and σ: a tunnel learnt by mistake moves the
+    /// mean, not the median).
+    pub fn median_mad(&self, i: usize) -> (f64, f64) {
+        fn median(v: &mut [f64]) -> f64 {
+            if v.is_empty() {
+                return 0.0;
+            }
+            v.sort_by(f64::total_cmp);
+            let n = v.len();
+            if n % 2 == 1 {
+                v[n / 2]
+            } else {
+                (v[n / 2 - 1] + v[n / 2]) / 2.0
+            }
+        }
+        let mut v: Vec<f64> = self.recent.iter().map(|h| h[i]).collect();
+        let m = median(&mut v);
+        let mut dev: Vec<f64> = v.iter().map(|x| (x - m).abs()).collect();
+        (m, median(&mut dev))
+    }
+
     /// Standard deviation of metric `i`.
     pub fn sd(&self, i: usize) -> f64 {
         if self.weight > 0.0 {
@@ -331,7 +353,8 @@ pub struct BaselineStats {
     pub hours: u64,
     /// Records that came after their hour had closed (not counted).
     pub late: u64,
-    /// New keys not learnt because `max_keys` profiles exist.
+    /// New keys not learnt because `max_keys` profiles exist, and records not tallied
+    /// because an hour already tracked twice `max_keys` keys.
     pub refused: u64,
 }
 
@@ -515,7 +538,7 @@ impl Baseline {
         let cfg = &self.cfg;
         let what = key.describe();
         let slot_name = self.slot_name(slot);
-        if let Some(p) = self.reference(&key, slot).cloned() {
+        if let Some(p) = self.reference(&key, slot) {
             // Pure statistical: mean + k·σ.
             if self.on[0] && !alerted[0] {
                 let mut agreeing = Vec::new();
@@ -543,10 +566,18 @@ impl Baseline {
                             .evidence(&format!("{}_running", METRICS[*i]), round3(v[*i]))
                             .evidence(&format!("{}_learnt_mean", METRICS[*i]), round3(p.mean[*i]))
                             .evidence(&format!("{}_learnt_sd", METRICS[*i]), round3(p.sd(*i)))
+                            .evidence(
+                                &format!("{}_learnt_median", METRICS[*i]),
+                                round3(p.median_mad(*i).0),
+                            )
+                            .evidence(
+                                &format!("{}_learnt_mad", METRICS[*i]),
+                                round3(p.median_mad(*i).1),
+                            )
                             .evidence(&format!("{}_reference", METRICS[*i]), round3(*reference))
                             .evidence(&format!("{}_margin", METRICS[*i]), round3(*m));
                     }
-                    out.push(self.finish_alert(b, &key, &slot_name, &p, "statistical"));
+                    out.push(self.finish_alert(b, &key, &slot_name, p, "statistical"));
                     raised[0] = true;
                 }
             }
@@ -591,7 +622,7 @@ impl Baseline {
                             .evidence(&format!("{}_learnt_max", METRICS[*i]), round3(*max))
                             .evidence(&format!("{}_share_exceeded", METRICS[*i]), round3(*share));
                     }
-                    out.push(self.finish_alert(b, &key, &slot_name, &p, "guess"));
+                    out.push(self.finish_alert(b, &key, &slot_name, p, "guess"));
                     raised[1] = true;
                 }
             }
@@ -613,7 +644,7 @@ impl Baseline {
                         .evidence("bursts_learnt", round3(p.bursts))
                         .evidence("connections_learnt", round3(p.connections))
                         .evidence("margin", round3(margin));
-                    out.push(self.finish_alert(b, &key, &slot_name, &p, "probabilistic"));
+                    out.push(self.finish_alert(b, &key, &slot_name, p, "probabilistic"));
                     raised[2] = true;
                 }
             }
@@ -752,6 +783,13 @@ impl Detector for Baseline {
             port: None,
         };
         let hour = self.hours.entry(index).or_default();
+        // Bounded under floods: an hour tracks at most twice `max_keys` keys.
+        let room = hour.len() + 2 <= 2 * self.cfg.max_keys;
+        let known = hour.contains_key(&pair) && hour.contains_key(&client);
+        if !(room || known) {
+            self.stats.refused += 1;
+            return;
+        }
         for key in [pair, client] {
             let t = hour.entry(key).or_default();
             t.v[0] += 1.0;

@@ -222,6 +222,10 @@ fn a_tunnel_at_the_learnt_hour_raises_all_three_methods() {
     assert_eq!(e["slot"], "10:00 UTC");
     assert!(e["out_bytes_running"].as_f64().unwrap() > e["out_bytes_reference"].as_f64().unwrap());
     assert!(e["learnt_hours"].as_f64().unwrap() >= 7.0);
+    // The robust pair is there too: about 160 kB out at 10:00 (±20 %).
+    let median = e["out_bytes_learnt_median"].as_f64().unwrap();
+    assert!((128_000.0..192_000.0).contains(&median), "{median}");
+    assert!(e["out_bytes_learnt_mad"].as_f64().unwrap() > 0.0);
     // While the hour runs: the alert came before the tunnel's last connection.
     let last = tunnel(7, SERVER).last().unwrap().last_ts;
     assert!(stat.ts < last, "raised during the hour");
@@ -384,4 +388,22 @@ fn static_limits_work_without_learning() {
     assert_eq!(a[0].evidence["limit"], 20.0);
     assert_eq!(a[0].evidence["running"], 21.0);
     assert!(a[0].message.contains("no more than 20"));
+}
+
+#[test]
+fn a_flood_of_new_clients_is_bounded_and_counted() {
+    let mut c = config();
+    c.baseline.max_keys = 10;
+    let mut run = Run::new(c);
+    let flood: Vec<FlowRecord> = (0..500u32)
+        .map(|i| {
+            let src = format!("198.18.{}.{}", i / 250, i % 250);
+            conn(&src, SERVER, 80, T0 + f64::from(i), 0.0, 0, 0)
+        })
+        .collect();
+    run.feed(&flood);
+    run.d.finish(&mut run.alerts);
+    let b = run.d.baseline();
+    assert!(b.stats().refused >= 480, "{:?}", b.stats());
+    assert!(b.profiles().keys.len() <= 10);
 }
