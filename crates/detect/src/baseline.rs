@@ -532,13 +532,18 @@ impl Baseline {
         let Some(t) = self.hours.get(&index).and_then(|h| h.get(&key)) else {
             return;
         };
-        let v = values(t);
         let alerted = t.alerted;
+        let reference = self.reference(&key, slot);
+        let statics = self.on[3] && !alerted[3] && self.cfg.statics.iter().any(|s| s.matches(&key));
+        if reference.is_none() && !statics {
+            return; // nothing to judge against: no work per record
+        }
+        let v = values(t);
         let mut raised = [false; 4];
         let cfg = &self.cfg;
         let what = key.describe();
         let slot_name = self.slot_name(slot);
-        if let Some(p) = self.reference(&key, slot) {
+        if let Some(p) = reference {
             // Pure statistical: mean + k·σ.
             if self.on[0] && !alerted[0] {
                 let mut agreeing = Vec::new();
@@ -650,7 +655,7 @@ impl Baseline {
             }
         }
         // Static limits, learnt or not.
-        if self.on[3] && !alerted[3] {
+        if statics {
             if let Some((limit, i, lim)) = self
                 .cfg
                 .statics
