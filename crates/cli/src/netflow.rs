@@ -61,7 +61,7 @@ impl Collector<'_> {
                 w.records
             ),
             format!(
-                "{} joined in pairs, {} continued, {} biflows, {} one-way flows evicted; \
+                "{} joined in pairs, {} continued, {} biflows, {} flows ended early at --max-flows; \
                  {} datagrams not NetFlow/IPFIX, {} malformed; {} templates learnt, {} refused; \
                  {} data sets waited for their template, {} decoded later, {} dropped; \
                  {} records without addresses",

@@ -622,8 +622,10 @@ impl Decoder {
         for h in ready {
             self.stats.pending_decoded += 1;
             // A held set was checked for framing when it came; a record error now only
-            // stops that set.
-            let _ = self.data(&h.ctx, h.template, &h.body, 0, out);
+            // stops that set, and is counted.
+            if self.data(&h.ctx, h.template, &h.body, 0, out).is_err() {
+                self.stats.malformed += 1;
+            }
         }
     }
 
