@@ -17,8 +17,9 @@ fn tw(args: &[&str]) -> Output {
         .expect("run tunnelwatch")
 }
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("tw-baseline-cli-{}", std::process::id()));
+/// A file in a directory of this test's own (tests run in parallel in one process).
+fn tmp(test: &str, name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("tw-baseline-cli-{}-{test}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     d.join(name)
 }
@@ -29,7 +30,7 @@ fn s(p: &Path) -> &str {
 
 #[test]
 fn learnt_profiles_are_stored_and_other_slot_lengths_refused_until_reset() {
-    let db = tmp("learn.db");
+    let db = tmp("learn", "learn.db");
     let _ = std::fs::remove_file(&db);
     let cap = support::workspace().join("tests/lab/captures/benign_web.pcap");
     let o = tw(&["learn", s(&cap), "--db", s(&db)]);
@@ -54,7 +55,7 @@ fn learnt_profiles_are_stored_and_other_slot_lengths_refused_until_reset() {
     assert_eq!(flows, 0, "learning stores no flows");
 
     // A configuration with 15-minute slots cannot use them.
-    let conf = tmp("quarter.toml");
+    let conf = tmp("learn", "quarter.toml");
     std::fs::write(&conf, "[baseline]\nslot_seconds = 900\n").unwrap();
     let o = tw(&["read", s(&cap), "--db", s(&db), "--config", s(&conf)]);
     let err = String::from_utf8_lossy(&o.stderr);
@@ -93,7 +94,7 @@ fn learnt_profiles_are_stored_and_other_slot_lengths_refused_until_reset() {
 
 #[test]
 fn static_limits_raise_without_learning() {
-    let conf = tmp("static.toml");
+    let conf = tmp("static", "static.toml");
     std::fs::write(
         &conf,
         "[[baseline.static]]\nclient = \"10.77.0.0/16\"\nport = 80\nconnections = 3\nnote = \"lab policy\"\n",
@@ -119,11 +120,12 @@ fn static_limits_raise_without_learning() {
     assert_eq!(a.len(), 1, "{out}");
     assert_eq!(a[0]["evidence"]["limit"], 3.0);
     assert!(a[0]["message"].as_str().unwrap().contains("lab policy"));
+    std::fs::remove_dir_all(conf.parent().unwrap()).unwrap();
 }
 
 #[test]
 fn profiles_are_learnt_from_a_window_of_stored_flows() {
-    let db = tmp("window.db");
+    let db = tmp("window", "window.db");
     let _ = std::fs::remove_file(&db);
     let cap = support::workspace().join("tests/lab/captures/benign_web.pcap");
     let o = tw(&["read", s(&cap), "--db", s(&db), "--flows", "/dev/null"]);
@@ -156,5 +158,5 @@ fn profiles_are_learnt_from_a_window_of_stored_flows() {
     let o = tw(&["baseline", "--db", s(&db), "port", "eighty"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("in filter"));
-    std::fs::remove_file(&db).unwrap();
+    std::fs::remove_dir_all(db.parent().unwrap()).unwrap();
 }
