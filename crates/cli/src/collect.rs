@@ -166,16 +166,21 @@ pub fn run(args: CollectArgs) -> Result<ExitCode> {
         );
     }
     let config = load_config(&args.config)?;
-    let inputs: Vec<PathBuf> = match (&args.log, &args.netflow) {
-        (Some(log), _) => vec![PathBuf::from(log)],
-        (None, Some(addr)) => vec![PathBuf::from(format!("netflow://{addr}"))],
-        (None, None) => args.netflow_capture.clone(),
-    };
     // The store first: a locked, corrupt or too new store stops here, nothing written.
-    let store = if args.no_store {
-        None
-    } else {
-        Some(StoreSink::start(&args.db, &inputs)?)
+    // Files are captures (a second collection of one adds nothing); standard input
+    // and a live socket are streams, each collection its own.
+    let store = match (&args.log, &args.netflow) {
+        _ if args.no_store => None,
+        (Some(log), _) if log != "-" => Some(StoreSink::start(&args.db, &[PathBuf::from(log)])?),
+        (Some(_), _) => Some(StoreSink::start_stream(
+            &args.db,
+            "log from standard input",
+        )?),
+        (None, Some(addr)) => Some(StoreSink::start_stream(
+            &args.db,
+            &format!("netflow on {addr}"),
+        )?),
+        (None, None) => Some(StoreSink::start(&args.db, &args.netflow_capture)?),
     };
     let mut out = Out {
         flows: open_out(&args.flows)?,

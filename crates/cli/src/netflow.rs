@@ -112,7 +112,7 @@ pub(crate) fn collect(args: &CollectArgs, out: &mut dyn RecordSink) -> Result<(S
 /// A live collector's datagrams arrive now: the wall clock is their time (the I/O
 /// edge; the decoder and joiner only see the stamps).
 #[allow(clippy::disallowed_methods)]
-fn wall_clock() -> Timestamp {
+pub(crate) fn wall_clock() -> Timestamp {
     let d = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();

@@ -49,7 +49,24 @@ impl StoreSink {
     /// in order) and starts the thread.
     pub fn start(db: &Path, inputs: &[PathBuf]) -> Result<StoreSink> {
         let readable: Vec<PathBuf> = inputs.iter().filter(|p| p.is_file()).cloned().collect();
-        let identity = CaptureIdentity::of_files(&readable)?;
+        Self::start_as(db, CaptureIdentity::of_files(&readable)?)
+    }
+
+    /// As [`StoreSink::start`] for an input that is not a file and never comes again
+    /// (standard input, a live socket): its identity is `name` and the time it started,
+    /// so a later collection neither takes its flows for a re-read nor deletes its
+    /// alerts.
+    pub fn start_stream(db: &Path, name: &str) -> Result<StoreSink> {
+        let t = crate::netflow::wall_clock();
+        let identity = CaptureIdentity::named(&format!(
+            "{name} started {} ns, pid {}",
+            t.as_nanos(),
+            std::process::id()
+        ));
+        Self::start_as(db, identity)
+    }
+
+    fn start_as(db: &Path, identity: CaptureIdentity) -> Result<StoreSink> {
         let mut store = Store::open(db, Mode::ReadWrite)?;
         let cid = store.begin_capture(&identity)?;
         // Detection is deterministic: a re-read raises the same alerts again.

@@ -143,3 +143,63 @@ fn collected_flows_go_to_the_store_once() {
     assert!(stored.contains("\"orig_h\":\"10.50.13.2\""));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_stream_collected_later_keeps_the_alerts_of_an_earlier_one() {
+    // Standard input is not a capture: each collection from it is its own, so the
+    // second does not delete the alerts the first stored.
+    let dir = std::env::temp_dir().join(format!("tw-collect-stdin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("s.db");
+    let mut scan = String::new();
+    for (i, port) in (2000..2040).enumerate() {
+        let t = format!("11:00:{:02}.{:03}", i / 20, (i % 20) * 50);
+        scan.push_str(&format!("Dec  1 {t} fw kernel: IN=eth0 OUT= SRC=203.0.113.7 DST=192.0.2.10 LEN=44 TTL=40 PROTO=TCP SPT=61000 DPT={port} WINDOW=1024 RES=0x00 SYN URGP=0\n"));
+    }
+    let quiet =
+        std::fs::read_to_string(support::workspace().join("tests/logs/ipmon-seed.log")).unwrap();
+    let stored_alerts = || -> usize {
+        let o = Command::new(env!("CARGO_BIN_EXE_tunnelwatch"))
+            .args(["alerts", "--db", db.to_str().unwrap(), "--format", "json"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).lines().count()
+    };
+    for (text, year) in [(&scan, "2026"), (&quiet, "2009")] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tunnelwatch"))
+            .env_remove("TUNNELWATCH_NO_STORE")
+            .env_remove("TUNNELWATCH_CONFIG")
+            .args([
+                "collect",
+                "--log",
+                "-",
+                "--year",
+                year,
+                "--flows",
+                "/dev/null",
+            ])
+            .args(["--db", db.to_str().unwrap()])
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        if year == "2026" {
+            assert!(stored_alerts() > 0, "the scan's alerts are stored");
+        }
+    }
+    assert!(
+        stored_alerts() > 0,
+        "the second stream kept the first one's alerts"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
