@@ -442,7 +442,7 @@ impl Baseline {
     }
 
     fn close(&mut self, index: i64) {
-        let Some(mut tallies) = self.hours.remove(&index) else {
+        let Some(tallies) = self.hours.remove(&index) else {
             return;
         };
         self.stats.hours += 1;
@@ -469,10 +469,9 @@ impl Baseline {
                 }
             }
         }
-        let mut keys: Vec<ProfileKey> = tallies.keys().copied().collect();
-        keys.sort_unstable();
-        for key in keys {
-            let t = tallies.remove(&key).expect("listed");
+        let mut tallies: Vec<(ProfileKey, Tally)> = tallies.into_iter().collect();
+        tallies.sort_unstable_by_key(|(k, _)| *k);
+        for (key, t) in tallies {
             if t.alerted[..3].iter().any(|a| *a) && !learning {
                 // An hour that alarmed is not learnt: no absorbing a tunnel. Its
                 // slot weight still grew, so it counts as an unknown hour.

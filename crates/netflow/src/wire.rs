@@ -326,12 +326,11 @@ impl Decoder {
     pub fn expire(&mut self, now: Timestamp) {
         let ttl = (self.limits.pending_ttl * 1e9) as i64;
         for s in self.scopes.values_mut() {
-            while s
-                .pending
-                .front()
-                .is_some_and(|h| now.nanos_since(h.arrival) > ttl)
-            {
-                let h = s.pending.pop_front().expect("front checked");
+            while let Some(h) = s.pending.pop_front() {
+                if now.nanos_since(h.arrival) <= ttl {
+                    s.pending.push_front(h); // the oldest is young enough: all are
+                    break;
+                }
                 s.pending_bytes -= h.body.len();
                 self.stats.pending_dropped += 1;
             }
@@ -468,9 +467,10 @@ impl Decoder {
                 .min_by_key(|(_, s)| s.last_heard)
                 .map(|(k, _)| *k)
             {
-                let s = self.scopes.remove(&old).expect("key listed");
-                self.stats.pending_dropped += s.pending.len() as u64;
-                self.stats.scopes_evicted += 1;
+                if let Some(s) = self.scopes.remove(&old) {
+                    self.stats.pending_dropped += s.pending.len() as u64;
+                    self.stats.scopes_evicted += 1;
+                }
             }
         }
         let s = self.scopes.entry(key).or_default();
@@ -657,9 +657,11 @@ impl Decoder {
         };
         let mut at = 0;
         let min = t.fixed_len.unwrap_or(1);
+        // One buffer for every record of the set.
+        let mut values: Vec<(Field, &[u8])> = Vec::with_capacity(t.fields.len());
         while at + min <= b.len() {
             let start = at;
-            let mut values: Vec<(Field, &[u8])> = Vec::with_capacity(t.fields.len());
+            values.clear();
             for f in &t.fields {
                 let len = if f.len == 65535 {
                     let Some(&l) = b.get(at) else {
@@ -772,8 +774,8 @@ impl Decoder {
             }
             if f.pen == REVERSE_PEN {
                 match f.id {
-                    1 | 85 | 232 => bytes_rev(&mut rev.bytes, n(), &mut has_rev),
-                    2 | 86 | 299 => bytes_rev(&mut rev.pkts, n(), &mut has_rev),
+                    1 | 85 | 232 => max_into(&mut rev.bytes, n(), &mut has_rev),
+                    2 | 86 | 299 => max_into(&mut rev.pkts, n(), &mut has_rev),
                     6 => {
                         rev.tcp_flags |= n() as u8;
                         has_rev = true;
@@ -788,8 +790,8 @@ impl Decoder {
             match f.id {
                 1 | 85 | 231 => bytes = Some(bytes.unwrap_or(0).max(n())),
                 2 | 86 | 298 => pkts = Some(pkts.unwrap_or(0).max(n())),
-                232 => bytes_rev(&mut rev.bytes, n(), &mut has_rev),
-                299 => bytes_rev(&mut rev.pkts, n(), &mut has_rev),
+                232 => max_into(&mut rev.bytes, n(), &mut has_rev),
+                299 => max_into(&mut rev.pkts, n(), &mut has_rev),
                 4 => proto = n() as u8,
                 6 => flags |= n() as u8,
                 7 => sport = n() as u16,
@@ -802,8 +804,11 @@ impl Decoder {
                         dst = Some(a)
                     }
                 }
-                27 | 28 if v.len() == 16 => {
-                    let a = IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(*v).expect("16 bytes")));
+                27 | 28 => {
+                    let Ok(b) = <[u8; 16]>::try_from(*v) else {
+                        continue; // not an IPv6 address's length
+                    };
+                    let a = IpAddr::V6(Ipv6Addr::from(b));
                     if f.id == 27 {
                         src = Some(a)
                     } else {
@@ -964,7 +969,9 @@ impl Sampling {
     }
 }
 
-fn bytes_rev(slot: &mut u64, v: u64, has: &mut bool) {
+/// Keeps the largest of the values given for one reverse counter (delta and total
+/// elements may both be present) and notes that the record has a reverse side.
+fn max_into(slot: &mut u64, v: u64, has: &mut bool) {
     *slot = (*slot).max(v);
     *has = true;
 }
