@@ -47,12 +47,12 @@ fn learnt_profiles_are_stored_and_other_slot_lengths_refused_until_reset() {
         .query_row("SELECT count(*) FROM profiles", [], |r| r.get(0))
         .unwrap();
     assert!(n > 1, "{n} profile rows");
-    let flows: i64 = tunnelwatch_store::Store::open(&db, tunnelwatch_store::Mode::ReadOnly)
-        .unwrap()
-        .connection()
-        .query_row("SELECT count(*) FROM flows", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(flows, 0, "learning stores no flows");
+    let (finals, interim, _, _) =
+        tunnelwatch_store::Store::open(&db, tunnelwatch_store::Mode::ReadOnly)
+            .unwrap()
+            .counts()
+            .unwrap();
+    assert_eq!(finals + interim, 0, "learning stores no flows");
 
     // A configuration with 15-minute slots cannot use them.
     let conf = tmp("learn", "quarter.toml");

@@ -55,18 +55,29 @@ fn scalar(store: &Store, sql: &str) -> i64 {
 /// Final flows and the connection totals of each rollup table, which the same
 /// transactions maintain: they must agree after anything.
 fn consistent_finals(store: &Store) -> i64 {
-    let finals = scalar(store, "SELECT count(*) FROM flows WHERE final = 1");
+    let (finals, _, _, _) = store.counts().unwrap();
+    let finals = finals as i64;
     for t in ["roll_client", "roll_server", "roll_pair", "roll_minute"] {
         let n = scalar(store, &format!("SELECT coalesce(sum(conns), 0) FROM {t}"));
-        assert_eq!(n, finals, "{t} disagrees with the flows table");
+        assert_eq!(n, finals, "{t} disagrees with the stored flows");
     }
-    let dup = scalar(
-        store,
-        "SELECT count(*) - count(DISTINCT capture_id || '/' || uid) FROM flows",
-    );
-    assert_eq!(dup, 0, "duplicate (capture, uid)");
+    let q = tunnelwatch_store::query::FlowQuery::default();
+    let mut uids = std::collections::HashSet::new();
+    let mut all = 0;
+    store
+        .flows(&q, |_, r| {
+            all += 1;
+            uids.insert(r.uid);
+            true
+        })
+        .unwrap();
+    assert_eq!(all, uids.len(), "duplicate uid");
     finals
 }
+
+/// Stored flows, final and interim.
+const STORED: &str = "SELECT (SELECT coalesce(sum(records), 0) FROM flow_blocks)
+    + (SELECT count(*) FROM flows_interim)";
 
 fn jsonl(o: &Output) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(&o.stdout)
@@ -218,9 +229,7 @@ fn many_flows_capture(path: &Path, n: u32) {
 
 fn committed(p: &Path) -> Option<i64> {
     let st = Store::open(p, Mode::ReadOnly).ok()?;
-    st.connection()
-        .query_row("SELECT count(*) FROM flows", [], |r| r.get(0))
-        .ok()
+    st.connection().query_row(STORED, [], |r| r.get(0)).ok()
 }
 
 #[test]
@@ -295,7 +304,7 @@ fn sigkill_during_read_keeps_whole_batches_and_a_rerun_completes_without_duplica
     );
     let st = Store::open(&p, Mode::ReadOnly).unwrap();
     assert_eq!(consistent_finals(&st), i64::from(n));
-    assert_eq!(scalar(&st, "SELECT count(*) FROM flows"), i64::from(n));
+    assert_eq!(scalar(&st, STORED), i64::from(n));
     assert_eq!(scalar(&st, "SELECT complete FROM captures"), 1);
 }
 
@@ -376,7 +385,7 @@ fn store_from_a_newer_schema_is_refused_untouched() {
     let before = file_state(&p);
     let out = db("newer.jsonl");
     let o = tw(&["read", &demo(), "--db", s(&p), "--flows", s(&out)]);
-    assert_one_line_error(&o, &["newer.db", "schema version 99 is newer", "version 1"]);
+    assert_one_line_error(&o, &["newer.db", "schema version 99 is newer", "version 2"]);
     assert!(!out.exists(), "read stopped before creating outputs");
     let o = tw(&["views", "clients", "--db", s(&p)]);
     assert_one_line_error(&o, &["schema version 99"]);
@@ -423,14 +432,14 @@ fn store_locked_by_another_process_is_reported_and_nothing_is_written() {
     let p = stored_demo("locked.db");
     let holder = tunnelwatch_store_sqlite(&p);
     holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
-    let before = scalar_conn(&holder, "SELECT count(*) FROM flows");
+    let before = scalar_conn(&holder, STORED);
     let out = db("locked.jsonl");
     let other = support::golden_input(&support::workspace().join("tests/golden/http-get"));
     let o = tw(&["read", s(&other), "--db", s(&p), "--flows", s(&out)]);
     assert_one_line_error(&o, &["locked.db", "locked by another process"]);
     assert!(!out.exists());
     holder.execute_batch("COMMIT").unwrap();
-    assert_eq!(scalar_conn(&holder, "SELECT count(*) FROM flows"), before);
+    assert_eq!(scalar_conn(&holder, STORED), before);
     assert_eq!(scalar_conn(&holder, "SELECT count(*) FROM captures"), 1);
 }
 

@@ -2,10 +2,13 @@
 //! store thread does (transactions of 64 Ki records), then time the analyst's queries:
 //! top-20 clients by outbound bytes, a full client-view page, a host filter.
 //!
-//! `cargo run --release -p tunnelwatch-store --example store_bench -- DB N`
-//! (see `bench/store.sh`). Records are shaped like the sensor's (dynamics, TCP facts,
-//! HTTP facts; ~1 KB of JSON each), 50,000 clients each talking to a few of 2,000
-//! servers over 30 days, in time order.
+//! `cargo run --release -p tunnelwatch-store --example store_bench -- DB N [FLOWS.jsonl]`
+//! (see `bench/store.sh`). Without a file, records are synthetic, shaped like the
+//! sensor's (dynamics, TCP facts, HTTP facts; ~1 KB of JSON each), 50,000 clients each
+//! talking to a few of 2,000 servers over 30 days, in time order. With a file (what
+//! `tunnelwatch read --flows` wrote for the benchmark capture), its records are stored
+//! again and again until N, each replay one day later with its own uids: the same
+//! network seen on N / records days.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
@@ -129,7 +132,45 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let db = PathBuf::from(args.next().unwrap_or_else(|| "bench-store.db".into()));
     let n: u64 = args.next().map_or(Ok(1_000_000), |s| s.parse())?;
-    let skip_ingest = args.next().as_deref() == Some("--queries-only");
+    let mut skip_ingest = false;
+    let mut skip_queries = false;
+    let mut source: Option<Vec<FlowRecord>> = None;
+    for a in args {
+        if a == "--queries-only" {
+            skip_ingest = true;
+        } else if a == "--ingest-only" {
+            skip_queries = true;
+        } else {
+            let text = std::fs::read_to_string(&a)?;
+            let recs: Vec<FlowRecord> = text
+                .lines()
+                .map(serde_json::from_str)
+                .collect::<Result<_, _>>()?;
+            eprintln!("{}: {} records", a, recs.len());
+            source = Some(recs);
+        }
+    }
+    let host = match &source {
+        Some(recs) => recs
+            .get(recs.len() / 2)
+            .map_or("10.0.1.44".to_string(), |r| r.orig_h.to_string()),
+        None => "10.0.1.44".to_string(),
+    };
+    let make = |k: u64| match &source {
+        Some(recs) if !recs.is_empty() => {
+            let len = recs.len() as u64;
+            let mut r = recs[(k % len) as usize].clone();
+            let day = (k / len) as i64;
+            if day > 0 {
+                let shift = day * 86_400_000_000_000;
+                r.ts = Timestamp(r.ts.0 + shift);
+                r.last_ts = Timestamp(r.last_ts.0 + shift);
+                r.uid = format!("{}d{day}", r.uid);
+            }
+            r
+        }
+        _ => record(k, n),
+    };
     if !skip_ingest {
         let mut store = Store::open(&db, Mode::ReadWrite)?;
         let cid = store.begin_capture(&CaptureIdentity::named(&format!("bench-{n}")))?;
@@ -141,7 +182,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let tb = Instant::now();
             batch.clear();
             let end = (i + 65_536).min(n);
-            batch.extend((i..end).map(|k| record(k, n)));
+            batch.extend((i..end).map(make));
             build += tb.elapsed().as_secs_f64();
             store.insert_flows(cid, &batch)?;
             i = end;
@@ -155,6 +196,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "ingest: {n} records in {el:.1} s of store time = {:.0} records/s (record building excluded: {build:.1} s)",
             n as f64 / el
         );
+    }
+    if skip_queries {
+        return Ok(());
     }
     let store = Store::open(&db, Mode::ReadOnly)?;
     let timed = |name: &str, f: &mut dyn FnMut() -> Result<String, Box<dyn std::error::Error>>| {
@@ -209,7 +253,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Ok(format!("{} servers", v.trees[0].global.nodes))
         },
     )?;
-    let host = "10.0.1.44";
+    let host = host.as_str();
     timed(
         &format!("flows 'host {host}' (decoded records)"),
         &mut || {

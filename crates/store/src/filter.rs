@@ -1,8 +1,11 @@
 //! The filter language of `tunnelwatch flows`, `alerts` and `export`, in the spirit of
 //! tcpdump and nfdump: a hand-written lexer and recursive-descent parser that produce an
-//! [`Expr`], and a compiler that turns it into a SQL condition whose every user value is
-//! a bound parameter (the SQL text is built only from fixed fragments, so a filter can
-//! never inject SQL).
+//! [`Expr`]. For alerts, a compiler turns it into a SQL condition whose every user value
+//! is a bound parameter (the SQL text is built only from fixed fragments, so a filter
+//! can never inject SQL). Flows live in blocks (`blocks.rs`), so [`FlowFilter`]
+//! evaluates the expression on each stored row, with the same meaning as the SQL, and
+//! names the hosts a match needs so that blocks whose Bloom filter lacks them are
+//! never read.
 //!
 //! Grammar (keywords are case-insensitive; `&&`, `||`, `!` are accepted for `and`, `or`,
 //! `not`):
@@ -36,6 +39,7 @@ use std::net::IpAddr;
 use rusqlite::types::Value;
 
 use crate::addr::{addr_to_blob, net_range};
+use crate::blocks::Row;
 use tunnelwatch_model::Severity;
 
 /// A filter that cannot be used, with the column (1-based, in characters) of the
@@ -563,6 +567,145 @@ pub fn compile(input: &str, target: Target) -> Result<Compiled, FilterError> {
     let mut c = Compiled::default();
     emit(&e, target, &mut c)?;
     Ok(c)
+}
+
+/// A filter of stored flows, evaluated on the rows of flow blocks.
+#[derive(Clone, Debug)]
+pub(crate) struct FlowFilter {
+    expr: Option<Expr>,
+    hosts: Option<Vec<[u8; 16]>>,
+}
+
+impl FlowFilter {
+    /// Parses `input` (empty: every flow) and checks that its fields apply to flows.
+    pub(crate) fn new(input: &str) -> Result<FlowFilter, FilterError> {
+        compile(input, Target::Flows)?;
+        if input.trim().is_empty() {
+            return Ok(FlowFilter {
+                expr: None,
+                hosts: None,
+            });
+        }
+        let e = parse(input)?;
+        let hosts = needed_hosts(&e);
+        Ok(FlowFilter {
+            expr: Some(e),
+            hosts,
+        })
+    }
+
+    /// Addresses of which a matching flow holds at least one (as either side), when
+    /// the filter says so; `None`: any flow may match.
+    pub(crate) fn hosts(&self) -> Option<&[[u8; 16]]> {
+        self.hosts.as_deref()
+    }
+
+    /// Whether a stored row matches.
+    pub(crate) fn matches(&self, r: &Row<'_>) -> bool {
+        self.expr.as_ref().is_none_or(|e| eval(e, r))
+    }
+}
+
+/// The hosts one of which every match holds: a host predicate's address, the smaller
+/// set of an `and`, the union of an `or` whose both sides have one.
+fn needed_hosts(e: &Expr) -> Option<Vec<[u8; 16]>> {
+    match e {
+        Expr::Pred(Pred::Host(_, a), _) => Some(vec![addr_to_blob(*a)]),
+        Expr::And(a, b) => match (needed_hosts(a), needed_hosts(b)) {
+            (Some(x), Some(y)) => Some(if x.len() <= y.len() { x } else { y }),
+            (x, y) => x.or(y),
+        },
+        Expr::Or(a, b) => {
+            let mut x = needed_hosts(a)?;
+            x.extend(needed_hosts(b)?);
+            Some(x)
+        }
+        _ => None,
+    }
+}
+
+fn cmp_num(a: f64, op: CmpOp, b: f64) -> bool {
+    match op {
+        CmpOp::Eq => a == b,
+        CmpOp::Ne => a != b,
+        CmpOp::Lt => a < b,
+        CmpOp::Le => a <= b,
+        CmpOp::Gt => a > b,
+        CmpOp::Ge => a >= b,
+    }
+}
+
+fn eval(e: &Expr, r: &Row<'_>) -> bool {
+    match e {
+        Expr::And(a, b) => eval(a, r) && eval(b, r),
+        Expr::Or(a, b) => eval(a, r) || eval(b, r),
+        Expr::Not(a) => !eval(a, r),
+        Expr::Pred(p, _) => eval_pred(p, r),
+    }
+}
+
+fn eval_pred(p: &Pred, r: &Row<'_>) -> bool {
+    let sides = |dir: Dir, f: &dyn Fn(bool) -> bool| match dir {
+        Dir::Any => f(true) || f(false),
+        Dir::Src => f(true),
+        Dir::Dst => f(false),
+    };
+    match p {
+        Pred::Host(dir, a) => {
+            let b = addr_to_blob(*a);
+            sides(*dir, &|orig| {
+                if orig {
+                    r.orig_h == b
+                } else {
+                    r.resp_h == b
+                }
+            })
+        }
+        Pred::Net(dir, a, l) => {
+            let (lo, hi) = net_range(*a, *l);
+            sides(*dir, &|orig| {
+                let h = if orig { r.orig_h } else { r.resp_h };
+                lo <= h && h <= hi
+            })
+        }
+        Pred::Port(dir, op, port) => sides(*dir, &|orig| {
+            let v = if orig { r.orig_p } else { r.resp_p };
+            cmp_num(f64::from(v), *op, f64::from(*port))
+        }),
+        Pred::Text(column, v) => {
+            let have = match *column {
+                "proto" => r.proto,
+                "conn_state" => r.conn_state,
+                "cause" => r.cause,
+                "uid" => r.uid,
+                "community_id" => r.community_id,
+                "history" => r.history,
+                _ => return false,
+            };
+            have == v
+        }
+        Pred::Service(v) => {
+            let list = r.service.unwrap_or("");
+            list.split(',').any(|s| s == v)
+        }
+        Pred::Num(f, op, v) => {
+            let n = match f {
+                NumField::Bytes => r.orig_bytes.saturating_add(r.resp_bytes) as f64,
+                NumField::Pkts => r.orig_pkts.saturating_add(r.resp_pkts) as f64,
+                NumField::IpBytes => r.orig_ip_bytes.saturating_add(r.resp_ip_bytes) as f64,
+                NumField::OrigBytes => r.orig_bytes as f64,
+                NumField::RespBytes => r.resp_bytes as f64,
+                NumField::OrigPkts => r.orig_pkts as f64,
+                NumField::RespPkts => r.resp_pkts as f64,
+                NumField::OrigIpBytes => r.orig_ip_bytes as f64,
+                NumField::RespIpBytes => r.resp_ip_bytes as f64,
+                NumField::Duration => r.duration,
+                NumField::Score => return false,
+            };
+            cmp_num(n, *op, *v)
+        }
+        Pred::Severity(..) => false,
+    }
 }
 
 fn side(dir: Dir) -> &'static [&'static str] {

@@ -2,19 +2,20 @@
 //! many distinct clients contacted a destination and how many clients there are (from
 //! the `roll_pair` and `roll_client` rollups, so final records only, at a cost that
 //! depends on hosts and hours rather than on flows), and when a host was first seen and
-//! when the stored traffic begins (from the `flows` indexes, interim records too: each
-//! is one index lookup).
+//! when the stored traffic begins (from the flow blocks whose Bloom filter may hold the
+//! host, earliest first, and the interim rows).
 //!
 //! It reads the existing tables only and writes nothing; every host is a bound
 //! parameter. Scoring itself is `tunnelwatch_detect::scoring` (the store does not depend
 //! on the detectors); the CLI joins the two.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use rusqlite::OptionalExtension;
 
 use crate::addr::addr_to_blob;
+use crate::blocks::{self, RowReader};
 use crate::{Store, StoreError};
 
 /// What the store measured about a set of hosts.
@@ -70,26 +71,47 @@ impl Store {
     }
 
     /// The first packet time (µs) of each host's earliest stored flow (final or
-    /// interim), as client or server.
+    /// interim), as client or server: the blocks whose Bloom filter may hold one of the
+    /// hosts are read, the earliest first, until no unread block can start earlier.
     pub fn first_seen(&self, hosts: &[IpAddr]) -> Result<BTreeMap<IpAddr, i64>, StoreError> {
+        let mut out: BTreeMap<IpAddr, i64> = BTreeMap::new();
+        if hosts.is_empty() {
+            return Ok(out);
+        }
+        let want: HashMap<[u8; 16], IpAddr> =
+            hosts.iter().map(|h| (addr_to_blob(*h), *h)).collect();
+        let hashes: Vec<u64> = want.keys().map(blocks::addr_hash).collect();
+        let note = |b: &[u8; 16], ts: i64, out: &mut BTreeMap<IpAddr, i64>| {
+            if let Some(h) = want.get(b) {
+                let e = out.entry(*h).or_insert(ts);
+                *e = (*e).min(ts);
+            }
+        };
+        let mut refs = self.block_refs(true)?;
+        refs.retain(|b| b.may_hold_any(&hashes));
+        refs.sort_by_key(|b| b.min_ts);
+        for b in refs {
+            // Every host found, and no block left starting before its time.
+            if out.len() == want.len() && out.values().all(|&t| t <= b.min_ts) {
+                break;
+            }
+            let meta = self.block_blob(b.id, false)?;
+            for (r, _) in blocks::rows(&meta).map_err(|d| self.bad_block(b.id, d))? {
+                note(&r.orig_h, r.ts, &mut out);
+                note(&r.resp_h, r.ts, &mut out);
+            }
+        }
         let err = |e| self.sql("finding when hosts were first seen", e);
-        // Two queries rather than one with OR, so each is a single lookup in the
-        // (orig_h, ts) or (resp_h, ts) index.
-        let mut as_orig = self
+        let mut st = self
             .conn
-            .prepare_cached("SELECT min(ts) FROM flows WHERE orig_h = ?1")
+            .prepare_cached("SELECT meta FROM flows_interim")
             .map_err(err)?;
-        let mut as_resp = self
-            .conn
-            .prepare_cached("SELECT min(ts) FROM flows WHERE resp_h = ?1")
-            .map_err(err)?;
-        let mut out = BTreeMap::new();
-        for h in hosts {
-            let b = addr_to_blob(*h);
-            let o: Option<i64> = as_orig.query_row([&b[..]], |r| r.get(0)).map_err(err)?;
-            let r: Option<i64> = as_resp.query_row([&b[..]], |r| r.get(0)).map_err(err)?;
-            if let Some(t) = o.into_iter().chain(r).min() {
-                out.insert(*h, t);
+        let mut rows = st.query([]).map_err(err)?;
+        while let Some(row) = rows.next().map_err(err)? {
+            let meta: Vec<u8> = row.get(0).map_err(err)?;
+            if let Ok(Some(r)) = RowReader::single(&meta).next_row() {
+                note(&r.orig_h, r.ts, &mut out);
+                note(&r.resp_h, r.ts, &mut out);
             }
         }
         Ok(out)
@@ -98,9 +120,12 @@ impl Store {
     /// The first packet time (µs) of the earliest stored flow.
     pub fn first_flow_us(&self) -> Result<Option<i64>, StoreError> {
         self.conn
-            .query_row("SELECT min(ts) FROM flows", [], |r| {
-                r.get::<_, Option<i64>>(0)
-            })
+            .query_row(
+                "SELECT min(t) FROM (SELECT min(min_ts) AS t FROM flow_blocks
+                   UNION ALL SELECT min(ts) FROM flows_interim)",
+                [],
+                |r| r.get::<_, Option<i64>>(0),
+            )
             .optional()
             .map(Option::flatten)
             .map_err(|e| self.sql("finding the earliest flow", e))
@@ -124,51 +149,14 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use tunnelwatch_model::{Cause, ConnState, Dynamics, FlowRecord, Timestamp};
-
     use crate::{CaptureIdentity, Mode, Store};
 
     use super::*;
 
+    use crate::test_flow as flow;
+
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
-    }
-
-    fn flow(uid: &str, orig: &str, resp: &str, port: u16, start_s: i64, fin: bool) -> FlowRecord {
-        let ts = Timestamp(start_s * 1_000_000_000);
-        FlowRecord {
-            uid: uid.into(),
-            community_id: format!("1:{uid}"),
-            ts,
-            last_ts: ts,
-            duration: 0.0,
-            proto: "tcp".into(),
-            ip_proto: 6,
-            orig_h: ip(orig),
-            orig_p: 40000,
-            resp_h: ip(resp),
-            resp_p: port,
-            service: None,
-            orig_pkts: 1,
-            resp_pkts: 1,
-            orig_bytes: 0,
-            resp_bytes: 0,
-            orig_ip_bytes: 40,
-            resp_ip_bytes: 40,
-            conn_state: ConnState::SF,
-            history: "ShAFf".into(),
-            cause: if fin { Cause::End } else { Cause::Status },
-            missed_bytes: 0,
-            vlan: None,
-            inner_vlan: None,
-            tunnel_parents: Vec::new(),
-            signatures: Vec::new(),
-            dynamics: Dynamics::default(),
-            tcp: None,
-            icmp: None,
-            app: None,
-            export: None,
-        }
     }
 
     #[test]

@@ -1,12 +1,16 @@
-//! Ingest: batches of flow records → one transaction each (rows, then rollup deltas).
+//! Ingest: batches of flow records → one transaction each (blocks, interim rows, then
+//! rollup deltas).
 //!
-//! Rows go through one prepared upsert keyed by (capture, `uid`): a new `uid` is
-//! inserted; an interim row is replaced by a later record of its `uid`; a final row is
-//! never replaced (a re-read is a no-op). Only rows that were actually inserted or
-//! turned final add to the rollups, so rollups stay exact under re-reads and kills.
-//! Rollup deltas are summed in memory per batch and applied as one upsert per key.
+//! Final records are packed into flow blocks (`blocks.rs`); interim records
+//! (`cause: status`) are one row each, keyed by (capture, `uid`), replaced by a later
+//! interim record of their flow and deleted when its final record comes. Re-reads are
+//! idempotent per capture and `uid`: a capture whose read completed is not stored
+//! again; a capture whose read was interrupted resumes — the uids of its stored final
+//! records are loaded once and those records are skipped. Only final records count in
+//! the rollups, so rollups agree with the blocks after a kill at any point. Rollup
+//! deltas are summed in memory per batch and applied as one upsert per key.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use rusqlite::{params, Transaction};
 use tunnelwatch_model::{Cause, FlowRecord};
@@ -14,6 +18,7 @@ use tunnelwatch_model::{Cause, FlowRecord};
 use tunnelwatch_output::jsonl;
 
 use crate::addr::addr_to_blob;
+use crate::blocks::{self, Block, BlockBuilder, BLOCK_RECORDS};
 use crate::{CaptureId, CaptureIdentity, Store, StoreError};
 
 /// What one batch did.
@@ -23,6 +28,27 @@ pub struct InsertStats {
     pub written: u64,
     /// Records already stored (re-read) and left alone.
     pub unchanged: u64,
+}
+
+/// What the store knows of the capture it is writing.
+pub(crate) struct Ingest {
+    cid: CaptureId,
+    /// A read of it completed before: nothing more is stored.
+    complete: bool,
+    /// uid hashes of final records stored by an earlier, interrupted read.
+    stored: HashSet<u64>,
+    /// uid hashes of its interim rows.
+    interim: HashSet<u64>,
+}
+
+/// The 64-bit hash of a uid the ingest state keeps (collisions across the records of
+/// one capture are ~n²/2⁶⁵: 3·10⁻⁶ at 10 million).
+fn uid_hash(uid: &str) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for b in uid.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    blocks::mix(h)
 }
 
 #[derive(Default, Clone, Copy)]
@@ -64,20 +90,18 @@ fn clamp(v: u64) -> i64 {
 const HOUR_US: i64 = 3_600_000_000;
 const MINUTE_US: i64 = 60_000_000;
 
-const UPSERT_FLOW: &str = "INSERT INTO flows (capture_id, uid, community_id, ts, last_ts, duration, proto,
-    orig_h, orig_p, resp_h, resp_p, service, orig_pkts, resp_pkts, orig_bytes, resp_bytes,
-    orig_ip_bytes, resp_ip_bytes, conn_state, history, cause, final, record)
- VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)
- ON CONFLICT (capture_id, ts, uid) DO UPDATE SET
-    community_id = excluded.community_id, ts = excluded.ts, last_ts = excluded.last_ts,
-    duration = excluded.duration, proto = excluded.proto, orig_h = excluded.orig_h,
-    orig_p = excluded.orig_p, resp_h = excluded.resp_h, resp_p = excluded.resp_p,
-    service = excluded.service, orig_pkts = excluded.orig_pkts, resp_pkts = excluded.resp_pkts,
-    orig_bytes = excluded.orig_bytes, resp_bytes = excluded.resp_bytes,
-    orig_ip_bytes = excluded.orig_ip_bytes, resp_ip_bytes = excluded.resp_ip_bytes,
-    conn_state = excluded.conn_state, history = excluded.history, cause = excluded.cause,
-    final = excluded.final, record = excluded.record
- WHERE flows.final = 0 AND (excluded.final = 1 OR excluded.last_ts >= flows.last_ts)";
+const INSERT_BLOCK: &str =
+    "INSERT INTO flow_blocks (capture_id, records, min_ts, max_ts, hosts, meta, data)
+ VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+
+const UPSERT_INTERIM: &str =
+    "INSERT INTO flows_interim (capture_id, uid, ts, last_ts, meta, record)
+ VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+ ON CONFLICT (capture_id, uid) DO UPDATE SET ts = excluded.ts, last_ts = excluded.last_ts,
+    meta = excluded.meta, record = excluded.record
+ WHERE excluded.last_ts >= flows_interim.last_ts";
+
+const DELETE_INTERIM: &str = "DELETE FROM flows_interim WHERE capture_id = ?1 AND uid = ?2";
 
 fn rollup_sql(table: &str, keys: &[&str]) -> String {
     let cols = keys.join(", ");
@@ -221,18 +245,77 @@ impl Store {
             .map_err(|e| StoreError::from_sql(&self.path, "registering the capture", e))
     }
 
-    /// Marks a capture as completely read.
+    /// Marks a capture as completely read: a later read of it stores nothing.
     pub fn finish_capture(&mut self, cid: CaptureId) -> Result<(), StoreError> {
         self.conn
             .execute(
                 "UPDATE captures SET complete = 1,
-                   records = (SELECT count(*) FROM flows WHERE capture_id = ?1),
-                   first_read = (SELECT min(ts) FROM flows WHERE capture_id = ?1)
+                   records = (SELECT coalesce(sum(records), 0) FROM flow_blocks WHERE capture_id = ?1)
+                     + (SELECT count(*) FROM flows_interim WHERE capture_id = ?1),
+                   first_read = (SELECT min(t) FROM (
+                     SELECT min(min_ts) AS t FROM flow_blocks WHERE capture_id = ?1
+                     UNION ALL SELECT min(ts) FROM flows_interim WHERE capture_id = ?1))
                  WHERE id = ?1",
                 [cid.0],
             )
-            .map(|_| ())
-            .map_err(|e| self.sql("finishing the capture", e))
+            .map_err(|e| self.sql("finishing the capture", e))?;
+        if let Some(st) = self.ingest.as_mut().filter(|s| s.cid == cid) {
+            st.complete = true;
+        }
+        Ok(())
+    }
+
+    /// Loads what the store holds of capture `cid` (once per capture).
+    fn ingest_state(&mut self, cid: CaptureId) -> Result<(), StoreError> {
+        if self.ingest.as_ref().is_some_and(|i| i.cid == cid) {
+            return Ok(());
+        }
+        let err = |e| StoreError::from_sql(&self.path, "loading the capture's stored flows", e);
+        let complete: bool = self
+            .conn
+            .query_row(
+                "SELECT complete FROM captures WHERE id = ?1",
+                [cid.0],
+                |r| r.get(0),
+            )
+            .map_err(err)?;
+        let mut st = Ingest {
+            cid,
+            complete,
+            stored: HashSet::new(),
+            interim: HashSet::new(),
+        };
+        if !complete {
+            let mut q = self
+                .conn
+                .prepare("SELECT id, meta FROM flow_blocks WHERE capture_id = ?1")
+                .map_err(err)?;
+            let mut rows = q.query([cid.0]).map_err(err)?;
+            while let Some(row) = rows.next().map_err(err)? {
+                let id: i64 = row.get(0).map_err(err)?;
+                let packed: Vec<u8> = row.get(1).map_err(err)?;
+                let bad = |detail: String| StoreError::BadRecord {
+                    path: self.path.clone(),
+                    id,
+                    detail: format!("flow block: {detail}"),
+                };
+                let meta = blocks::unpack(&packed).map_err(bad)?;
+                for (r, _) in blocks::rows(&meta).map_err(bad)? {
+                    st.stored.insert(uid_hash(r.uid));
+                }
+            }
+            let mut q = self
+                .conn
+                .prepare("SELECT uid FROM flows_interim WHERE capture_id = ?1")
+                .map_err(err)?;
+            let mut rows = q.query([cid.0]).map_err(err)?;
+            while let Some(row) = rows.next().map_err(err)? {
+                let uid: String = row.get(0).map_err(err)?;
+                st.interim.insert(uid_hash(&uid));
+            }
+        }
+        self.ingest = Some(st);
+        Ok(())
     }
 
     /// Writes a batch of records of capture `cid` and their rollup deltas in one
@@ -242,65 +325,155 @@ impl Store {
         cid: CaptureId,
         recs: &[FlowRecord],
     ) -> Result<InsertStats, StoreError> {
+        self.ingest_state(cid)?;
+        let mut state = self.ingest.take().filter(|s| s.cid == cid).ok_or_else(|| {
+            StoreError::Invalid("the store lost track of the capture being written".into())
+        })?;
+        let r = self.insert_batch(&mut state, recs);
+        // A failed transaction leaves the sets unknown: they are loaded again.
+        if r.is_ok() {
+            self.ingest = Some(state);
+        }
+        r
+    }
+
+    fn insert_batch(
+        &mut self,
+        state: &mut Ingest,
+        recs: &[FlowRecord],
+    ) -> Result<InsertStats, StoreError> {
+        let mut stats = InsertStats::default();
+        if state.complete {
+            stats.unchanged = recs.len() as u64;
+            return Ok(stats);
+        }
         let path = self.path.clone();
         let err = |e| StoreError::from_sql(&path, "inserting flows", e);
+        let cid = state.cid;
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(err)?;
-        let mut stats = InsertStats::default();
         let mut roll = Rollups::default();
         let mut json = Vec::with_capacity(2048);
+        let mut meta = Vec::with_capacity(256);
+        let mut builder = std::mem::take(&mut self.builder);
         {
-            let mut st = tx.prepare_cached(UPSERT_FLOW).map_err(err)?;
+            let mut put_block = tx.prepare_cached(INSERT_BLOCK).map_err(err)?;
+            let mut upsert = tx.prepare_cached(UPSERT_INTERIM).map_err(err)?;
+            let mut delete = tx.prepare_cached(DELETE_INTERIM).map_err(err)?;
             for r in recs {
-                json.clear();
-                jsonl::write_json(&mut json, r);
-                // About 2x smaller: less to write twice (WAL, then the file) and to move
-                // through the B-tree; the JSON comes back whole on query.
-                let packed = lz4_flex::compress_prepend_size(&json);
-                let fin = r.cause != Cause::Status;
-                let c = addr_to_blob(r.orig_h);
-                let s = addr_to_blob(r.resp_h);
-                let n = st
-                    .execute(params![
-                        cid.0,
-                        r.uid,
-                        r.community_id,
-                        r.ts.as_micros(),
-                        r.last_ts.as_micros(),
-                        r.duration,
-                        r.proto,
-                        &c[..],
-                        r.orig_p,
-                        &s[..],
-                        r.resp_p,
-                        r.service,
-                        clamp(r.orig_pkts),
-                        clamp(r.resp_pkts),
-                        clamp(r.orig_bytes),
-                        clamp(r.resp_bytes),
-                        clamp(r.orig_ip_bytes),
-                        clamp(r.resp_ip_bytes),
-                        r.conn_state.as_str(),
-                        r.history,
-                        r.cause.as_str(),
-                        fin,
-                        packed,
-                    ])
-                    .map_err(err)?;
-                if n == 0 {
+                let h = uid_hash(&r.uid);
+                if state.stored.contains(&h) {
                     stats.unchanged += 1;
                     continue;
                 }
-                stats.written += 1;
-                if fin {
-                    roll.add(r, c, s);
+                if r.cause != Cause::Status {
+                    if state.interim.remove(&h) {
+                        delete.execute(params![cid.0, r.uid]).map_err(err)?;
+                    }
+                    builder.push(r);
+                    if builder.len() == BLOCK_RECORDS {
+                        write_block(&mut put_block, cid, &builder.take()).map_err(err)?;
+                    }
+                    roll.add(r, addr_to_blob(r.orig_h), addr_to_blob(r.resp_h));
+                    stats.written += 1;
+                    continue;
+                }
+                json.clear();
+                jsonl::write_json(&mut json, r);
+                meta.clear();
+                blocks::encode_row(&mut meta, r, json.len());
+                let n = upsert
+                    .execute(params![
+                        cid.0,
+                        r.uid,
+                        r.ts.as_micros(),
+                        r.last_ts.as_micros(),
+                        meta,
+                        lz4_flex::compress_prepend_size(&json),
+                    ])
+                    .map_err(err)?;
+                state.interim.insert(h);
+                if n == 0 {
+                    stats.unchanged += 1;
+                } else {
+                    stats.written += 1;
                 }
             }
+            if builder.len() > 0 {
+                write_block(&mut put_block, cid, &builder.take()).map_err(err)?;
+            }
         }
+        self.builder = builder;
         roll.apply(&tx).map_err(err)?;
         tx.commit().map_err(err)?;
         Ok(stats)
     }
+}
+
+fn write_block(
+    st: &mut rusqlite::CachedStatement<'_>,
+    cid: CaptureId,
+    b: &Block,
+) -> rusqlite::Result<()> {
+    st.execute(params![
+        cid.0, b.records, b.min_ts, b.max_ts, b.hosts, b.meta, b.data
+    ])
+    .map(|_| ())
+}
+
+/// Schema version 2's data step: the version-1 `flows` rows (one per record, LZ4 JSON)
+/// become blocks (final records) and interim rows; then the table goes.
+pub(crate) fn move_v1_flows(tx: &Transaction<'_>) -> Result<(), String> {
+    let sql = |e: rusqlite::Error| e.to_string();
+    {
+        let mut q = tx
+            .prepare("SELECT id, capture_id, final, record FROM flows ORDER BY capture_id, id")
+            .map_err(sql)?;
+        let mut put_block = tx.prepare_cached(INSERT_BLOCK).map_err(sql)?;
+        let mut upsert = tx.prepare_cached(UPSERT_INTERIM).map_err(sql)?;
+        let mut rows = q.query([]).map_err(sql)?;
+        let mut builder = BlockBuilder::default();
+        let mut current: Option<i64> = None;
+        let mut meta = Vec::new();
+        while let Some(row) = rows.next().map_err(sql)? {
+            let id: i64 = row.get(0).map_err(sql)?;
+            let cid: i64 = row.get(1).map_err(sql)?;
+            let fin: bool = row.get(2).map_err(sql)?;
+            let packed: Vec<u8> = row.get(3).map_err(sql)?;
+            let json = blocks::unpack(&packed).map_err(|e| format!("flow row {id}: {e}"))?;
+            let rec: FlowRecord = serde_json::from_slice(&json)
+                .map_err(|e| format!("flow row {id} is not a flow record: {e}"))?;
+            if current != Some(cid) && builder.len() > 0 {
+                if let Some(c) = current {
+                    write_block(&mut put_block, CaptureId(c), &builder.take()).map_err(sql)?;
+                }
+            }
+            current = Some(cid);
+            if fin {
+                builder.push(&rec);
+                if builder.len() == BLOCK_RECORDS {
+                    write_block(&mut put_block, CaptureId(cid), &builder.take()).map_err(sql)?;
+                }
+            } else {
+                meta.clear();
+                blocks::encode_row(&mut meta, &rec, json.len());
+                upsert
+                    .execute(params![
+                        cid,
+                        rec.uid,
+                        rec.ts.as_micros(),
+                        rec.last_ts.as_micros(),
+                        meta,
+                        packed
+                    ])
+                    .map_err(sql)?;
+            }
+        }
+        if let (Some(c), true) = (current, builder.len() > 0) {
+            write_block(&mut put_block, CaptureId(c), &builder.take()).map_err(sql)?;
+        }
+    }
+    tx.execute_batch("DROP TABLE flows").map_err(sql)
 }

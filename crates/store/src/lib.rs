@@ -24,6 +24,7 @@
 
 mod addr;
 pub mod alert;
+mod blocks;
 mod capture;
 mod error;
 pub mod export;
@@ -74,6 +75,10 @@ pub enum Mode {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// The capture being written, once `insert_flows` has seen it.
+    ingest: Option<ingest::Ingest>,
+    /// The block being filled (its buffers kept between batches).
+    builder: blocks::BlockBuilder,
 }
 
 /// The id of a capture (or of a set of captures read as one stream) in this store.
@@ -102,7 +107,12 @@ impl Store {
             .map_err(|e| StoreError::from_sql(&p, "opening", e))?;
         conn.busy_timeout(BUSY_TIMEOUT)
             .map_err(|e| StoreError::from_sql(&p, "opening", e))?;
-        let mut store = Store { conn, path: p };
+        let mut store = Store {
+            conn,
+            path: p,
+            ingest: None,
+            builder: blocks::BlockBuilder::default(),
+        };
         schema::check_and_migrate(&mut store.conn, &store.path, mode)?;
         if mode == Mode::ReadWrite {
             store.tune()?;
@@ -145,8 +155,8 @@ impl Store {
                 .map_err(|e| self.sql("counting", e))
         };
         Ok((
-            q("SELECT count(*) FROM flows WHERE final = 1")?,
-            q("SELECT count(*) FROM flows WHERE final = 0")?,
+            q("SELECT coalesce(sum(records), 0) FROM flow_blocks")?,
+            q("SELECT count(*) FROM flows_interim")?,
             q("SELECT count(*) FROM alerts")?,
             q("SELECT count(*) FROM captures")?,
         ))
@@ -166,5 +176,52 @@ impl Store {
                 detail: v,
             })
         }
+    }
+}
+
+/// A small final or interim TCP record for the store's unit tests.
+#[cfg(test)]
+pub(crate) fn test_flow(
+    uid: &str,
+    orig: &str,
+    resp: &str,
+    port: u16,
+    start_s: i64,
+    fin: bool,
+) -> tunnelwatch_model::FlowRecord {
+    use tunnelwatch_model::{Cause, ConnState, Dynamics, FlowRecord, Timestamp};
+    let ts = Timestamp(start_s * 1_000_000_000);
+    FlowRecord {
+        uid: uid.into(),
+        community_id: format!("1:{uid}"),
+        ts,
+        last_ts: ts,
+        duration: 0.0,
+        proto: "tcp".into(),
+        ip_proto: 6,
+        orig_h: orig.parse().expect("test address"),
+        orig_p: 40000,
+        resp_h: resp.parse().expect("test address"),
+        resp_p: port,
+        service: None,
+        orig_pkts: 1,
+        resp_pkts: 1,
+        orig_bytes: 0,
+        resp_bytes: 0,
+        orig_ip_bytes: 40,
+        resp_ip_bytes: 40,
+        conn_state: ConnState::SF,
+        history: "ShAFf".into(),
+        cause: if fin { Cause::End } else { Cause::Status },
+        missed_bytes: 0,
+        vlan: None,
+        inner_vlan: None,
+        tunnel_parents: Vec::new(),
+        signatures: Vec::new(),
+        dynamics: Dynamics::default(),
+        tcp: None,
+        icmp: None,
+        app: None,
+        export: None,
     }
 }

@@ -130,8 +130,49 @@ CREATE TABLE roll_minute (
 ) WITHOUT ROWID;
 "#;
 
+/// Version 2: final flow records in blocks of up to 2,048 (one row, a Bloom filter of
+/// its addresses, LZ4-compressed meta rows and JSON: `blocks.rs`), interim records one
+/// row each; the version-1 `flows` rows are moved into them and the table dropped.
+const V2: &str = r#"
+CREATE TABLE flow_blocks (
+    id          INTEGER PRIMARY KEY,
+    capture_id  INTEGER NOT NULL REFERENCES captures(id),
+    records     INTEGER NOT NULL,
+    min_ts      INTEGER NOT NULL,      -- first-packet times (µs) of the block's records
+    max_ts      INTEGER NOT NULL,
+    hosts       BLOB NOT NULL,         -- Bloom filter of orig_h and resp_h
+    meta        BLOB NOT NULL,         -- LZ4: the records' queryable fields
+    data        BLOB NOT NULL          -- LZ4: the records' JSON, as `read --flows` writes it
+);
+CREATE INDEX flow_blocks_capture ON flow_blocks (capture_id);
+
+CREATE TABLE flows_interim (
+    capture_id  INTEGER NOT NULL REFERENCES captures(id),
+    uid         TEXT NOT NULL,
+    ts          INTEGER NOT NULL,      -- µs
+    last_ts     INTEGER NOT NULL,      -- µs
+    meta        BLOB NOT NULL,         -- one meta row, uncompressed
+    record      BLOB NOT NULL,         -- LZ4 (u32 LE size first): the JSON
+    PRIMARY KEY (capture_id, uid)
+) WITHOUT ROWID;
+"#;
+
+/// One schema step.
+pub enum Migration {
+    /// SQL only.
+    Sql(&'static str),
+    /// SQL, then code that moves data.
+    SqlThen(
+        &'static str,
+        fn(&rusqlite::Transaction<'_>) -> Result<(), String>,
+    ),
+}
+
 /// The migrations, in order: entry `i` upgrades version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[V1];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration::Sql(V1),
+    Migration::SqlThen(V2, crate::ingest::move_v1_flows),
+];
 
 /// The schema version this build writes and reads.
 pub const VERSION: i64 = MIGRATIONS.len() as i64;
@@ -181,7 +222,7 @@ pub(crate) fn check_and_migrate(
     }
     conn.pragma_update(None, "journal_mode", "WAL")
         .map_err(|e| err("switching to WAL mode", e))?;
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+    for (i, step) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
         let to = i as i64 + 1;
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -193,8 +234,18 @@ pub(crate) fn check_and_migrate(
         if now >= to {
             continue;
         }
+        let (sql, then) = match step {
+            Migration::Sql(sql) => (sql, None),
+            Migration::SqlThen(sql, f) => (sql, Some(f)),
+        };
         tx.execute_batch(sql)
             .map_err(|e| err("migrating the schema", e))?;
+        if let Some(f) = then {
+            f(&tx).map_err(|detail| StoreError::Corrupt {
+                path: path.to_path_buf(),
+                detail: format!("migrating to schema version {to}: {detail}"),
+            })?;
+        }
         tx.pragma_update(None, "application_id", APPLICATION_ID)
             .map_err(|e| err("migrating the schema", e))?;
         tx.pragma_update(None, "user_version", to)

@@ -5,8 +5,9 @@
 //!
 //! Levels one and two come from the rollups (`roll_client`, `roll_server`,
 //! `roll_pair`, `roll_minute`), so their cost depends on the number of clients,
-//! servers and hours, not on the number of flows; level three lists connections
-//! through the `flows` indexes, a bounded number per node.
+//! servers and hours, not on the number of flows; level three lists the newest
+//! connections of every shown node in one pass over the flow blocks that may hold them
+//! (their time range and Bloom filter of addresses decide, `blocks.rs`).
 //!
 //! Directions are the client's, as in the seed: `tx` / `out` is what the client
 //! (originator) sent, `rx` / `in` what it received — in the server view too. Bytes are
@@ -15,7 +16,9 @@
 //! up, from its first packet to its last. Time bounds apply to a flow's first packet
 //! and are rounded to the hour for levels one and two (rollups are hourly).
 
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
+use std::hash::Hash;
 use std::net::IpAddr;
 
 use rusqlite::params_from_iter;
@@ -23,6 +26,8 @@ use rusqlite::types::Value;
 use serde::Serialize;
 
 use crate::addr::{addr_from_blob, addr_to_blob};
+use crate::blocks::{self, Row};
+use crate::query::BlockRef;
 use crate::time::utc_fields;
 use crate::{Store, StoreError};
 
@@ -480,22 +485,11 @@ impl Store {
             n.children_total = Some(per);
             rank(&mut kids, o);
             if o.depth >= 2 {
-                if o.depth >= 3 {
-                    for k in kids.iter_mut() {
-                        let (c, s, port) = if clients {
-                            (h, k.host, k.port)
-                        } else {
-                            (k.host.unwrap_or(h), n.host, n.port)
-                        };
-                        if let (Some(s), Some(port)) = (s, port) {
-                            let (list, more) = self.conns_of(o, slot, c, s, port)?;
-                            k.conns = list;
-                            k.conns_more = more;
-                        }
-                    }
-                }
                 n.children = kids;
             }
+        }
+        if o.depth >= 3 {
+            self.host_conns(o, slot, clients, &mut nodes)?;
         }
         let global = self.global(o, slot, clients)?;
         Ok(Tree {
@@ -506,88 +500,96 @@ impl Store {
         })
     }
 
-    fn conns_of(
+    /// Level three of the client and server views: the newest connections of every
+    /// shown (client, server, port), in one pass over the flow blocks whose Bloom
+    /// filter may hold one of the shown clients and one of the shown servers.
+    fn host_conns(
         &self,
         o: &ViewOptions,
         slot: Option<u32>,
-        client: IpAddr,
-        server: IpAddr,
-        port: u16,
-    ) -> Result<(Vec<Conn>, u64), StoreError> {
-        let err = |e| self.sql("listing connections", e);
-        let mut cond = String::from("orig_h = ? AND resp_h = ? AND resp_p = ? AND final = 1");
-        let mut p = vec![
-            Value::Blob(addr_to_blob(client).to_vec()),
-            Value::Blob(addr_to_blob(server).to_vec()),
-            Value::Integer(i64::from(port)),
-        ];
-        self.ts_bounds(o, slot, &mut cond, &mut p);
-        let total: i64 = {
-            let mut st = self
-                .conn
-                .prepare_cached(&format!("SELECT count(*) FROM flows WHERE {cond}"))
-                .map_err(err)?;
-            st.query_row(params_from_iter(p.iter()), |r| r.get(0))
-                .map_err(err)?
+        clients: bool,
+        nodes: &mut [Node],
+    ) -> Result<(), StoreError> {
+        type Pair = ([u8; 16], [u8; 16], u16);
+        let mut want: HashMap<Pair, (usize, usize)> = HashMap::new();
+        for (i, n) in nodes.iter().enumerate() {
+            let Some(h) = n.host else { continue };
+            for (j, k) in n.children.iter().enumerate() {
+                let (c, s, port) = if clients {
+                    (Some(h), k.host, k.port)
+                } else {
+                    (k.host, Some(h), n.port)
+                };
+                if let (Some(c), Some(s), Some(port)) = (c, s, port) {
+                    want.insert((addr_to_blob(c), addr_to_blob(s), port), (i, j));
+                }
+            }
+        }
+        if want.is_empty() {
+            return Ok(());
+        }
+        let hashes = |side: fn(&Pair) -> [u8; 16]| -> Vec<u64> {
+            let set: HashSet<u64> = want.keys().map(|k| blocks::addr_hash(&side(k))).collect();
+            set.into_iter().collect()
         };
-        p.push(Value::Integer(
-            i64::try_from(o.conns_per_node).unwrap_or(i64::MAX),
-        ));
-        let list = self.conn_rows(&format!("{cond} ORDER BY ts DESC, id DESC LIMIT ?"), &p)?;
-        let more = (total.max(0) as u64).saturating_sub(list.len() as u64);
-        Ok((list, more))
+        let (ch, sh) = (hashes(|k| k.0), hashes(|k| k.1));
+        let (lo, hi) = ts_bounds(o);
+        let found = self.collect_conns(
+            o.conns_per_node,
+            |b| b.max_ts >= lo && b.min_ts < hi && b.may_hold_any(&ch) && b.may_hold_any(&sh),
+            |r| {
+                let in_slot = slot.is_none_or(|k| {
+                    let hour = r.ts.div_euclid(HOUR_US).rem_euclid(24);
+                    hour / i64::from(o.period_hours) == i64::from(k)
+                });
+                if r.ts < lo || r.ts >= hi || !in_slot {
+                    return None;
+                }
+                want.get(&(r.orig_h, r.resp_h, r.resp_p)).copied()
+            },
+        )?;
+        for ((i, j), (list, total)) in found {
+            let k = &mut nodes[i].children[j];
+            k.conns_more = total.saturating_sub(list.len() as u64);
+            k.conns = list;
+        }
+        Ok(())
     }
 
-    fn ts_bounds(&self, o: &ViewOptions, slot: Option<u32>, cond: &mut String, p: &mut Vec<Value>) {
-        if let Some(s) = o.since_us {
-            cond.push_str(" AND ts >= ?");
-            p.push(Value::Integer(s.div_euclid(HOUR_US) * HOUR_US));
+    /// The newest `limit` final connections per key, and how many there are, over the
+    /// flow blocks `block` accepts; `key` places a row (or not). Newest first, ties by
+    /// storage order, newest stored first.
+    fn collect_conns<K: Eq + Hash + Copy>(
+        &self,
+        limit: u64,
+        block: impl Fn(&BlockRef) -> bool,
+        key: impl Fn(&Row<'_>) -> Option<K>,
+    ) -> Result<HashMap<K, (Vec<Conn>, u64)>, StoreError> {
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let mut acc: HashMap<K, (Vec<Listed>, u64)> = HashMap::new();
+        for b in self.block_refs(true)? {
+            if !block(&b) {
+                continue;
+            }
+            let meta = self.block_blob(b.id, false)?;
+            let rows = blocks::rows(&meta).map_err(|d| self.bad_block(b.id, d))?;
+            for (idx, (r, _)) in rows.iter().enumerate() {
+                let Some(k) = key(r) else { continue };
+                let (list, total) = acc.entry(k).or_default();
+                *total += 1;
+                list.push((r.ts, b.id, idx, conn_of(r)));
+                if list.len() >= limit.saturating_mul(2).max(64) {
+                    newest(list, limit);
+                }
+            }
         }
-        if let Some(u) = o.until_us {
-            cond.push_str(" AND ts < ?");
-            p.push(Value::Integer(
-                (u + HOUR_US - 1).div_euclid(HOUR_US) * HOUR_US,
-            ));
-        }
-        if let Some(k) = slot {
-            cond.push_str(" AND ((ts / 3600000000) % 24) / ? = ?");
-            p.push(Value::Integer(i64::from(o.period_hours)));
-            p.push(Value::Integer(i64::from(k)));
-        }
-    }
-
-    fn conn_rows(&self, cond: &str, p: &[Value]) -> Result<Vec<Conn>, StoreError> {
-        let err = |e| self.sql("listing connections", e);
-        let sql = format!(
-            "SELECT uid, orig_h, orig_p, resp_h, resp_p, orig_pkts, resp_pkts, orig_bytes, \
-             resp_bytes, duration, ts, last_ts FROM flows WHERE {cond}"
-        );
-        let mut st = self.conn.prepare_cached(&sql).map_err(err)?;
-        let mut rows = st.query(params_from_iter(p.iter())).map_err(err)?;
-        let mut out = Vec::new();
-        while let Some(r) = rows.next().map_err(err)? {
-            let oh: Vec<u8> = r.get(1).map_err(err)?;
-            let rh: Vec<u8> = r.get(3).map_err(err)?;
-            let dur: f64 = r.get(9).map_err(err)?;
-            out.push(Conn {
-                uid: r.get(0).map_err(err)?,
-                orig_h: addr_from_blob(&oh).unwrap_or(IpAddr::from([0u8; 4])),
-                orig_p: r.get(2).map_err(err)?,
-                resp_h: addr_from_blob(&rh).unwrap_or(IpAddr::from([0u8; 4])),
-                resp_p: r.get(4).map_err(err)?,
-                totals: Totals {
-                    conns: 1,
-                    pkts_out: r.get(5).map_err(err)?,
-                    pkts_in: r.get(6).map_err(err)?,
-                    bytes_out: r.get(7).map_err(err)?,
-                    bytes_in: r.get(8).map_err(err)?,
-                    dur_us: (dur * 1e6).round() as i64,
-                    first_us: r.get(10).map_err(err)?,
-                    last_us: r.get(11).map_err(err)?,
-                },
-            });
-        }
-        Ok(out)
+        Ok(acc
+            .into_iter()
+            .map(|(k, (mut list, total))| {
+                newest(&mut list, limit);
+                (k, (list.into_iter().map(|(.., c)| c).collect(), total))
+            })
+            .collect())
     }
 
     fn global(
@@ -722,24 +724,11 @@ impl Store {
             n.children_total = Some(kids.len() as u64);
             rank(&mut kids, o);
             if o.depth >= 2 {
-                if o.depth >= 3 {
-                    for k in kids.iter_mut() {
-                        let s = k.start_us.unwrap_or(0);
-                        let p = vec![
-                            Value::Integer(s),
-                            Value::Integer(s + MINUTE_US),
-                            Value::Integer(i64::try_from(o.conns_per_node).unwrap_or(i64::MAX)),
-                        ];
-                        k.conns = self.conn_rows(
-                            "ts >= ?1 AND ts < ?2 AND final = 1 ORDER BY ts DESC, id DESC LIMIT ?3",
-                            &p,
-                        )?;
-                        k.conns_more =
-                            (k.totals.conns.max(0) as u64).saturating_sub(k.conns.len() as u64);
-                    }
-                }
                 n.children = kids;
             }
+        }
+        if o.depth >= 3 {
+            self.minute_conns(o, &mut nodes)?;
         }
         let mut global = Global::default();
         for n in &nodes {
@@ -751,6 +740,78 @@ impl Store {
             averages: Vec::new(),
             global,
         })
+    }
+}
+
+impl Store {
+    /// Level three of the time view: the newest connections of every shown minute.
+    fn minute_conns(&self, o: &ViewOptions, nodes: &mut [Node]) -> Result<(), StoreError> {
+        let mut want: HashMap<i64, (usize, usize)> = HashMap::new();
+        for (i, n) in nodes.iter().enumerate() {
+            for (j, k) in n.children.iter().enumerate() {
+                if let Some(s) = k.start_us {
+                    want.insert(s.div_euclid(MINUTE_US), (i, j));
+                }
+            }
+        }
+        let (Some(&lo), Some(&hi)) = (want.keys().min(), want.keys().max()) else {
+            return Ok(());
+        };
+        let (lo, hi) = (lo * MINUTE_US, (hi + 1) * MINUTE_US);
+        let found = self.collect_conns(
+            o.conns_per_node,
+            |b| b.max_ts >= lo && b.min_ts < hi,
+            |r| want.get(&r.ts.div_euclid(MINUTE_US)).copied(),
+        )?;
+        for ((i, j), (list, total)) in found {
+            let k = &mut nodes[i].children[j];
+            k.conns_more = total.saturating_sub(list.len() as u64);
+            k.conns = list;
+        }
+        Ok(())
+    }
+}
+
+/// First-packet bounds of listed connections: the view's bounds rounded out to the
+/// hour, as the rollups behind levels one and two are.
+fn ts_bounds(o: &ViewOptions) -> (i64, i64) {
+    let lo = o
+        .since_us
+        .map_or(i64::MIN, |s| s.div_euclid(HOUR_US) * HOUR_US);
+    let hi = o.until_us.map_or(i64::MAX, |u| {
+        u.saturating_add(HOUR_US - 1).div_euclid(HOUR_US) * HOUR_US
+    });
+    (lo, hi)
+}
+
+/// Keeps the `limit` newest of `list` (by time, then storage order), newest first.
+/// A listed connection with its sort key: first packet, block id, row in the block.
+type Listed = (i64, i64, usize, Conn);
+
+fn newest(list: &mut Vec<Listed>, limit: usize) {
+    list.sort_by_key(|c| std::cmp::Reverse((c.0, c.1, c.2)));
+    list.truncate(limit);
+}
+
+fn conn_of(r: &Row<'_>) -> Conn {
+    let addr = |b: &[u8; 16]| addr_from_blob(b).unwrap_or(IpAddr::from([0u8; 4]));
+    let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    Conn {
+        uid: r.uid.to_string(),
+        orig_h: addr(&r.orig_h),
+        orig_p: r.orig_p,
+        resp_h: addr(&r.resp_h),
+        resp_p: r.resp_p,
+        totals: Totals {
+            conns: 1,
+            pkts_out: clamp(r.orig_pkts),
+            pkts_in: clamp(r.resp_pkts),
+            bytes_out: clamp(r.orig_bytes),
+            bytes_in: clamp(r.resp_bytes),
+            dur_us: (r.duration * 1e6).round() as i64,
+            first_us: r.ts,
+            last_us: r.last_ts,
+        },
     }
 }
 

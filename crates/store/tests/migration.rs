@@ -1,0 +1,113 @@
+//! A store written by schema version 1 (one `flows` row per record) opens with this
+//! build: its records move into flow blocks and interim rows, queries and views give
+//! them back, and the rollups are untouched.
+
+use std::path::PathBuf;
+
+use tunnelwatch_model::FlowRecord;
+use tunnelwatch_store::query::FlowQuery;
+use tunnelwatch_store::schema::{Migration, MIGRATIONS};
+use tunnelwatch_store::sqlite::{params, Connection};
+use tunnelwatch_store::{Mode, Store, APPLICATION_ID};
+
+fn temp(name: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!("tw-migration-{}-{name}", std::process::id()));
+    for ext in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{ext}", p.display()));
+    }
+    p
+}
+
+/// A record of the http-get golden case, renamed and moved.
+fn record(uid: &str, client: &str, ts_s: i64, status: bool) -> FlowRecord {
+    let golden = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/golden/http-get/flows.jsonl"
+    );
+    let text = std::fs::read_to_string(golden).expect("the golden records");
+    let mut r: FlowRecord =
+        serde_json::from_str(text.lines().next().expect("a record")).expect("a valid record");
+    r.uid = uid.into();
+    r.orig_h = client.parse().unwrap();
+    r.ts = tunnelwatch_model::Timestamp(ts_s * 1_000_000_000);
+    r.last_ts = r.ts;
+    r.cause = if status {
+        tunnelwatch_model::Cause::Status
+    } else {
+        tunnelwatch_model::Cause::End
+    };
+    r
+}
+
+#[test]
+fn a_version_1_store_is_migrated_with_its_flows() {
+    let p = temp("v1.db");
+    let recs = [
+        record("C1", "10.0.0.1", 1_700_000_000, false),
+        record("C2", "10.0.0.2", 1_700_000_100, false),
+        record("C3", "10.0.0.1", 1_700_000_200, true),
+    ];
+    {
+        let c = Connection::open(&p).unwrap();
+        let Migration::Sql(v1) = &MIGRATIONS[0] else {
+            panic!("version 1 is plain SQL");
+        };
+        c.execute_batch(v1).unwrap();
+        c.pragma_update(None, "application_id", APPLICATION_ID)
+            .unwrap();
+        c.pragma_update(None, "user_version", 1).unwrap();
+        c.execute(
+            "INSERT INTO captures (identity, paths, bytes, complete) VALUES ('name:old', '[]', 0, 1)",
+            [],
+        )
+        .unwrap();
+        for r in &recs {
+            let json = serde_json::to_vec(r).unwrap();
+            c.execute(
+                "INSERT INTO flows (capture_id, uid, community_id, ts, last_ts, duration, proto,
+                   orig_h, orig_p, resp_h, resp_p, orig_pkts, resp_pkts, orig_bytes, resp_bytes,
+                   orig_ip_bytes, resp_ip_bytes, conn_state, history, cause, final, record)
+                 VALUES (1, ?1, '', ?2, ?2, 0, 'tcp', x'00', 0, x'00', 0, 0, 0, 0, 0, 0, 0,
+                   'SF', '', ?3, ?4, ?5)",
+                params![
+                    r.uid,
+                    r.ts.as_micros(),
+                    r.cause.as_str(),
+                    r.cause.as_str() != "status",
+                    lz4_flex::compress_prepend_size(&json)
+                ],
+            )
+            .unwrap();
+        }
+    }
+    let st = Store::open(&p, Mode::ReadWrite).expect("the version-1 store migrates");
+    let (finals, interim, _, captures) = st.counts().unwrap();
+    assert_eq!((finals, interim, captures), (2, 1, 1));
+    let mut got = Vec::new();
+    st.flows(
+        &FlowQuery {
+            filter: "host 10.0.0.1".into(),
+            ..FlowQuery::default()
+        },
+        |text, r| {
+            assert_eq!(text, serde_json::to_string(&r).unwrap());
+            got.push(r.uid);
+            true
+        },
+    )
+    .unwrap();
+    assert_eq!(got, ["C1", "C3"]);
+    let old: i64 = st
+        .connection()
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE name = 'flows'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(old, 0, "the version-1 table is gone");
+    drop(st);
+    for ext in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{ext}", p.display()));
+    }
+}
