@@ -57,10 +57,11 @@ fn scalar(store: &Store, sql: &str) -> i64 {
 fn consistent_finals(store: &Store) -> i64 {
     let (finals, _, _, _) = store.counts().unwrap();
     let finals = finals as i64;
-    for t in ["roll_client", "roll_server", "roll_pair", "roll_minute"] {
-        let n = scalar(store, &format!("SELECT coalesce(sum(conns), 0) FROM {t}"));
-        assert_eq!(n, finals, "{t} disagrees with the stored flows");
-    }
+    assert_eq!(
+        store.rollup_conns().unwrap(),
+        [finals; 4],
+        "rollups (pair, client, server, minute) disagree with the stored flows"
+    );
     let q = tunnelwatch_store::query::FlowQuery::default();
     let mut uids = std::collections::HashSet::new();
     let mut all = 0;

@@ -11,9 +11,10 @@
 //! - `meta`: the queryable fields of each record ([`Row`]: times, addresses, ports,
 //!   counters, state, uid…) in a compact binary form, LZ4-compressed, which is what the
 //!   filter language and the views' connection lists evaluate;
-//! - `data`: the records' JSON text as `read --flows` writes it, LZ4-compressed as one
-//!   stream (JSON of neighbouring records compresses far better together than apart),
-//!   returned byte for byte by queries.
+//! - `data`: the records' JSON text as `read --flows` writes it, LZ4-compressed in
+//!   frames of [`DATA_FRAME_ROWS`] records (JSON of neighbouring records compresses
+//!   far better together than apart; one record costs one frame to read), returned
+//!   byte for byte by queries.
 //!
 //! Every decoder here checks its bounds and reports a damaged block as an error string
 //! (the caller names the store and block); nothing panics on a bad file.
@@ -81,8 +82,6 @@ pub struct Row<'a> {
     pub history: &'a str,
     /// Why the record was written.
     pub cause: &'a str,
-    /// Length of the record's JSON text in the block's `data`.
-    pub json_len: usize,
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
@@ -98,17 +97,29 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
-/// Appends the meta row of `r` (whose JSON text is `json_len` bytes) to `out`.
-pub(crate) fn encode_row(out: &mut Vec<u8>, r: &FlowRecord, json_len: usize) {
-    out.extend_from_slice(&r.ts.as_micros().to_le_bytes());
-    out.extend_from_slice(&r.last_ts.as_micros().to_le_bytes());
-    out.extend_from_slice(&r.duration.to_le_bytes());
-    out.extend_from_slice(&addr_to_blob(r.orig_h));
-    out.extend_from_slice(&addr_to_blob(r.resp_h));
-    out.extend_from_slice(&r.orig_p.to_le_bytes());
-    out.extend_from_slice(&r.resp_p.to_le_bytes());
-    let flags = u8::from(r.cause != Cause::Status) | (u8::from(r.service.is_some()) << 1);
-    out.push(flags);
+/// Bytes of a row's fixed part: ts, last_ts, duration (8 each), orig_h, resp_h (16
+/// each), orig_p, resp_p (2 each), flags (1), six counters (8 each), JSON offset and
+/// length, offset of the row's text fields (4 each).
+const FIXED: usize = 8 * 3 + 16 * 2 + 2 * 2 + 1 + 8 * 6 + 4 * 3;
+/// Where each fixed field starts.
+const AT_ORIG_H: usize = 24;
+const AT_RESP_H: usize = 40;
+const AT_PORTS: usize = 56;
+const AT_FLAGS: usize = 60;
+const AT_COUNTERS: usize = 61;
+const AT_JSON: usize = 109;
+
+/// Appends the fixed part of `r`'s row to `fixed` and its text fields to `var`.
+fn encode_row(fixed: &mut Vec<u8>, var: &mut Vec<u8>, r: &FlowRecord, json: (usize, usize)) {
+    let u32_of = |v: usize| u32::try_from(v).unwrap_or(u32::MAX).to_le_bytes();
+    fixed.extend_from_slice(&r.ts.as_micros().to_le_bytes());
+    fixed.extend_from_slice(&r.last_ts.as_micros().to_le_bytes());
+    fixed.extend_from_slice(&r.duration.to_le_bytes());
+    fixed.extend_from_slice(&addr_to_blob(r.orig_h));
+    fixed.extend_from_slice(&addr_to_blob(r.resp_h));
+    fixed.extend_from_slice(&r.orig_p.to_le_bytes());
+    fixed.extend_from_slice(&r.resp_p.to_le_bytes());
+    fixed.push(u8::from(r.cause != Cause::Status) | (u8::from(r.service.is_some()) << 1));
     for v in [
         r.orig_pkts,
         r.resp_pkts,
@@ -116,58 +127,190 @@ pub(crate) fn encode_row(out: &mut Vec<u8>, r: &FlowRecord, json_len: usize) {
         r.resp_bytes,
         r.orig_ip_bytes,
         r.resp_ip_bytes,
-        json_len as u64,
     ] {
-        put_varint(out, v);
+        fixed.extend_from_slice(&v.to_le_bytes());
     }
-    put_str(out, &r.uid);
-    put_str(out, &r.community_id);
-    put_str(out, &r.proto);
-    put_str(out, r.service.as_deref().unwrap_or(""));
-    put_str(out, r.conn_state.as_str());
-    put_str(out, &r.history);
-    put_str(out, r.cause.as_str());
+    fixed.extend_from_slice(&u32_of(json.0));
+    fixed.extend_from_slice(&u32_of(json.1));
+    fixed.extend_from_slice(&u32_of(var.len()));
+    put_str(var, &r.uid);
+    put_str(var, &r.community_id);
+    put_str(var, &r.proto);
+    put_str(var, r.service.as_deref().unwrap_or(""));
+    put_str(var, r.conn_state.as_str());
+    put_str(var, &r.history);
+    put_str(var, r.cause.as_str());
 }
 
-/// A cursor over encoded rows.
-pub(crate) struct RowReader<'a> {
+/// The uncompressed `meta` of one record whose JSON is `json_len` bytes (an interim
+/// row's).
+pub(crate) fn meta_of_one(r: &FlowRecord, json_len: usize) -> Vec<u8> {
+    let (mut fixed, mut var) = (Vec::with_capacity(FIXED), Vec::new());
+    encode_row(&mut fixed, &mut var, r, (0, json_len));
+    assemble(1, &fixed, &var)
+}
+
+fn assemble(n: usize, fixed: &[u8], var: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(5 + fixed.len() + var.len());
+    out.push(META_FORMAT);
+    out.extend_from_slice(&u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes());
+    out.extend_from_slice(fixed);
+    out.extend_from_slice(var);
+    out
+}
+
+fn le64(b: &[u8], at: usize) -> [u8; 8] {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    a
+}
+
+fn le32(b: &[u8], at: usize) -> usize {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(a) as usize
+}
+
+/// What the views' connection lists look at first, read without decoding a row.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Keys {
+    pub ts: i64,
+    pub orig_h: [u8; 16],
+    pub resp_h: [u8; 16],
+    pub resp_p: u16,
+}
+
+/// A decompressed `meta` blob: a format byte, the row count (u32), the rows' fixed
+/// parts, then their text fields. Its length is checked once, so the fixed fields of
+/// any row are read without further checks.
+pub(crate) struct Meta<'a> {
+    n: usize,
+    fixed: &'a [u8],
+    var: &'a [u8],
+}
+
+impl<'a> Meta<'a> {
+    /// Checks the format byte and that the fixed parts are all there.
+    pub(crate) fn parse(buf: &'a [u8]) -> Result<Meta<'a>, String> {
+        match buf.first() {
+            Some(&META_FORMAT) => {}
+            Some(v) => {
+                return Err(format!(
+                    "meta format {v} is not known (expected {META_FORMAT})"
+                ))
+            }
+            None => return Err("empty meta".into()),
+        }
+        if buf.len() < 5 {
+            return Err("meta truncated in its row count".into());
+        }
+        let n = le32(buf, 1);
+        let end = n
+            .checked_mul(FIXED)
+            .and_then(|f| f.checked_add(5))
+            .filter(|&e| e <= buf.len())
+            .ok_or_else(|| format!("meta of {} bytes cannot hold {n} rows", buf.len()))?;
+        Ok(Meta {
+            n,
+            fixed: &buf[5..end],
+            var: &buf[end..],
+        })
+    }
+
+    /// Rows.
+    pub(crate) fn len(&self) -> usize {
+        self.n
+    }
+
+    fn fixed(&self, i: usize) -> &'a [u8] {
+        &self.fixed[i * FIXED..(i + 1) * FIXED]
+    }
+
+    /// Row `i`'s first packet time, addresses and responder port (`i < len()`).
+    pub(crate) fn keys(&self, i: usize) -> Keys {
+        let f = self.fixed(i);
+        let mut orig_h = [0u8; 16];
+        orig_h.copy_from_slice(&f[AT_ORIG_H..AT_ORIG_H + 16]);
+        let mut resp_h = [0u8; 16];
+        resp_h.copy_from_slice(&f[AT_RESP_H..AT_RESP_H + 16]);
+        Keys {
+            ts: i64::from_le_bytes(le64(f, 0)),
+            orig_h,
+            resp_h,
+            resp_p: u16::from_le_bytes([f[AT_PORTS + 2], f[AT_PORTS + 3]]),
+        }
+    }
+
+    /// Row `i` whole (`i < len()`), and the range of its JSON text in its data frame.
+    pub(crate) fn row(&self, i: usize) -> Result<(Row<'a>, std::ops::Range<usize>), String> {
+        let f = self.fixed(i);
+        let k = self.keys(i);
+        let mut c = [0u64; 6];
+        for (j, v) in c.iter_mut().enumerate() {
+            *v = u64::from_le_bytes(le64(f, AT_COUNTERS + j * 8));
+        }
+        let (json_at, json_len) = (le32(f, AT_JSON), le32(f, AT_JSON + 4));
+        let mut rd = TextReader {
+            buf: self.var,
+            at: le32(f, AT_JSON + 8),
+        };
+        let flags = f[AT_FLAGS];
+        let uid = rd.str()?;
+        let community_id = rd.str()?;
+        let proto = rd.str()?;
+        let service = rd.str()?;
+        let conn_state = rd.str()?;
+        let history = rd.str()?;
+        let cause = rd.str()?;
+        let json = json_at
+            .checked_add(json_len)
+            .map(|end| json_at..end)
+            .ok_or_else(|| "JSON range overflows".to_string())?;
+        Ok((
+            Row {
+                ts: k.ts,
+                last_ts: i64::from_le_bytes(le64(f, 8)),
+                duration: f64::from_le_bytes(le64(f, 16)),
+                fin: flags & 1 != 0,
+                orig_h: k.orig_h,
+                resp_h: k.resp_h,
+                orig_p: u16::from_le_bytes([f[AT_PORTS], f[AT_PORTS + 1]]),
+                resp_p: k.resp_p,
+                orig_pkts: c[0],
+                resp_pkts: c[1],
+                orig_bytes: c[2],
+                resp_bytes: c[3],
+                orig_ip_bytes: c[4],
+                resp_ip_bytes: c[5],
+                uid,
+                community_id,
+                proto,
+                service: (flags & 2 != 0).then_some(service),
+                conn_state,
+                history,
+                cause,
+            },
+            json,
+        ))
+    }
+}
+
+/// A cursor over the length-prefixed text fields.
+struct TextReader<'a> {
     buf: &'a [u8],
     at: usize,
 }
 
-impl<'a> RowReader<'a> {
-    /// Rows of a decompressed `meta` blob (checks the format byte).
-    pub(crate) fn block(buf: &'a [u8]) -> Result<RowReader<'a>, String> {
-        match buf.first() {
-            Some(&META_FORMAT) => Ok(RowReader { buf, at: 1 }),
-            Some(v) => Err(format!(
-                "meta format {v} is not known (expected {META_FORMAT})"
-            )),
-            None => Err("empty meta".into()),
-        }
-    }
-
-    /// One row with no format byte (an interim record's meta).
-    pub(crate) fn single(buf: &'a [u8]) -> RowReader<'a> {
-        RowReader { buf, at: 0 }
-    }
-
+impl<'a> TextReader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
         let end = self
             .at
             .checked_add(n)
             .filter(|&e| e <= self.buf.len())
-            .ok_or_else(|| format!("meta truncated at byte {}", self.at))?;
+            .ok_or_else(|| format!("text fields truncated at byte {}", self.at))?;
         let s = &self.buf[self.at..end];
         self.at = end;
         Ok(s)
-    }
-
-    fn arr<const N: usize>(&mut self) -> Result<[u8; N], String> {
-        let s = self.take(N)?;
-        let mut a = [0u8; N];
-        a.copy_from_slice(s);
-        Ok(a)
     }
 
     fn varint(&mut self) -> Result<u64, String> {
@@ -183,75 +326,10 @@ impl<'a> RowReader<'a> {
     }
 
     fn str(&mut self) -> Result<&'a str, String> {
-        let n = usize::try_from(self.varint()?).map_err(|_| "string length".to_string())?;
+        let n = usize::try_from(self.varint()?).map_err(|_| "text length".to_string())?;
         let at = self.at;
         std::str::from_utf8(self.take(n)?).map_err(|_| format!("text at byte {at} is not UTF-8"))
     }
-
-    /// The next row, `None` at the end.
-    pub(crate) fn next_row(&mut self) -> Result<Option<Row<'a>>, String> {
-        if self.at >= self.buf.len() {
-            return Ok(None);
-        }
-        let ts = i64::from_le_bytes(self.arr()?);
-        let last_ts = i64::from_le_bytes(self.arr()?);
-        let duration = f64::from_le_bytes(self.arr()?);
-        let orig_h = self.arr()?;
-        let resp_h = self.arr()?;
-        let orig_p = u16::from_le_bytes(self.arr()?);
-        let resp_p = u16::from_le_bytes(self.arr()?);
-        let flags = self.take(1)?[0];
-        let mut n = [0u64; 7];
-        for v in n.iter_mut() {
-            *v = self.varint()?;
-        }
-        let uid = self.str()?;
-        let community_id = self.str()?;
-        let proto = self.str()?;
-        let service = self.str()?;
-        let conn_state = self.str()?;
-        let history = self.str()?;
-        let cause = self.str()?;
-        Ok(Some(Row {
-            ts,
-            last_ts,
-            duration,
-            fin: flags & 1 != 0,
-            orig_h,
-            resp_h,
-            orig_p,
-            resp_p,
-            orig_pkts: n[0],
-            resp_pkts: n[1],
-            orig_bytes: n[2],
-            resp_bytes: n[3],
-            orig_ip_bytes: n[4],
-            resp_ip_bytes: n[5],
-            json_len: usize::try_from(n[6]).map_err(|_| "JSON length".to_string())?,
-            uid,
-            community_id,
-            proto,
-            service: (flags & 2 != 0).then_some(service),
-            conn_state,
-            history,
-            cause,
-        }))
-    }
-}
-
-/// Rows of a decompressed `meta` blob, with each row's JSON range in `data`.
-pub(crate) fn rows(meta: &[u8]) -> Result<Vec<(Row<'_>, std::ops::Range<usize>)>, String> {
-    let mut rd = RowReader::block(meta)?;
-    let mut out = Vec::new();
-    let mut at = 0usize;
-    while let Some(r) = rd.next_row()? {
-        let end = at
-            .checked_add(r.json_len)
-            .ok_or_else(|| "JSON lengths overflow".to_string())?;
-        out.push((r, at..end));
-        at = end;
-    }
-    Ok(out)
 }
 
 /// Decompresses a `meta` or `data` blob.
@@ -314,11 +392,62 @@ pub(crate) fn bloom_may_hold(bloom: &[u8], h: u64) -> bool {
     true
 }
 
+/// Rows whose JSON texts are compressed together in one frame of `data`: a query that
+/// wants one record decompresses ~80 KB, not the block's megabytes, and LZ4 (whose
+/// matches reach back 64 KiB) compresses frames of this size about as well as a whole.
+pub(crate) const DATA_FRAME_ROWS: usize = 64;
+
+/// The JSON frames of a `data` blob: a u32 LE frame count, a u32 LE length per frame,
+/// then the frames, each LZ4 with its size first.
+pub(crate) struct Data<'a> {
+    frames: Vec<&'a [u8]>,
+}
+
+impl<'a> Data<'a> {
+    /// Splits a stored `data` blob into its frames.
+    pub(crate) fn parse(blob: &'a [u8]) -> Result<Data<'a>, String> {
+        if blob.len() < 4 {
+            return Err("data truncated in its frame count".into());
+        }
+        let n = le32(blob, 0);
+        let mut at = n
+            .checked_mul(4)
+            .and_then(|l| l.checked_add(4))
+            .filter(|&e| e <= blob.len())
+            .ok_or_else(|| format!("data of {} bytes cannot hold {n} frame lengths", blob.len()))?;
+        let mut frames = Vec::with_capacity(n);
+        for i in 0..n {
+            let len = le32(blob, 4 + i * 4);
+            let end = at
+                .checked_add(len)
+                .filter(|&e| e <= blob.len())
+                .ok_or_else(|| format!("data frame {i} runs past the blob"))?;
+            frames.push(&blob[at..end]);
+            at = end;
+        }
+        Ok(Data { frames })
+    }
+
+    /// The JSON texts of the frame holding row `row`, decompressed.
+    pub(crate) fn frame_of(&self, row: usize) -> Result<Vec<u8>, String> {
+        let f = row / DATA_FRAME_ROWS;
+        let packed = self
+            .frames
+            .get(f)
+            .ok_or_else(|| format!("no data frame {f} for row {row}"))?;
+        unpack(packed)
+    }
+}
+
 /// A block being filled.
 #[derive(Default)]
 pub(crate) struct BlockBuilder {
-    meta: Vec<u8>,
+    fixed: Vec<u8>,
+    var: Vec<u8>,
+    /// JSON texts of the current frame.
     data: Vec<u8>,
+    /// Frames done: compressed.
+    frames: Vec<Vec<u8>>,
     hosts: HashSet<u64>,
     records: usize,
     min_ts: i64,
@@ -344,16 +473,23 @@ impl BlockBuilder {
     /// Adds a record.
     pub(crate) fn push(&mut self, r: &FlowRecord) {
         if self.records == 0 {
-            self.meta.clear();
-            self.meta.push(META_FORMAT);
+            self.fixed.clear();
+            self.var.clear();
             self.data.clear();
+            self.frames.clear();
             self.hosts.clear();
             self.min_ts = i64::MAX;
             self.max_ts = i64::MIN;
         }
+        if self.records > 0 && self.records % DATA_FRAME_ROWS == 0 {
+            self.frames
+                .push(lz4_flex::compress_prepend_size(&self.data));
+            self.data.clear();
+        }
         let before = self.data.len();
         jsonl::write_json(&mut self.data, r);
-        encode_row(&mut self.meta, r, self.data.len() - before);
+        let json = (before, self.data.len() - before);
+        encode_row(&mut self.fixed, &mut self.var, r, json);
         self.hosts.insert(addr_hash(&addr_to_blob(r.orig_h)));
         self.hosts.insert(addr_hash(&addr_to_blob(r.resp_h)));
         let ts = r.ts.as_micros();
@@ -364,13 +500,28 @@ impl BlockBuilder {
 
     /// Compresses the block and starts a new one.
     pub(crate) fn take(&mut self) -> Block {
+        if !self.data.is_empty() {
+            self.frames
+                .push(lz4_flex::compress_prepend_size(&self.data));
+            self.data.clear();
+        }
+        let total: usize = self.frames.iter().map(Vec::len).sum();
+        let mut data = Vec::with_capacity(4 + 4 * self.frames.len() + total);
+        let u32_of = |v: usize| u32::try_from(v).unwrap_or(u32::MAX).to_le_bytes();
+        data.extend_from_slice(&u32_of(self.frames.len()));
+        for f in &self.frames {
+            data.extend_from_slice(&u32_of(f.len()));
+        }
+        for f in &self.frames {
+            data.extend_from_slice(f);
+        }
         let b = Block {
             records: self.records as i64,
             min_ts: self.min_ts,
             max_ts: self.max_ts,
             hosts: bloom_build(&self.hosts),
-            meta: lz4_flex::compress_prepend_size(&self.meta),
-            data: lz4_flex::compress_prepend_size(&self.data),
+            meta: lz4_flex::compress_prepend_size(&assemble(self.records, &self.fixed, &self.var)),
+            data,
         };
         self.records = 0;
         b
@@ -397,18 +548,22 @@ mod tests {
     }
 
     #[test]
-    fn truncated_meta_is_an_error_not_a_panic() {
+    fn damaged_meta_is_an_error_not_a_panic() {
         let r = crate::test_flow("C1", "10.0.0.1", "192.0.2.1", 443, 1000, true);
-        let mut meta = vec![META_FORMAT];
-        encode_row(&mut meta, &r, 10);
-        assert!(rows(&meta[..1]).unwrap().is_empty());
-        for cut in 2..meta.len() {
-            let got = rows(&meta[..cut]);
-            assert!(got.is_err(), "cut at {cut} decoded");
+        let meta = meta_of_one(&r, 10);
+        let m = Meta::parse(&meta).unwrap();
+        assert_eq!(m.len(), 1);
+        let (row, json) = m.row(0).unwrap();
+        assert_eq!((row.uid, row.resp_p, json), ("C1", 443, 0..10));
+        assert_eq!(m.keys(0).orig_h, addr_to_blob(r.orig_h));
+        // Cut anywhere: the count check or a text field says so.
+        for cut in 0..meta.len() {
+            let bad = Meta::parse(&meta[..cut]).and_then(|m| m.row(0).map(|_| ()));
+            assert!(bad.is_err(), "cut at {cut} decoded");
         }
-        let all = rows(&meta).unwrap();
-        assert_eq!(all.len(), 1);
-        assert_eq!(all[0].0.uid, r.uid);
-        assert_eq!(all[0].1, 0..10);
+        // A row count the bytes cannot hold.
+        let mut lying = meta.clone();
+        lying[1..5].copy_from_slice(&1000u32.to_le_bytes());
+        assert!(Meta::parse(&lying).is_err());
     }
 }

@@ -2,7 +2,7 @@
 //! tcpdump and nfdump: a hand-written lexer and recursive-descent parser that produce an
 //! [`Expr`]. For alerts, a compiler turns it into a SQL condition whose every user value
 //! is a bound parameter (the SQL text is built only from fixed fragments, so a filter
-//! can never inject SQL). Flows live in blocks (`blocks.rs`), so [`FlowFilter`]
+//! can never inject SQL). Flows live in blocks (`blocks.rs`), so `FlowFilter`
 //! evaluates the expression on each stored row, with the same meaning as the SQL, and
 //! names the hosts a match needs so that blocks whose Bloom filter lacks them are
 //! never read.

@@ -1,7 +1,7 @@
 //! What the store knows about hosts, for host scoring (`docs/specs/scoring.md`): how
 //! many distinct clients contacted a destination and how many clients there are (from
-//! the `roll_pair` and `roll_client` rollups, so final records only, at a cost that
-//! depends on hosts and hours rather than on flows), and when a host was first seen and
+//! the all-time pair and client rollups, so final records only, at a cost that depends
+//! on distinct keys rather than on flows), and when a host was first seen and
 //! when the stored traffic begins (from the flow blocks whose Bloom filter may hold the
 //! host, earliest first, and the interim rows).
 //!
@@ -9,13 +9,15 @@
 //! parameter. Scoring itself is `tunnelwatch_detect::scoring` (the store does not depend
 //! on the detectors); the CLI joins the two.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 
 use rusqlite::OptionalExtension;
 
 use crate::addr::addr_to_blob;
-use crate::blocks::{self, RowReader};
+use crate::blocks::{self, Meta};
+use crate::query::may_hold_any;
+use crate::rollup::{HourRange, RollKind};
 use crate::{Store, StoreError};
 
 /// What the store measured about a set of hosts.
@@ -36,14 +38,9 @@ pub struct HostActivity {
 impl Store {
     /// Distinct clients of the stored final records.
     pub fn client_count(&self) -> Result<u64, StoreError> {
-        self.conn
-            .query_row(
-                "SELECT count(*) FROM (SELECT DISTINCT client FROM roll_client)",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .map(|n| n.max(0) as u64)
-            .map_err(|e| self.sql("counting clients", e))
+        Ok(self
+            .rollup(RollKind::Client, &HourRange::default(), &|_| true)?
+            .len() as u64)
     }
 
     /// Distinct clients that contacted each of `servers` (any port), from final records.
@@ -51,23 +48,21 @@ impl Store {
         &self,
         servers: &[IpAddr],
     ) -> Result<BTreeMap<IpAddr, u64>, StoreError> {
-        let err = |e| self.sql("counting the clients of destinations", e);
-        let mut st = self
-            .conn
-            .prepare_cached(
-                "SELECT count(*) FROM (SELECT DISTINCT client FROM roll_pair WHERE server = ?1)",
-            )
-            .map_err(err)?;
-        let mut out = BTreeMap::new();
-        for h in servers {
-            let n: i64 = st
-                .query_row([&addr_to_blob(*h)[..]], |r| r.get(0))
-                .map_err(err)?;
-            if n > 0 {
-                out.insert(*h, n as u64);
+        let want: HashMap<[u8; 16], IpAddr> =
+            servers.iter().map(|h| (addr_to_blob(*h), *h)).collect();
+        let pairs = self.rollup(RollKind::Pair, &HourRange::default(), &|k| {
+            want.contains_key(&k.server)
+        })?;
+        let mut clients: HashMap<IpAddr, HashSet<[u8; 16]>> = HashMap::new();
+        for k in pairs.keys() {
+            if let Some(h) = want.get(&k.server) {
+                clients.entry(*h).or_default().insert(k.client);
             }
         }
-        Ok(out)
+        Ok(clients
+            .into_iter()
+            .map(|(h, c)| (h, c.len() as u64))
+            .collect())
     }
 
     /// The first packet time (µs) of each host's earliest stored flow (final or
@@ -87,18 +82,19 @@ impl Store {
                 *e = (*e).min(ts);
             }
         };
-        let mut refs = self.block_refs(true)?;
-        refs.retain(|b| b.may_hold_any(&hashes));
+        let mut refs = self.blocks_where(|_, bloom| may_hold_any(bloom, &hashes))?;
         refs.sort_by_key(|b| b.min_ts);
         for b in refs {
             // Every host found, and no block left starting before its time.
             if out.len() == want.len() && out.values().all(|&t| t <= b.min_ts) {
                 break;
             }
-            let meta = self.block_blob(b.id, false)?;
-            for (r, _) in blocks::rows(&meta).map_err(|d| self.bad_block(b.id, d))? {
-                note(&r.orig_h, r.ts, &mut out);
-                note(&r.resp_h, r.ts, &mut out);
+            let meta = self.block_meta(b.id)?;
+            let m = Meta::parse(&meta).map_err(|d| self.bad_block(b.id, d))?;
+            for i in 0..m.len() {
+                let k = m.keys(i);
+                note(&k.orig_h, k.ts, &mut out);
+                note(&k.resp_h, k.ts, &mut out);
             }
         }
         let err = |e| self.sql("finding when hosts were first seen", e);
@@ -109,9 +105,12 @@ impl Store {
         let mut rows = st.query([]).map_err(err)?;
         while let Some(row) = rows.next().map_err(err)? {
             let meta: Vec<u8> = row.get(0).map_err(err)?;
-            if let Ok(Some(r)) = RowReader::single(&meta).next_row() {
-                note(&r.orig_h, r.ts, &mut out);
-                note(&r.resp_h, r.ts, &mut out);
+            if let Ok(m) = Meta::parse(&meta) {
+                for i in 0..m.len() {
+                    let k = m.keys(i);
+                    note(&k.orig_h, k.ts, &mut out);
+                    note(&k.resp_h, k.ts, &mut out);
+                }
             }
         }
         Ok(out)

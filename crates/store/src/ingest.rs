@@ -8,17 +8,17 @@
 //! again; a capture whose read was interrupted resumes — the uids of its stored final
 //! records are loaded once and those records are skipped. Only final records count in
 //! the rollups, so rollups agree with the blocks after a kill at any point. Rollup
-//! deltas are summed in memory per batch and applied as one upsert per key.
+//! deltas are summed in memory per batch and written as segments (`rollup.rs`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use rusqlite::{params, Transaction};
 use tunnelwatch_model::{Cause, FlowRecord};
 
 use tunnelwatch_output::jsonl;
 
-use crate::addr::addr_to_blob;
-use crate::blocks::{self, Block, BlockBuilder, BLOCK_RECORDS};
+use crate::blocks::{self, Block, BlockBuilder, Meta, BLOCK_RECORDS};
+use crate::rollup::Deltas;
 use crate::{CaptureId, CaptureIdentity, Store, StoreError};
 
 /// What one batch did.
@@ -28,6 +28,10 @@ pub struct InsertStats {
     pub written: u64,
     /// Records already stored (re-read) and left alone.
     pub unchanged: u64,
+}
+
+fn clamp(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 /// What the store knows of the capture it is writing.
@@ -51,45 +55,6 @@ fn uid_hash(uid: &str) -> u64 {
     blocks::mix(h)
 }
 
-#[derive(Default, Clone, Copy)]
-struct Agg {
-    conns: i64,
-    pkts_out: i64,
-    pkts_in: i64,
-    bytes_out: i64,
-    bytes_in: i64,
-    dur_us: i64,
-    first_us: i64,
-    last_us: i64,
-}
-
-impl Agg {
-    fn add(&mut self, r: &FlowRecord) {
-        let first = r.ts.as_micros();
-        let last = r.last_ts.as_micros();
-        if self.conns == 0 {
-            self.first_us = first;
-            self.last_us = last;
-        } else {
-            self.first_us = self.first_us.min(first);
-            self.last_us = self.last_us.max(last);
-        }
-        self.conns += 1;
-        self.pkts_out += clamp(r.orig_pkts);
-        self.pkts_in += clamp(r.resp_pkts);
-        self.bytes_out += clamp(r.orig_bytes);
-        self.bytes_in += clamp(r.resp_bytes);
-        self.dur_us += (r.duration * 1e6).round() as i64;
-    }
-}
-
-fn clamp(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-const HOUR_US: i64 = 3_600_000_000;
-const MINUTE_US: i64 = 60_000_000;
-
 const INSERT_BLOCK: &str =
     "INSERT INTO flow_blocks (capture_id, records, min_ts, max_ts, hosts, meta, data)
  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
@@ -102,121 +67,6 @@ const UPSERT_INTERIM: &str =
  WHERE excluded.last_ts >= flows_interim.last_ts";
 
 const DELETE_INTERIM: &str = "DELETE FROM flows_interim WHERE capture_id = ?1 AND uid = ?2";
-
-fn rollup_sql(table: &str, keys: &[&str]) -> String {
-    let cols = keys.join(", ");
-    let marks: Vec<String> = (1..=keys.len() + 8).map(|i| format!("?{i}")).collect();
-    format!(
-        "INSERT INTO {table} ({cols}, conns, pkts_out, pkts_in, bytes_out, bytes_in, dur_us, first_us, last_us)
-         VALUES ({})
-         ON CONFLICT ({cols}) DO UPDATE SET conns = conns + excluded.conns,
-           pkts_out = pkts_out + excluded.pkts_out, pkts_in = pkts_in + excluded.pkts_in,
-           bytes_out = bytes_out + excluded.bytes_out, bytes_in = bytes_in + excluded.bytes_in,
-           dur_us = dur_us + excluded.dur_us, first_us = min(first_us, excluded.first_us),
-           last_us = max(last_us, excluded.last_us)",
-        marks.join(", ")
-    )
-}
-
-fn agg_params(a: &Agg) -> [i64; 8] {
-    [
-        a.conns,
-        a.pkts_out,
-        a.pkts_in,
-        a.bytes_out,
-        a.bytes_in,
-        a.dur_us,
-        a.first_us,
-        a.last_us,
-    ]
-}
-
-type PairKey = (i64, [u8; 16], [u8; 16], u16);
-
-#[derive(Default)]
-struct Rollups {
-    pair: HashMap<PairKey, Agg>,
-    client: HashMap<(i64, [u8; 16]), Agg>,
-    server: HashMap<(i64, [u8; 16], u16), Agg>,
-    minute: HashMap<i64, Agg>,
-}
-
-impl Rollups {
-    fn add(&mut self, r: &FlowRecord, c: [u8; 16], s: [u8; 16]) {
-        let us = r.ts.as_micros();
-        let hour = us.div_euclid(HOUR_US);
-        self.pair.entry((hour, c, s, r.resp_p)).or_default().add(r);
-        self.client.entry((hour, c)).or_default().add(r);
-        self.server.entry((hour, s, r.resp_p)).or_default().add(r);
-        self.minute
-            .entry(us.div_euclid(MINUTE_US))
-            .or_default()
-            .add(r);
-    }
-
-    fn apply(&self, tx: &Transaction<'_>) -> rusqlite::Result<()> {
-        let mut st = tx.prepare_cached(&rollup_sql(
-            "roll_pair",
-            &["hour", "client", "server", "port"],
-        ))?;
-        for ((h, c, s, p), a) in &self.pair {
-            let v = agg_params(a);
-            st.execute(params![
-                h,
-                &c[..],
-                &s[..],
-                p,
-                v[0],
-                v[1],
-                v[2],
-                v[3],
-                v[4],
-                v[5],
-                v[6],
-                v[7]
-            ])?;
-        }
-        let mut st = tx.prepare_cached(&rollup_sql("roll_client", &["hour", "client"]))?;
-        for ((h, c), a) in &self.client {
-            let v = agg_params(a);
-            st.execute(params![
-                h,
-                &c[..],
-                v[0],
-                v[1],
-                v[2],
-                v[3],
-                v[4],
-                v[5],
-                v[6],
-                v[7]
-            ])?;
-        }
-        let mut st = tx.prepare_cached(&rollup_sql("roll_server", &["hour", "server", "port"]))?;
-        for ((h, s, p), a) in &self.server {
-            let v = agg_params(a);
-            st.execute(params![
-                h,
-                &s[..],
-                p,
-                v[0],
-                v[1],
-                v[2],
-                v[3],
-                v[4],
-                v[5],
-                v[6],
-                v[7]
-            ])?;
-        }
-        let mut st = tx.prepare_cached(&rollup_sql("roll_minute", &["minute"]))?;
-        for (m, a) in &self.minute {
-            let v = agg_params(a);
-            st.execute(params![m, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]])?;
-        }
-        Ok(())
-    }
-}
 
 impl Store {
     /// Registers a capture (or finds it when it was read before) and returns its id.
@@ -300,8 +150,9 @@ impl Store {
                     detail: format!("flow block: {detail}"),
                 };
                 let meta = blocks::unpack(&packed).map_err(bad)?;
-                for (r, _) in blocks::rows(&meta).map_err(bad)? {
-                    st.stored.insert(uid_hash(r.uid));
+                let m = Meta::parse(&meta).map_err(bad)?;
+                for i in 0..m.len() {
+                    st.stored.insert(uid_hash(m.row(i).map_err(bad)?.0.uid));
                 }
             }
             let mut q = self
@@ -354,12 +205,10 @@ impl Store {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(err)?;
-        let mut roll = Rollups::default();
         let mut json = Vec::with_capacity(2048);
-        let mut meta = Vec::with_capacity(256);
-        let mut builder = std::mem::take(&mut self.builder);
+        // Pass 1, in order: skip what is stored, write interim rows, gather finals.
+        let mut finals: Vec<&FlowRecord> = Vec::with_capacity(recs.len());
         {
-            let mut put_block = tx.prepare_cached(INSERT_BLOCK).map_err(err)?;
             let mut upsert = tx.prepare_cached(UPSERT_INTERIM).map_err(err)?;
             let mut delete = tx.prepare_cached(DELETE_INTERIM).map_err(err)?;
             for r in recs {
@@ -372,25 +221,18 @@ impl Store {
                     if state.interim.remove(&h) {
                         delete.execute(params![cid.0, r.uid]).map_err(err)?;
                     }
-                    builder.push(r);
-                    if builder.len() == BLOCK_RECORDS {
-                        write_block(&mut put_block, cid, &builder.take()).map_err(err)?;
-                    }
-                    roll.add(r, addr_to_blob(r.orig_h), addr_to_blob(r.resp_h));
-                    stats.written += 1;
+                    finals.push(r);
                     continue;
                 }
                 json.clear();
                 jsonl::write_json(&mut json, r);
-                meta.clear();
-                blocks::encode_row(&mut meta, r, json.len());
                 let n = upsert
                     .execute(params![
                         cid.0,
                         r.uid,
                         r.ts.as_micros(),
                         r.last_ts.as_micros(),
-                        meta,
+                        blocks::meta_of_one(r, json.len()),
                         lz4_flex::compress_prepend_size(&json),
                     ])
                     .map_err(err)?;
@@ -401,15 +243,83 @@ impl Store {
                     stats.written += 1;
                 }
             }
-            if builder.len() > 0 {
-                write_block(&mut put_block, cid, &builder.take()).map_err(err)?;
+        }
+        stats.written += finals.len() as u64;
+        // Pass 2: blocks (JSON and LZ4, most of the work) built on worker threads while
+        // this one sums the rollup deltas; then written in order.
+        let (built, roll) = build_blocks(&mut self.builders, &finals);
+        let built: Vec<Block> = built.into_iter().collect::<Option<_>>().ok_or_else(|| {
+            StoreError::Invalid("a flow block could not be built (thread failed)".into())
+        })?;
+        {
+            let mut put_block = tx.prepare_cached(INSERT_BLOCK).map_err(err)?;
+            for b in &built {
+                write_block(&mut put_block, cid, b).map_err(err)?;
             }
         }
-        self.builder = builder;
-        roll.apply(&tx).map_err(err)?;
+        roll.apply(&tx)
+            .map_err(|f| f.into_store(&path, "writing rollups"))?;
         tx.commit().map_err(err)?;
         Ok(stats)
     }
+}
+
+/// Blocks of `finals` (in order, [`BLOCK_RECORDS`] each) built by up to
+/// `builders.len()` threads, and the rollup deltas of `finals` summed meanwhile; `None`
+/// in place of a block whose thread failed.
+fn build_blocks(
+    builders: &mut [BlockBuilder],
+    finals: &[&FlowRecord],
+) -> (Vec<Option<Block>>, Deltas) {
+    let chunks: Vec<&[&FlowRecord]> = finals.chunks(BLOCK_RECORDS).collect();
+    let workers = builders.len().min(chunks.len());
+    let fill = |b: &mut BlockBuilder, chunk: &[&FlowRecord]| {
+        for r in chunk {
+            b.push(r);
+        }
+        b.take()
+    };
+    let mut roll = Deltas::default();
+    if workers <= 1 {
+        let built = match builders.first_mut() {
+            Some(b) => chunks.iter().map(|c| Some(fill(b, c))).collect(),
+            None => (0..chunks.len()).map(|_| None).collect(),
+        };
+        for r in finals {
+            roll.add(r);
+        }
+        return (built, roll);
+    }
+    let mut built: Vec<Option<Block>> = Vec::new();
+    built.resize_with(chunks.len(), || None);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = builders[..workers]
+            .iter_mut()
+            .enumerate()
+            .map(|(w, b)| {
+                let chunks = &chunks;
+                s.spawn(move || {
+                    (w..chunks.len())
+                        .step_by(workers)
+                        .map(|i| (i, fill(b, chunks[i])))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for r in finals {
+            roll.add(r);
+        }
+        for h in handles {
+            // A worker that failed leaves its blocks `None`: the batch fails rather
+            // than storing a gap.
+            if let Ok(done) = h.join() {
+                for (i, b) in done {
+                    built[i] = Some(b);
+                }
+            }
+        }
+    });
+    (built, roll)
 }
 
 fn write_block(
@@ -436,7 +346,6 @@ pub(crate) fn move_v1_flows(tx: &Transaction<'_>) -> Result<(), String> {
         let mut rows = q.query([]).map_err(sql)?;
         let mut builder = BlockBuilder::default();
         let mut current: Option<i64> = None;
-        let mut meta = Vec::new();
         while let Some(row) = rows.next().map_err(sql)? {
             let id: i64 = row.get(0).map_err(sql)?;
             let cid: i64 = row.get(1).map_err(sql)?;
@@ -457,15 +366,13 @@ pub(crate) fn move_v1_flows(tx: &Transaction<'_>) -> Result<(), String> {
                     write_block(&mut put_block, CaptureId(cid), &builder.take()).map_err(sql)?;
                 }
             } else {
-                meta.clear();
-                blocks::encode_row(&mut meta, &rec, json.len());
                 upsert
                     .execute(params![
                         cid,
                         rec.uid,
                         rec.ts.as_micros(),
                         rec.last_ts.as_micros(),
-                        meta,
+                        blocks::meta_of_one(&rec, json.len()),
                         packed
                     ])
                     .map_err(sql)?;

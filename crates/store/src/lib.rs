@@ -1,21 +1,24 @@
 //! The embedded store of tunnelwatch: one SQLite file (WAL mode, no server) holding
-//! flow records, alerts, room for learnt profiles, the captures they came from, and
-//! the rollup tables (client, server:port, client→server:port per hour; per minute for
-//! the time view) that the views read so they never scan raw flows.
+//! flow records (final ones in compressed blocks of 2,048 with a Bloom filter of their
+//! addresses, `blocks.rs`), alerts, learnt profiles, the captures they came from, and
+//! the rollups (client, server:port, client→server:port per hour and all time, as
+//! segments, [`rollup`]; per minute for the time view) that the views read so they
+//! never scan raw flows.
 //!
 //! What it guarantees:
 //! - **Versioned schema.** `PRAGMA user_version` holds the schema version; numbered
 //!   migrations ([`schema`]) bring an older store up to date in one transaction each.
 //!   A store from a newer tunnelwatch is refused before anything is written.
 //! - **Atomic batches.** [`Store::insert_flows`] writes a batch of records and the
-//!   rollup deltas they cause in one transaction: a store killed at any point holds
+//!   rollup segments they cause in one transaction: a store killed at any point holds
 //!   whole committed batches, and its rollups agree with its flows.
-//! - **Idempotent re-reads.** A flow is unique by (capture identity, `uid`): reading
-//!   the same capture again changes nothing; an interim record (`cause: status`) is
-//!   superseded by a later record of the same `uid`. Only final records count in the
-//!   rollups.
-//! - **Parameterised queries.** Filters ([`filter`]) compile to SQL text built only from
-//!   fixed fragments; every value a user typed is a bound parameter.
+//! - **Idempotent re-reads.** A flow is unique by (capture identity, `uid`): reading a
+//!   completed capture again changes nothing, an interrupted one resumes where it
+//!   stopped; an interim record (`cause: status`) is superseded by a later record of
+//!   the same `uid`. Only final records count in the rollups.
+//! - **No SQL from user text.** Alert filters ([`filter`]) compile to SQL built only
+//!   from fixed fragments, every typed value a bound parameter; flow filters are
+//!   evaluated on stored rows and never become SQL.
 //!
 //! It leaves to others: producing records (the sensor), scheduling (the CLI runs the
 //! store on its own thread), and presentation of the views ([`views`] returns trees;
@@ -28,11 +31,13 @@ mod blocks;
 mod capture;
 mod error;
 pub mod export;
+mod fast;
 pub mod filter;
 pub mod hosts;
 mod ingest;
 pub mod profiles;
 pub mod query;
+pub mod rollup;
 pub mod schema;
 pub mod time;
 pub mod views;
@@ -77,13 +82,18 @@ pub struct Store {
     path: PathBuf,
     /// The capture being written, once `insert_flows` has seen it.
     ingest: Option<ingest::Ingest>,
-    /// The block being filled (its buffers kept between batches).
-    builder: blocks::BlockBuilder,
+    /// One block builder per ingest thread (their buffers kept between batches).
+    builders: Vec<blocks::BlockBuilder>,
 }
 
 /// The id of a capture (or of a set of captures read as one stream) in this store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CaptureId(pub i64);
+
+/// Threads that build flow blocks in one batch: the available cores, at most 4.
+fn ingest_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+}
 
 impl Store {
     /// Opens (and for [`Mode::ReadWrite`] creates and migrates) the store at `path`.
@@ -111,7 +121,9 @@ impl Store {
             conn,
             path: p,
             ingest: None,
-            builder: blocks::BlockBuilder::default(),
+            builders: (0..ingest_threads())
+                .map(|_| blocks::BlockBuilder::default())
+                .collect(),
         };
         schema::check_and_migrate(&mut store.conn, &store.path, mode)?;
         if mode == Mode::ReadWrite {

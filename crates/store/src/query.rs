@@ -7,10 +7,12 @@
 //! --flows` writes, byte for byte) together with the decoded [`FlowRecord`] for other
 //! formats.
 
+use std::collections::HashMap;
+
 use rusqlite::params_from_iter;
 use tunnelwatch_model::FlowRecord;
 
-use crate::blocks::{self, RowReader};
+use crate::blocks::{self, Data, Meta, DATA_FRAME_ROWS};
 use crate::filter::{compile, FlowFilter, Target};
 use crate::{Alert, Severity, Store, StoreError};
 
@@ -30,57 +32,90 @@ pub(crate) struct BlockRef {
     pub id: i64,
     pub min_ts: i64,
     pub max_ts: i64,
-    /// The Bloom filter of its addresses (empty when not asked for).
-    pub hosts: Vec<u8>,
 }
 
-impl BlockRef {
-    /// Whether the block may hold one of `hashes` (address hashes), by its filter.
-    pub(crate) fn may_hold_any(&self, hashes: &[u64]) -> bool {
-        hashes
-            .iter()
-            .any(|&h| blocks::bloom_may_hold(&self.hosts, h))
-    }
+/// Whether a Bloom filter may hold one of `hashes` (address hashes).
+pub(crate) fn may_hold_any(bloom: &[u8], hashes: &[u64]) -> bool {
+    hashes.iter().any(|&h| blocks::bloom_may_hold(bloom, h))
 }
 
 impl Store {
-    /// Every flow block in insertion order, with its Bloom filter when `blooms`.
-    pub(crate) fn block_refs(&self, blooms: bool) -> Result<Vec<BlockRef>, StoreError> {
+    /// The flow blocks `accept` takes (given a block and its Bloom filter), in
+    /// insertion order. Filters are read in place, never copied.
+    pub(crate) fn blocks_where(
+        &self,
+        accept: impl Fn(&BlockRef, &[u8]) -> bool,
+    ) -> Result<Vec<BlockRef>, StoreError> {
         let err = |e| self.sql("listing flow blocks", e);
-        let sql = if blooms {
-            "SELECT id, min_ts, max_ts, hosts FROM flow_blocks ORDER BY id"
-        } else {
-            "SELECT id, min_ts, max_ts, x'' FROM flow_blocks ORDER BY id"
-        };
-        let mut st = self.conn.prepare_cached(sql).map_err(err)?;
-        let rows = st
-            .query_map([], |r| {
-                Ok(BlockRef {
-                    id: r.get(0)?,
-                    min_ts: r.get(1)?,
-                    max_ts: r.get(2)?,
-                    hosts: r.get(3)?,
-                })
-            })
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT id, min_ts, max_ts, hosts FROM flow_blocks ORDER BY id")
             .map_err(err)?;
-        rows.collect::<Result<_, _>>().map_err(err)
+        let mut rows = st.query([]).map_err(err)?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().map_err(err)? {
+            let b = BlockRef {
+                id: r.get(0).map_err(err)?,
+                min_ts: r.get(1).map_err(err)?,
+                max_ts: r.get(2).map_err(err)?,
+            };
+            let bloom = r
+                .get_ref(3)
+                .and_then(|v| v.as_blob().map_err(rusqlite::Error::from))
+                .map_err(err)?;
+            if accept(&b, bloom) {
+                out.push(b);
+            }
+        }
+        Ok(out)
     }
 
-    /// One decompressed blob (`meta` or `data`) of a block.
-    pub(crate) fn block_blob(&self, id: i64, data: bool) -> Result<Vec<u8>, StoreError> {
+    /// The `meta` of a block as stored (compressed).
+    pub(crate) fn block_meta_packed(&self, id: i64) -> Result<Vec<u8>, StoreError> {
         let err = |e| self.sql("reading a flow block", e);
-        let sql = if data {
-            "SELECT data FROM flow_blocks WHERE id = ?1"
-        } else {
-            "SELECT meta FROM flow_blocks WHERE id = ?1"
-        };
-        let packed: Vec<u8> = self
-            .conn
-            .prepare_cached(sql)
+        self.conn
+            .prepare_cached("SELECT meta FROM flow_blocks WHERE id = ?1")
             .map_err(err)?
             .query_row([id], |r| r.get(0))
+            .map_err(err)
+    }
+
+    /// The decompressed `meta` of a block.
+    pub(crate) fn block_meta(&self, id: i64) -> Result<Vec<u8>, StoreError> {
+        let err = |e| self.sql("reading a flow block", e);
+        // Decompressed from SQLite's own buffer: no copy of the packed blob.
+        let unpacked = self
+            .conn
+            .prepare_cached("SELECT meta FROM flow_blocks WHERE id = ?1")
+            .map_err(err)?
+            .query_row([id], |r| Ok(blocks::unpack(r.get_ref(0)?.as_blob()?)))
             .map_err(err)?;
-        blocks::unpack(&packed).map_err(|d| self.bad_block(id, d))
+        unpacked.map_err(|d| self.bad_block(id, d))
+    }
+
+    /// The decompressed JSON frames of a block that `rows` (ascending) fall in, by
+    /// frame number.
+    fn block_frames(&self, id: i64, rows: &[usize]) -> Result<HashMap<usize, Vec<u8>>, StoreError> {
+        let err = |e| self.sql("reading a flow block", e);
+        let frames = self
+            .conn
+            .prepare_cached("SELECT data FROM flow_blocks WHERE id = ?1")
+            .map_err(err)?
+            .query_row([id], |r| {
+                let blob = r.get_ref(0)?.as_blob()?;
+                Ok(Data::parse(blob).and_then(|d| {
+                    let mut out = HashMap::new();
+                    for &i in rows {
+                        let f = i / DATA_FRAME_ROWS;
+                        if let std::collections::hash_map::Entry::Vacant(e) = out.entry(f) {
+                            e.insert(d.frame_of(i)?);
+                        }
+                    }
+                    Ok(out)
+                }))
+            })
+            .map_err(err)?;
+        frames.map_err(|d| self.bad_block(id, d))
     }
 
     pub(crate) fn bad_block(&self, id: i64, detail: String) -> StoreError {
@@ -116,22 +151,35 @@ impl Store {
                 detail: e.to_string(),
             })
         };
-        for b in self.block_refs(hashes.is_some())? {
-            if hashes.as_ref().is_some_and(|h| !b.may_hold_any(h)) {
+        let refs =
+            self.blocks_where(|_, bloom| hashes.as_ref().is_none_or(|h| may_hold_any(bloom, h)))?;
+        for b in refs {
+            let meta = self.block_meta(b.id)?;
+            let m = Meta::parse(&meta).map_err(|d| self.bad_block(b.id, d))?;
+            let mut hits = Vec::new();
+            for i in 0..m.len() {
+                if let Some(hs) = f.hosts() {
+                    let k = m.keys(i);
+                    if !hs.iter().any(|h| *h == k.orig_h || *h == k.resp_h) {
+                        continue;
+                    }
+                }
+                let (r, range) = m.row(i).map_err(|d| self.bad_block(b.id, d))?;
+                if f.matches(&r) {
+                    hits.push((i, range));
+                    if n + hits.len() as u64 >= limit {
+                        break;
+                    }
+                }
+            }
+            if hits.is_empty() {
                 continue;
             }
-            let meta = self.block_blob(b.id, false)?;
-            let rows = blocks::rows(&meta).map_err(|d| self.bad_block(b.id, d))?;
-            let mut data: Option<Vec<u8>> = None;
-            for (r, range) in rows {
-                if !f.matches(&r) {
-                    continue;
-                }
-                if data.is_none() {
-                    data = Some(self.block_blob(b.id, true)?);
-                }
-                let text = data
-                    .as_deref()
+            let rows: Vec<usize> = hits.iter().map(|h| h.0).collect();
+            let frames = self.block_frames(b.id, &rows)?;
+            for (i, range) in hits {
+                let text = frames
+                    .get(&(i / DATA_FRAME_ROWS))
                     .and_then(|d| d.get(range))
                     .and_then(|t| std::str::from_utf8(t).ok())
                     .ok_or_else(|| self.bad_block(b.id, "JSON text out of bounds".into()))?;
@@ -158,9 +206,11 @@ impl Store {
                 id: 0,
                 detail: format!("interim flow {uid}: {detail}"),
             };
-            let Some(r) = RowReader::single(&meta).next_row().map_err(bad)? else {
-                return Err(bad("empty meta".into()));
-            };
+            let m = Meta::parse(&meta).map_err(bad)?;
+            if m.len() != 1 {
+                return Err(bad(format!("{} rows in its meta", m.len())));
+            }
+            let (r, _) = m.row(0).map_err(bad)?;
             if !f.matches(&r) {
                 continue;
             }

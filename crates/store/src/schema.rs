@@ -132,7 +132,8 @@ CREATE TABLE roll_minute (
 
 /// Version 2: final flow records in blocks of up to 2,048 (one row, a Bloom filter of
 /// its addresses, LZ4-compressed meta rows and JSON: `blocks.rs`), interim records one
-/// row each; the version-1 `flows` rows are moved into them and the table dropped.
+/// row each, rollups as segments (`rollup.rs`); the version-1 `flows` rows and
+/// per-hour rollup tables are moved into them and dropped.
 const V2: &str = r#"
 CREATE TABLE flow_blocks (
     id          INTEGER PRIMARY KEY,
@@ -155,6 +156,18 @@ CREATE TABLE flows_interim (
     record      BLOB NOT NULL,         -- LZ4 (u32 LE size first): the JSON
     PRIMARY KEY (capture_id, uid)
 ) WITHOUT ROWID;
+
+-- Rollups of final records as segments (`rollup.rs`): per kind (1 client→server:port,
+-- 2 client, 3 server:port), one hour (floor(ts / 1 h) of the first packet) or all time
+-- (hour NULL); entries sorted by key, LZ4. Replaces roll_pair, roll_client, roll_server.
+CREATE TABLE rollup_segments (
+    id          INTEGER PRIMARY KEY,
+    kind        INTEGER NOT NULL,
+    hour        INTEGER,
+    entries     INTEGER NOT NULL,
+    data        BLOB NOT NULL
+);
+CREATE INDEX rollup_segments_kind_hour ON rollup_segments (kind, hour);
 "#;
 
 /// One schema step.
@@ -171,7 +184,10 @@ pub enum Migration {
 /// The migrations, in order: entry `i` upgrades version `i` to `i + 1`.
 pub const MIGRATIONS: &[Migration] = &[
     Migration::Sql(V1),
-    Migration::SqlThen(V2, crate::ingest::move_v1_flows),
+    Migration::SqlThen(V2, |tx| {
+        crate::ingest::move_v1_flows(tx)?;
+        crate::rollup::move_v1_rollups(tx)
+    }),
 ];
 
 /// The schema version this build writes and reads.

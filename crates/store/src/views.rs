@@ -3,9 +3,9 @@
 //! the time view (period → minute → connection), with per-node totals, Top-N/Bottom-N
 //! ranking, per-node and global averages, modulo-day period slots and time bounds.
 //!
-//! Levels one and two come from the rollups (`roll_client`, `roll_server`,
-//! `roll_pair`, `roll_minute`), so their cost depends on the number of clients,
-//! servers and hours, not on the number of flows; level three lists the newest
+//! Levels one and two come from the rollups (`rollup.rs`: client, server:port and
+//! client→server:port segments, all-time or per hour; `roll_minute`), so their cost
+//! depends on the number of clients, servers and hours, not on the number of flows; level three lists the newest
 //! connections of every shown node in one pass over the flow blocks that may hold them
 //! (their time range and Bloom filter of addresses decide, `blocks.rs`).
 //!
@@ -26,8 +26,10 @@ use rusqlite::types::Value;
 use serde::Serialize;
 
 use crate::addr::{addr_from_blob, addr_to_blob};
-use crate::blocks::{self, Row};
-use crate::query::BlockRef;
+use crate::blocks::{self, Keys, Meta, Row};
+use crate::fast::FastMap;
+use crate::query::{may_hold_any, BlockRef};
+use crate::rollup::{HourRange, RollKey, RollKind};
 use crate::time::utc_fields;
 use crate::{Store, StoreError};
 
@@ -315,11 +317,6 @@ pub struct View {
     pub trees: Vec<Tree>,
 }
 
-struct Range {
-    sql: String,
-    params: Vec<Value>,
-}
-
 impl Store {
     /// Computes a view.
     pub fn view(&self, o: &ViewOptions) -> Result<View, StoreError> {
@@ -357,141 +354,98 @@ impl Store {
         })
     }
 
-    /// The hour-range (and slot) condition on a rollup's `hour` column.
-    fn hour_range(&self, o: &ViewOptions, slot: Option<u32>, col: &str) -> Range {
-        let mut sql = String::from("1");
-        let mut params = Vec::new();
-        if let Some(s) = o.since_us {
-            let _ = write!(sql, " AND {col} >= ?");
-            params.push(Value::Integer(s.div_euclid(HOUR_US)));
-        }
-        if let Some(u) = o.until_us {
-            let _ = write!(sql, " AND {col} < ?");
-            params.push(Value::Integer((u + HOUR_US - 1).div_euclid(HOUR_US)));
-        }
-        if let Some(k) = slot {
-            let _ = write!(sql, " AND ({col} % 24) / ? = ?");
-            params.push(Value::Integer(i64::from(o.period_hours)));
-            params.push(Value::Integer(i64::from(k)));
-        }
-        Range { sql, params }
-    }
-
     fn order(&self, o: &ViewOptions, tiebreak: &str) -> String {
         let dir = if o.bottom { "ASC" } else { "DESC" };
         format!("{} {dir}, {tiebreak}", o.by.sql())
     }
 
     fn host_tree(&self, o: &ViewOptions, slot: Option<u32>) -> Result<Tree, StoreError> {
-        let err = |e| self.sql("computing the view", e);
         let clients = o.kind == Kind::Clients;
-        let r = self.hour_range(o, slot, "hour");
-        // Level 1.
-        let (table, keys) = if clients {
-            ("roll_client", "client")
-        } else {
-            ("roll_server", "server, port")
+        let range = HourRange {
+            from: o.since_us.map(|s| s.div_euclid(HOUR_US)),
+            to: o
+                .until_us
+                .map(|u| u.saturating_add(HOUR_US - 1).div_euclid(HOUR_US)),
+            slot: slot.map(|k| (o.period_hours, k)),
         };
-        let mut sql = format!(
-            "SELECT {keys}, {SUMS} FROM {table} WHERE {} GROUP BY {keys} ORDER BY {}",
-            r.sql,
-            self.order(o, keys)
-        );
-        let mut params = r.params.clone();
-        if let Some(n) = o.limit {
-            sql.push_str(" LIMIT ?");
-            params.push(Value::Integer(i64::try_from(n).unwrap_or(i64::MAX)));
+        // Level 1: every node in range, ranked (ties by address, then port).
+        let kind = if clients {
+            RollKind::Client
+        } else {
+            RollKind::Server
+        };
+        let mut firsts: Vec<(RollKey, Totals)> =
+            self.rollup(kind, &range, &|_| true)?.into_iter().collect();
+        let mut global_totals = Totals::default();
+        for (_, t) in &firsts {
+            global_totals.merge(t);
         }
-        let mut st = self.conn.prepare(&sql).map_err(err)?;
-        let mut nodes = Vec::new();
-        let mut rows = st.query(params_from_iter(params.iter())).map_err(err)?;
-        while let Some(row) = rows.next().map_err(err)? {
-            let blob: Vec<u8> = row.get(0).map_err(err)?;
-            let host = addr_from_blob(&blob);
-            let (port, at) = if clients {
-                (None, 1)
+        let all_nodes = firsts.len();
+        let side = |k: &RollKey| {
+            if clients {
+                (k.client, 0)
             } else {
-                (Some(row.get::<_, u16>(1).map_err(err)?), 2)
-            };
-            let totals = Totals::from_row(row, at).map_err(err)?;
-            nodes.push(Node {
-                label: host_label(host, port),
-                host,
-                port,
-                start_us: None,
-                totals,
-                children_total: None,
-                children: Vec::new(),
-                conns: Vec::new(),
-                conns_more: 0,
-                score: None,
-            });
-        }
-        drop(rows);
-        drop(st);
-        // Level 2 (all children, for averages; the shown ones ranked and limited).
-        let mut averages = Vec::new();
-        for n in nodes.iter_mut() {
-            let Some(h) = n.host else { continue };
-            let hb = addr_to_blob(h).to_vec();
-            let (sql, mut p) = if clients {
-                (
-                    format!(
-                        "SELECT server, port, {SUMS} FROM roll_pair WHERE client = ? AND {} GROUP BY server, port",
-                        r.sql
-                    ),
-                    vec![Value::Blob(hb.clone())],
-                )
-            } else {
-                (
-                    format!(
-                        "SELECT client, {SUMS} FROM roll_pair WHERE server = ? AND port = ? AND {} GROUP BY client",
-                        r.sql
-                    ),
-                    vec![
-                        Value::Blob(hb.clone()),
-                        Value::Integer(i64::from(n.port.unwrap_or(0))),
-                    ],
-                )
-            };
-            p.extend(r.params.iter().cloned());
-            let mut st = self.conn.prepare_cached(&sql).map_err(err)?;
-            let mut rows = st.query(params_from_iter(p.iter())).map_err(err)?;
-            let mut kids = Vec::new();
-            while let Some(row) = rows.next().map_err(err)? {
-                let blob: Vec<u8> = row.get(0).map_err(err)?;
-                let host = addr_from_blob(&blob);
-                let (port, at) = if clients {
-                    (Some(row.get::<_, u16>(1).map_err(err)?), 2)
-                } else {
-                    (None, 1)
-                };
-                let totals = Totals::from_row(row, at).map_err(err)?;
-                kids.push(Node {
-                    label: host_label(host, port),
-                    host,
-                    port,
-                    start_us: None,
-                    totals,
-                    children_total: None,
-                    children: Vec::new(),
-                    conns: Vec::new(),
-                    conns_more: 0,
-                    score: None,
-                });
+                (k.server, k.port)
             }
-            let per = kids.len() as u64;
-            averages.push(averages_of(n, &kids));
-            n.children_total = Some(per);
-            rank(&mut kids, o);
+        };
+        firsts.sort_by(|(ka, a), (kb, b)| {
+            let (ra, rb) = (o.by.key(a), o.by.key(b));
+            let ord = if o.bottom { ra.cmp(&rb) } else { rb.cmp(&ra) };
+            ord.then_with(|| side(ka).cmp(&side(kb)))
+        });
+        if let Some(n) = o.limit {
+            firsts.truncate(usize::try_from(n).unwrap_or(usize::MAX));
+        }
+        let mut nodes: Vec<Node> = firsts
+            .iter()
+            .map(|(k, t)| {
+                let (h, p) = side(k);
+                host_node(addr_from_blob(&h), (!clients).then_some(p), *t)
+            })
+            .collect();
+        // Level 2: every pair in range (their number is the global average's), the
+        // shown nodes' children from them.
+        let shown: HashMap<([u8; 16], u16), usize> = firsts
+            .iter()
+            .enumerate()
+            .map(|(i, (k, _))| (side(k), i))
+            .collect();
+        let pairs = self.rollup(RollKind::Pair, &range, &|_| true)?;
+        let mut kids: Vec<Vec<Node>> = vec![Vec::new(); nodes.len()];
+        for (k, t) in &pairs {
+            let (parent, child) = if clients {
+                ((k.client, 0), (k.server, Some(k.port)))
+            } else {
+                ((k.server, k.port), (k.client, None))
+            };
+            if let Some(&i) = shown.get(&parent) {
+                kids[i].push(host_node(addr_from_blob(&child.0), child.1, *t));
+            }
+        }
+        let mut averages = Vec::new();
+        for (n, mut ks) in nodes.iter_mut().zip(kids) {
+            averages.push(averages_of(n, &ks));
+            n.children_total = Some(ks.len() as u64);
+            rank(&mut ks, o);
             if o.depth >= 2 {
-                n.children = kids;
+                n.children = ks;
             }
         }
         if o.depth >= 3 {
             self.host_conns(o, slot, clients, &mut nodes)?;
         }
-        let global = self.global(o, slot, clients)?;
+        let d = all_nodes.max(1) as f64;
+        let t = global_totals;
+        let global = Global {
+            nodes: all_nodes as u64,
+            totals: t,
+            per_node_children: pairs.len() as f64 / d,
+            conns: t.conns as f64 / d,
+            bytes_out: t.bytes_out as f64 / d,
+            bytes_in: t.bytes_in as f64 / d,
+            pkts: (t.pkts_out + t.pkts_in) as f64 / d,
+            uptime: t.dur_us as f64 / 1e6 / d,
+        };
         Ok(Tree {
             slot,
             nodes,
@@ -511,7 +465,7 @@ impl Store {
         nodes: &mut [Node],
     ) -> Result<(), StoreError> {
         type Pair = ([u8; 16], [u8; 16], u16);
-        let mut want: HashMap<Pair, (usize, usize)> = HashMap::new();
+        let mut want: FastMap<Pair, (usize, usize)> = FastMap::default();
         for (i, n) in nodes.iter().enumerate() {
             let Some(h) = n.host else { continue };
             for (j, k) in n.children.iter().enumerate() {
@@ -534,9 +488,16 @@ impl Store {
         };
         let (ch, sh) = (hashes(|k| k.0), hashes(|k| k.1));
         let (lo, hi) = ts_bounds(o);
+        let expected = expected_conns(nodes);
         let found = self.collect_conns(
             o.conns_per_node,
-            |b| b.max_ts >= lo && b.min_ts < hi && b.may_hold_any(&ch) && b.may_hold_any(&sh),
+            &expected,
+            |b, bloom| {
+                b.max_ts >= lo
+                    && b.min_ts < hi
+                    && may_hold_any(bloom, &ch)
+                    && may_hold_any(bloom, &sh)
+            },
             |r| {
                 let in_slot = slot.is_none_or(|k| {
                     let hour = r.ts.div_euclid(HOUR_US).rem_euclid(24);
@@ -548,99 +509,96 @@ impl Store {
                 want.get(&(r.orig_h, r.resp_h, r.resp_p)).copied()
             },
         )?;
-        for ((i, j), (list, total)) in found {
+        for ((i, j), list) in found {
             let k = &mut nodes[i].children[j];
-            k.conns_more = total.saturating_sub(list.len() as u64);
+            k.conns_more = (k.totals.conns.max(0) as u64).saturating_sub(list.len() as u64);
             k.conns = list;
         }
         Ok(())
     }
 
-    /// The newest `limit` final connections per key, and how many there are, over the
-    /// flow blocks `block` accepts; `key` places a row (or not). Newest first, ties by
-    /// storage order, newest stored first.
-    fn collect_conns<K: Eq + Hash + Copy>(
+    /// The newest `limit` final connections of each key of `expected` (which holds
+    /// how many connections the rollups count for it), over the flow blocks `block`
+    /// accepts; `key` places a row (or not). Newest first, ties by storage order,
+    /// newest stored first. Blocks are read newest first, and reading stops once every
+    /// key is complete: all its connections found, or `limit` of them all newer than
+    /// any block left.
+    fn collect_conns<K: Eq + Hash + Copy + Send + Sync>(
         &self,
         limit: u64,
-        block: impl Fn(&BlockRef) -> bool,
-        key: impl Fn(&Row<'_>) -> Option<K>,
-    ) -> Result<HashMap<K, (Vec<Conn>, u64)>, StoreError> {
+        expected: &HashMap<K, u64>,
+        block: impl Fn(&BlockRef, &[u8]) -> bool,
+        key: impl Fn(&Keys) -> Option<K> + Sync,
+    ) -> Result<HashMap<K, Vec<Conn>>, StoreError> {
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-        let mut acc: HashMap<K, (Vec<Listed>, u64)> = HashMap::new();
-        for b in self.block_refs(true)? {
-            if !block(&b) {
-                continue;
+        let mut acc: FastMap<K, (Vec<Listed>, u64)> = FastMap::default();
+        let mut refs: Vec<BlockRef> = self.blocks_where(block)?;
+        refs.sort_by_key(|b| std::cmp::Reverse((b.max_ts, b.id)));
+        let mut open: Vec<K> = expected.keys().copied().collect();
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+        // Blocks are read from SQLite here, a batch at a time, and decompressed and
+        // searched on `workers` threads.
+        for batch in refs.chunks(8 * workers) {
+            open.retain(|k| {
+                let Some((list, seen)) = acc.get_mut(k) else {
+                    return expected.get(k).is_some_and(|&e| e > 0);
+                };
+                if limit == 0 || *seen >= expected.get(k).copied().unwrap_or(0) {
+                    return false;
+                }
+                newest(list, limit);
+                !(list.len() == limit && list.last().is_some_and(|c| c.0 > batch[0].max_ts))
+            });
+            if open.is_empty() {
+                break;
             }
-            let meta = self.block_blob(b.id, false)?;
-            let rows = blocks::rows(&meta).map_err(|d| self.bad_block(b.id, d))?;
-            for (idx, (r, _)) in rows.iter().enumerate() {
-                let Some(k) = key(r) else { continue };
-                let (list, total) = acc.entry(k).or_default();
-                *total += 1;
-                list.push((r.ts, b.id, idx, conn_of(r)));
-                if list.len() >= limit.saturating_mul(2).max(64) {
-                    newest(list, limit);
+            let packed = batch
+                .iter()
+                .map(|b| self.block_meta_packed(b.id).map(|p| (b.id, p)))
+                .collect::<Result<Vec<_>, _>>()?;
+            let search = |(id, p): &(i64, Vec<u8>)| -> Found<K> {
+                let meta = blocks::unpack(p).map_err(|d| (*id, d))?;
+                let m = Meta::parse(&meta).map_err(|d| (*id, d))?;
+                let mut found = Vec::new();
+                for idx in 0..m.len() {
+                    let Some(k) = key(&m.keys(idx)) else { continue };
+                    let (r, _) = m.row(idx).map_err(|d| (*id, d))?;
+                    found.push((k, (r.ts, *id, idx, conn_of(&r))));
+                }
+                Ok(found)
+            };
+            let per = packed.len().div_ceil(workers);
+            let results: Vec<Found<K>> = std::thread::scope(|s| {
+                let handles: Vec<_> = packed
+                    .chunks(per.max(1))
+                    .map(|part| s.spawn(|| part.iter().map(search).collect::<Vec<_>>()))
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| {
+                        h.join()
+                            .unwrap_or_else(|_| vec![Err((0, "search thread failed".into()))])
+                    })
+                    .collect()
+            });
+            for r in results {
+                for (k, c) in r.map_err(|(id, d)| self.bad_block(id, d))? {
+                    let (list, seen) = acc.entry(k).or_default();
+                    *seen += 1;
+                    list.push(c);
+                    if list.len() >= limit.saturating_mul(2).max(64) {
+                        newest(list, limit);
+                    }
                 }
             }
         }
         Ok(acc
             .into_iter()
-            .map(|(k, (mut list, total))| {
+            .map(|(k, (mut list, _))| {
                 newest(&mut list, limit);
-                (k, (list.into_iter().map(|(.., c)| c).collect(), total))
+                (k, list.into_iter().map(|(.., c)| c).collect())
             })
             .collect())
-    }
-
-    fn global(
-        &self,
-        o: &ViewOptions,
-        slot: Option<u32>,
-        clients: bool,
-    ) -> Result<Global, StoreError> {
-        let err = |e| self.sql("computing global averages", e);
-        let r = self.hour_range(o, slot, "hour");
-        let (table, keys) = if clients {
-            ("roll_client", "client")
-        } else {
-            ("roll_server", "server, port")
-        };
-        let sql = format!(
-            "SELECT count(*), coalesce(sum(c), 0), coalesce(sum(po), 0), coalesce(sum(pi), 0), \
-             coalesce(sum(bo), 0), coalesce(sum(bi), 0), coalesce(sum(d), 0), coalesce(min(f), 0), \
-             coalesce(max(l), 0) FROM (SELECT sum(conns) c, sum(pkts_out) po, sum(pkts_in) pi, \
-             sum(bytes_out) bo, sum(bytes_in) bi, sum(dur_us) d, min(first_us) f, max(last_us) l \
-             FROM {table} WHERE {} GROUP BY {keys})",
-            r.sql
-        );
-        let (nodes, totals) = self
-            .conn
-            .query_row(&sql, params_from_iter(r.params.iter()), |row| {
-                Ok((row.get::<_, i64>(0)?, Totals::from_row(row, 1)?))
-            })
-            .map_err(err)?;
-        let pairs: i64 = self
-            .conn
-            .query_row(
-                &format!(
-                    "SELECT count(*) FROM (SELECT 1 FROM roll_pair WHERE {} GROUP BY client, server, port)",
-                    r.sql
-                ),
-                params_from_iter(r.params.iter()),
-                |row| row.get(0),
-            )
-            .map_err(err)?;
-        let n = nodes.max(1) as f64;
-        Ok(Global {
-            nodes: nodes.max(0) as u64,
-            totals,
-            per_node_children: pairs as f64 / n,
-            conns: totals.conns as f64 / n,
-            bytes_out: totals.bytes_out as f64 / n,
-            bytes_in: totals.bytes_in as f64 / n,
-            pkts: (totals.pkts_out + totals.pkts_in) as f64 / n,
-            uptime: totals.dur_us as f64 / 1e6 / n,
-        })
     }
 
     fn time_tree(&self, o: &ViewOptions) -> Result<Tree, StoreError> {
@@ -732,7 +690,7 @@ impl Store {
         }
         let mut global = Global::default();
         for n in &nodes {
-            add_totals(&mut global.totals, &n.totals);
+            global.totals.merge(&n.totals);
         }
         Ok(Tree {
             slot: None,
@@ -758,18 +716,31 @@ impl Store {
             return Ok(());
         };
         let (lo, hi) = (lo * MINUTE_US, (hi + 1) * MINUTE_US);
+        let expected = expected_conns(nodes);
         let found = self.collect_conns(
             o.conns_per_node,
-            |b| b.max_ts >= lo && b.min_ts < hi,
+            &expected,
+            |b, _| b.max_ts >= lo && b.min_ts < hi,
             |r| want.get(&r.ts.div_euclid(MINUTE_US)).copied(),
         )?;
-        for ((i, j), (list, total)) in found {
+        for ((i, j), list) in found {
             let k = &mut nodes[i].children[j];
-            k.conns_more = total.saturating_sub(list.len() as u64);
+            k.conns_more = (k.totals.conns.max(0) as u64).saturating_sub(list.len() as u64);
             k.conns = list;
         }
         Ok(())
     }
+}
+
+/// The connections the rollups count under each shown second-level node.
+fn expected_conns(nodes: &[Node]) -> HashMap<(usize, usize), u64> {
+    let mut out = HashMap::new();
+    for (i, n) in nodes.iter().enumerate() {
+        for (j, k) in n.children.iter().enumerate() {
+            out.insert((i, j), k.totals.conns.max(0) as u64);
+        }
+    }
+    out
 }
 
 /// First-packet bounds of listed connections: the view's bounds rounded out to the
@@ -785,6 +756,10 @@ fn ts_bounds(o: &ViewOptions) -> (i64, i64) {
 }
 
 /// Keeps the `limit` newest of `list` (by time, then storage order), newest first.
+/// What one block gave a connection search: (key, connection) pairs, or the block id
+/// and what is wrong with it.
+type Found<K> = Result<Vec<(K, Listed)>, (i64, String)>;
+
 /// A listed connection with its sort key: first packet, block id, row in the block.
 type Listed = (i64, i64, usize, Conn);
 
@@ -815,20 +790,19 @@ fn conn_of(r: &Row<'_>) -> Conn {
     }
 }
 
-fn add_totals(a: &mut Totals, b: &Totals) {
-    if a.conns == 0 {
-        a.first_us = b.first_us;
-        a.last_us = b.last_us;
-    } else {
-        a.first_us = a.first_us.min(b.first_us);
-        a.last_us = a.last_us.max(b.last_us);
+fn host_node(host: Option<IpAddr>, port: Option<u16>, totals: Totals) -> Node {
+    Node {
+        label: host_label(host, port),
+        host,
+        port,
+        start_us: None,
+        totals,
+        children_total: None,
+        children: Vec::new(),
+        conns: Vec::new(),
+        conns_more: 0,
+        score: None,
     }
-    a.conns += b.conns;
-    a.pkts_out += b.pkts_out;
-    a.pkts_in += b.pkts_in;
-    a.bytes_out += b.bytes_out;
-    a.bytes_in += b.bytes_in;
-    a.dur_us += b.dur_us;
 }
 
 fn rank(kids: &mut Vec<Node>, o: &ViewOptions) {

@@ -61,6 +61,21 @@ fn a_version_1_store_is_migrated_with_its_flows() {
             [],
         )
         .unwrap();
+        // The rollups of the two final records, as version 1 kept them.
+        c.execute_batch(
+            "INSERT INTO roll_pair VALUES (472222, x'00000000000000000000ffff0a000001',
+               x'00000000000000000000ffffc0000201', 443, 1, 3, 2, 100, 2000, 0, 1, 2);
+             INSERT INTO roll_pair VALUES (472222, x'00000000000000000000ffff0a000002',
+               x'00000000000000000000ffffc0000201', 443, 1, 3, 2, 100, 2000, 0, 3, 4);
+             INSERT INTO roll_client VALUES (472222, x'00000000000000000000ffff0a000001',
+               1, 3, 2, 100, 2000, 0, 1, 2);
+             INSERT INTO roll_client VALUES (472222, x'00000000000000000000ffff0a000002',
+               1, 3, 2, 100, 2000, 0, 3, 4);
+             INSERT INTO roll_server VALUES (472222, x'00000000000000000000ffffc0000201', 443,
+               2, 6, 4, 200, 4000, 0, 1, 4);
+             INSERT INTO roll_minute VALUES (28333333, 2, 6, 4, 200, 4000, 0, 1, 4);",
+        )
+        .unwrap();
         for r in &recs {
             let json = serde_json::to_vec(r).unwrap();
             c.execute(
@@ -106,6 +121,8 @@ fn a_version_1_store_is_migrated_with_its_flows() {
         )
         .unwrap();
     assert_eq!(old, 0, "the version-1 table is gone");
+    assert_eq!(st.rollup_conns().unwrap(), [2, 2, 2, 2], "rollups moved");
+    assert_eq!(st.client_count().unwrap(), 2);
     drop(st);
     for ext in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{ext}", p.display()));

@@ -1,0 +1,523 @@
+//! Rollups: the per-hour and all-time totals the views read instead of flows.
+//!
+//! Three kinds are kept — client → server:port pairs, clients, and server:ports — as
+//! *segments*: each ingest transaction sums its final records per key in memory and
+//! writes, per kind, one segment per hour it touched and one all-time segment (entries
+//! sorted by key, LZ4-compressed) in the transaction that writes the records, so a
+//! killed store's rollups agree with its flows. An upsert per key and a B-tree index
+//! per access path cost more than the flows themselves (`docs/ARCHITECTURE.md`, "The
+//! store"); appending a segment costs one row. When a (kind, hour) — or the all-time
+//! scope — has more than [`MAX_SEGMENTS`] segments, they are merged into one in the
+//! same transaction, so a query reads at most that many per hour.
+//!
+//! Queries without time bounds or day slots read the all-time segments: their cost
+//! depends on the number of distinct keys, not on flows or hours. Bounded queries read
+//! the hourly segments of their range. The time view's per-minute totals stay a plain
+//! table (`roll_minute`): at most 60 keys an hour.
+
+use std::collections::HashMap;
+
+use rusqlite::{params, OptionalExtension, Transaction};
+use tunnelwatch_model::FlowRecord;
+
+use crate::addr::addr_to_blob;
+use crate::views::Totals;
+use crate::{Store, StoreError};
+
+/// Most segments of one (kind, hour) before they are merged.
+pub const MAX_SEGMENTS: i64 = 8;
+
+const HOUR_US: i64 = 3_600_000_000;
+const MINUTE_US: i64 = 60_000_000;
+
+/// First byte of a decompressed segment.
+const SEGMENT_FORMAT: u8 = 1;
+/// Bytes of one entry: client (16), server (16), port (2), eight i64 totals.
+const ENTRY: usize = 16 + 16 + 2 + 8 * 8;
+
+/// What a rollup is keyed by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum RollKind {
+    /// Client → server:port.
+    Pair = 1,
+    /// Client.
+    Client = 2,
+    /// Server:port.
+    Server = 3,
+}
+
+/// A rollup key; the fields a kind does not use are zero.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RollKey {
+    /// Client address, stored form.
+    pub client: [u8; 16],
+    /// Server address, stored form.
+    pub server: [u8; 16],
+    /// Server port.
+    pub port: u16,
+}
+
+impl Totals {
+    /// Adds one final record (directions are the client's).
+    pub(crate) fn add_record(&mut self, r: &FlowRecord) {
+        let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.merge(&Totals {
+            conns: 1,
+            pkts_out: clamp(r.orig_pkts),
+            pkts_in: clamp(r.resp_pkts),
+            bytes_out: clamp(r.orig_bytes),
+            bytes_in: clamp(r.resp_bytes),
+            dur_us: (r.duration * 1e6).round() as i64,
+            first_us: r.ts.as_micros(),
+            last_us: r.last_ts.as_micros(),
+        });
+    }
+
+    /// Adds another node's totals.
+    pub(crate) fn merge(&mut self, b: &Totals) {
+        if self.conns == 0 {
+            self.first_us = b.first_us;
+            self.last_us = b.last_us;
+        } else {
+            self.first_us = self.first_us.min(b.first_us);
+            self.last_us = self.last_us.max(b.last_us);
+        }
+        self.conns = self.conns.saturating_add(b.conns);
+        self.pkts_out = self.pkts_out.saturating_add(b.pkts_out);
+        self.pkts_in = self.pkts_in.saturating_add(b.pkts_in);
+        self.bytes_out = self.bytes_out.saturating_add(b.bytes_out);
+        self.bytes_in = self.bytes_in.saturating_add(b.bytes_in);
+        self.dur_us = self.dur_us.saturating_add(b.dur_us);
+    }
+}
+
+type Sums = HashMap<RollKey, Totals>;
+
+/// Why writing rollups failed: SQLite, or a stored segment that does not decode.
+#[derive(Debug)]
+pub(crate) enum Fail {
+    Sql(rusqlite::Error),
+    Bad(String),
+}
+
+impl From<rusqlite::Error> for Fail {
+    fn from(e: rusqlite::Error) -> Fail {
+        Fail::Sql(e)
+    }
+}
+
+impl Fail {
+    pub(crate) fn into_store(self, path: &std::path::Path, what: &'static str) -> StoreError {
+        match self {
+            Fail::Sql(e) => StoreError::from_sql(path, what, e),
+            Fail::Bad(detail) => StoreError::Corrupt {
+                path: path.to_path_buf(),
+                detail: format!("{detail} (while {what})"),
+            },
+        }
+    }
+}
+
+/// Rollup deltas of one transaction.
+#[derive(Default)]
+pub(crate) struct Deltas {
+    /// (kind, hour) → sums.
+    hourly: HashMap<(RollKind, i64), Sums>,
+    minute: HashMap<i64, Totals>,
+}
+
+impl Deltas {
+    /// Adds a final record.
+    pub(crate) fn add(&mut self, r: &FlowRecord) {
+        let us = r.ts.as_micros();
+        let hour = us.div_euclid(HOUR_US);
+        let (c, s) = (addr_to_blob(r.orig_h), addr_to_blob(r.resp_h));
+        let keys = [
+            (
+                RollKind::Pair,
+                RollKey {
+                    client: c,
+                    server: s,
+                    port: r.resp_p,
+                },
+            ),
+            (
+                RollKind::Client,
+                RollKey {
+                    client: c,
+                    ..RollKey::default()
+                },
+            ),
+            (
+                RollKind::Server,
+                RollKey {
+                    server: s,
+                    port: r.resp_p,
+                    ..RollKey::default()
+                },
+            ),
+        ];
+        for (kind, key) in keys {
+            self.hourly
+                .entry((kind, hour))
+                .or_default()
+                .entry(key)
+                .or_default()
+                .add_record(r);
+        }
+        self.minute
+            .entry(us.div_euclid(MINUTE_US))
+            .or_default()
+            .add_record(r);
+    }
+
+    /// Writes the segments and minute totals, then merges where segments piled up.
+    pub(crate) fn apply(self, tx: &Transaction<'_>) -> Result<(), Fail> {
+        let mut all: HashMap<RollKind, Sums> = HashMap::new();
+        for ((kind, hour), sums) in self.hourly {
+            let total = all.entry(kind).or_default();
+            for (k, t) in &sums {
+                total.entry(*k).or_default().merge(t);
+            }
+            put_segment(tx, kind, Some(hour), &sums)?;
+            merge_if_needed(tx, kind, Some(hour))?;
+        }
+        for (kind, sums) in all {
+            put_segment(tx, kind, None, &sums)?;
+            merge_if_needed(tx, kind, None)?;
+        }
+        let mut st = tx
+            .prepare_cached(
+                "INSERT INTO roll_minute (minute, conns, pkts_out, pkts_in, bytes_out, bytes_in,
+                   dur_us, first_us, last_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (minute) DO UPDATE SET conns = conns + excluded.conns,
+                   pkts_out = pkts_out + excluded.pkts_out, pkts_in = pkts_in + excluded.pkts_in,
+                   bytes_out = bytes_out + excluded.bytes_out, bytes_in = bytes_in + excluded.bytes_in,
+                   dur_us = dur_us + excluded.dur_us, first_us = min(first_us, excluded.first_us),
+                   last_us = max(last_us, excluded.last_us)",
+            )?;
+        for (m, t) in self.minute {
+            st.execute(params![
+                m,
+                t.conns,
+                t.pkts_out,
+                t.pkts_in,
+                t.bytes_out,
+                t.bytes_in,
+                t.dur_us,
+                t.first_us,
+                t.last_us
+            ])?;
+        }
+        Ok(())
+    }
+}
+
+fn encode(sums: &Sums) -> Vec<u8> {
+    let mut keys: Vec<(&RollKey, &Totals)> = sums.iter().collect();
+    keys.sort_unstable_by_key(|(k, _)| **k);
+    let mut out = Vec::with_capacity(1 + keys.len() * ENTRY);
+    out.push(SEGMENT_FORMAT);
+    for (k, t) in keys {
+        out.extend_from_slice(&k.client);
+        out.extend_from_slice(&k.server);
+        out.extend_from_slice(&k.port.to_le_bytes());
+        for v in [
+            t.conns,
+            t.pkts_out,
+            t.pkts_in,
+            t.bytes_out,
+            t.bytes_in,
+            t.dur_us,
+            t.first_us,
+            t.last_us,
+        ] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    lz4_flex::compress_prepend_size(&out)
+}
+
+/// Adds the entries of a stored segment to `into` (those `keep` accepts).
+fn decode_into(
+    packed: &[u8],
+    into: &mut Sums,
+    keep: &dyn Fn(&RollKey) -> bool,
+) -> Result<(), String> {
+    let raw = lz4_flex::decompress_size_prepended(packed)
+        .map_err(|e| format!("does not decompress: {e}"))?;
+    let body = match raw.split_first() {
+        Some((&SEGMENT_FORMAT, body)) => body,
+        Some((v, _)) => return Err(format!("segment format {v} is not known")),
+        None => return Err("empty segment".into()),
+    };
+    if body.len() % ENTRY != 0 {
+        return Err(format!(
+            "{} bytes is not a whole number of entries",
+            body.len()
+        ));
+    }
+    for e in body.chunks_exact(ENTRY) {
+        let mut k = RollKey::default();
+        k.client.copy_from_slice(&e[..16]);
+        k.server.copy_from_slice(&e[16..32]);
+        k.port = u16::from_le_bytes([e[32], e[33]]);
+        if !keep(&k) {
+            continue;
+        }
+        let mut v = [0i64; 8];
+        for (i, x) in v.iter_mut().enumerate() {
+            let at = 34 + i * 8;
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&e[at..at + 8]);
+            *x = i64::from_le_bytes(b);
+        }
+        into.entry(k).or_default().merge(&Totals {
+            conns: v[0],
+            pkts_out: v[1],
+            pkts_in: v[2],
+            bytes_out: v[3],
+            bytes_in: v[4],
+            dur_us: v[5],
+            first_us: v[6],
+            last_us: v[7],
+        });
+    }
+    Ok(())
+}
+
+fn put_segment(
+    tx: &Transaction<'_>,
+    kind: RollKind,
+    hour: Option<i64>,
+    sums: &Sums,
+) -> Result<(), Fail> {
+    tx.prepare_cached(
+        "INSERT INTO rollup_segments (kind, hour, entries, data) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![kind as u8, hour, sums.len() as i64, encode(sums)])?;
+    Ok(())
+}
+
+fn merge_if_needed(tx: &Transaction<'_>, kind: RollKind, hour: Option<i64>) -> Result<(), Fail> {
+    let n: i64 = tx
+        .prepare_cached("SELECT count(*) FROM rollup_segments WHERE kind = ?1 AND hour IS ?2")?
+        .query_row(params![kind as u8, hour], |r| r.get(0))?;
+    if n <= MAX_SEGMENTS {
+        return Ok(());
+    }
+    let mut sums = Sums::new();
+    {
+        let mut st = tx.prepare_cached(
+            "SELECT id, data FROM rollup_segments WHERE kind = ?1 AND hour IS ?2",
+        )?;
+        let mut rows = st.query(params![kind as u8, hour])?;
+        while let Some(row) = rows.next()? {
+            let id: i64 = row.get(0)?;
+            let data: Vec<u8> = row.get(1)?;
+            decode_into(&data, &mut sums, &|_| true)
+                .map_err(|e| Fail::Bad(format!("rollup segment {id}: {e}")))?;
+        }
+    }
+    tx.prepare_cached("DELETE FROM rollup_segments WHERE kind = ?1 AND hour IS ?2")?
+        .execute(params![kind as u8, hour])?;
+    put_segment(tx, kind, hour, &sums)
+}
+
+/// Which rollups a query reads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HourRange {
+    /// First hour (floor(µs / 1 h)), inclusive.
+    pub from: Option<i64>,
+    /// Last hour, exclusive.
+    pub to: Option<i64>,
+    /// Modulo-day slot: (period hours, slot index).
+    pub slot: Option<(u32, u32)>,
+}
+
+impl HourRange {
+    fn unbounded(&self) -> bool {
+        self.from.is_none() && self.to.is_none() && self.slot.is_none()
+    }
+
+    fn holds(&self, hour: i64) -> bool {
+        self.from.is_none_or(|f| hour >= f)
+            && self.to.is_none_or(|t| hour < t)
+            && self
+                .slot
+                .is_none_or(|(p, k)| hour.rem_euclid(24) / i64::from(p.max(1)) == i64::from(k))
+    }
+}
+
+impl Store {
+    /// The totals per key of a rollup over `range`, for the keys `keep` accepts:
+    /// all-time segments when the range is unbounded, the hours' segments otherwise.
+    pub fn rollup(
+        &self,
+        kind: RollKind,
+        range: &HourRange,
+        keep: &dyn Fn(&RollKey) -> bool,
+    ) -> Result<HashMap<RollKey, Totals>, StoreError> {
+        let err = |e| self.sql("reading the rollups", e);
+        let mut sums = Sums::new();
+        let sql = if range.unbounded() {
+            "SELECT id, hour, data FROM rollup_segments WHERE kind = ?1 AND hour IS NULL"
+        } else {
+            "SELECT id, hour, data FROM rollup_segments WHERE kind = ?1 AND hour IS NOT NULL
+               AND hour >= ?2 AND hour < ?3"
+        };
+        let mut st = self.conn.prepare_cached(sql).map_err(err)?;
+        let mut rows = if range.unbounded() {
+            st.query(params![kind as u8])
+        } else {
+            st.query(params![
+                kind as u8,
+                range.from.unwrap_or(i64::MIN),
+                range.to.unwrap_or(i64::MAX)
+            ])
+        }
+        .map_err(err)?;
+        while let Some(row) = rows.next().map_err(err)? {
+            let id: i64 = row.get(0).map_err(err)?;
+            let hour: Option<i64> = row.get(1).map_err(err)?;
+            if hour.is_some_and(|h| !range.holds(h)) {
+                continue;
+            }
+            let data = row
+                .get_ref(2)
+                .and_then(|v| v.as_blob().map_err(rusqlite::Error::from))
+                .map_err(err)?;
+            decode_into(data, &mut sums, keep).map_err(|detail| StoreError::BadRecord {
+                path: self.path.clone(),
+                id,
+                detail: format!("rollup segment: {detail}"),
+            })?;
+        }
+        Ok(sums)
+    }
+
+    /// Connections counted by each rollup kind over all time (they agree with the
+    /// stored final flows; a check for tests and tools).
+    pub fn rollup_conns(&self) -> Result<[i64; 4], StoreError> {
+        let mut out = [0i64; 4];
+        for (i, kind) in [RollKind::Pair, RollKind::Client, RollKind::Server]
+            .into_iter()
+            .enumerate()
+        {
+            out[i] = self
+                .rollup(kind, &HourRange::default(), &|_| true)?
+                .values()
+                .map(|t| t.conns)
+                .sum();
+        }
+        out[3] = self
+            .conn
+            .query_row("SELECT sum(conns) FROM roll_minute", [], |r| {
+                r.get::<_, Option<i64>>(0)
+            })
+            .optional()
+            .map_err(|e| self.sql("reading the rollups", e))?
+            .flatten()
+            .unwrap_or(0);
+        Ok(out)
+    }
+}
+
+/// Schema version 2's rollup step: the version-1 per-hour tables become segments.
+pub(crate) fn move_v1_rollups(tx: &Transaction<'_>) -> Result<(), String> {
+    let sql = |e: rusqlite::Error| e.to_string();
+    for (table, kind, cols) in [
+        ("roll_pair", RollKind::Pair, "client, server, port"),
+        ("roll_client", RollKind::Client, "client, NULL, 0"),
+        ("roll_server", RollKind::Server, "NULL, server, port"),
+    ] {
+        let mut by_hour: HashMap<i64, Sums> = HashMap::new();
+        {
+            let mut st = tx
+                .prepare(&format!(
+                    "SELECT hour, {cols}, conns, pkts_out, pkts_in, bytes_out, bytes_in, dur_us,
+                       first_us, last_us FROM {table}"
+                ))
+                .map_err(sql)?;
+            let mut rows = st.query([]).map_err(sql)?;
+            while let Some(r) = rows.next().map_err(sql)? {
+                let blob = |i: usize| -> rusqlite::Result<[u8; 16]> {
+                    let b: Option<Vec<u8>> = r.get(i)?;
+                    Ok(b.and_then(|b| b.try_into().ok()).unwrap_or([0; 16]))
+                };
+                let key = RollKey {
+                    client: blob(1).map_err(sql)?,
+                    server: blob(2).map_err(sql)?,
+                    port: r.get(3).map_err(sql)?,
+                };
+                let t = Totals {
+                    conns: r.get(4).map_err(sql)?,
+                    pkts_out: r.get(5).map_err(sql)?,
+                    pkts_in: r.get(6).map_err(sql)?,
+                    bytes_out: r.get(7).map_err(sql)?,
+                    bytes_in: r.get(8).map_err(sql)?,
+                    dur_us: r.get(9).map_err(sql)?,
+                    first_us: r.get(10).map_err(sql)?,
+                    last_us: r.get(11).map_err(sql)?,
+                };
+                let hour: i64 = r.get(0).map_err(sql)?;
+                by_hour
+                    .entry(hour)
+                    .or_default()
+                    .entry(key)
+                    .or_default()
+                    .merge(&t);
+            }
+        }
+        let mut all = Sums::new();
+        for (hour, sums) in &by_hour {
+            for (k, t) in sums {
+                all.entry(*k).or_default().merge(t);
+            }
+            put_segment(tx, kind, Some(*hour), sums).map_err(|e| format!("{e:?}"))?;
+        }
+        if !all.is_empty() {
+            put_segment(tx, kind, None, &all).map_err(|e| format!("{e:?}"))?;
+        }
+        tx.execute_batch(&format!("DROP TABLE {table}"))
+            .map_err(sql)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_round_trip_and_reject_damage() {
+        let mut s = Sums::new();
+        let k = RollKey {
+            client: [1; 16],
+            server: [2; 16],
+            port: 443,
+        };
+        s.insert(
+            k,
+            Totals {
+                conns: 3,
+                pkts_out: 10,
+                pkts_in: 12,
+                bytes_out: 1000,
+                bytes_in: 20000,
+                dur_us: 5,
+                first_us: -7,
+                last_us: 9,
+            },
+        );
+        let packed = encode(&s);
+        let mut back = Sums::new();
+        decode_into(&packed, &mut back, &|_| true).unwrap();
+        assert_eq!(back, s);
+        let raw = lz4_flex::decompress_size_prepended(&packed).unwrap();
+        let cut = lz4_flex::compress_prepend_size(&raw[..raw.len() - 1]);
+        assert!(decode_into(&cut, &mut back, &|_| true).is_err());
+        assert!(decode_into(&[1, 2, 3], &mut back, &|_| true).is_err());
+    }
+}
