@@ -4,10 +4,10 @@
 //!
 //! The store is opened, checked and the capture registered in [`StoreSink::start`],
 //! before any packet is read or any output file created, so a locked, corrupt or too new
-//! store stops `read` with nothing written. While records flow, the thread gathers every
-//! batch already waiting (up to [`MAX_TXN`] records) into one transaction, so commits
-//! get larger exactly when the store falls behind, and a kill loses at most the
-//! transaction in progress.
+//! store stops `read` with nothing written. While records flow, the thread gathers
+//! batches into one transaction until it holds 16 Ki records (at most [`MAX_TXN`]) or
+//! half a second has passed, so commits are large when records come fast and still
+//! frequent when they trickle; a kill loses at most the transaction being gathered.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
@@ -21,6 +21,12 @@ use tunnelwatch_store::{CaptureId, CaptureIdentity, Mode, Store, StoreError};
 
 /// Most records in one store transaction.
 pub const MAX_TXN: usize = 64 * 1024;
+/// Fewest records a transaction waits for, unless [`GATHER`] passes first: each
+/// transaction writes rollup segments, so many small ones cost more than few large.
+const MIN_TXN: usize = 16 * 1024;
+/// Longest a transaction waits for [`MIN_TXN`] records (wall time): a slow stream is
+/// still committed twice a second.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(500);
 /// Batches waiting for the store thread before the writer waits.
 const IN_FLIGHT: usize = 64;
 
@@ -120,11 +126,24 @@ fn run(
             continue; // keep draining so the writer never blocks
         }
         take(first, &mut pending, &mut alerts);
+        // Wall time only paces commits; it never changes what is stored.
+        #[allow(clippy::disallowed_methods)]
+        let deadline = std::time::Instant::now() + GATHER;
         while pending.len() < MAX_TXN {
-            match rx.try_recv() {
-                Ok(b) => take(b, &mut pending, &mut alerts),
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-            }
+            let b = match rx.try_recv() {
+                Ok(b) => b,
+                Err(TryRecvError::Disconnected) => break,
+                Err(TryRecvError::Empty) if pending.len() >= MIN_TXN => break,
+                Err(TryRecvError::Empty) => {
+                    #[allow(clippy::disallowed_methods)]
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    match rx.recv_timeout(left) {
+                        Ok(b) => b,
+                        Err(_) => break,
+                    }
+                }
+            };
+            take(b, &mut pending, &mut alerts);
         }
         match store.insert_flows(cid, &pending) {
             Ok(s) => {

@@ -1,20 +1,20 @@
 //! A fast hash for the maps a query builds over stored rows (connection lists, rollup
-//! sums of a view): a multiply-rotate hash in the manner of rustc's FxHash, several
-//! times cheaper than SipHash on 16- to 34-byte keys. Not for ingest: its keys come
-//! from traffic, and an unkeyed hash lets a sender pick colliding addresses.
+//! sums of a view) and for counting distinct keys: each 64-bit word is folded in with
+//! SplitMix64's finaliser, several times cheaper than SipHash on 16- to 34-byte keys
+//! and well mixed (FxHash's multiply-rotate was tried: on IPv4-mapped addresses, mostly
+//! zero bytes, it collided on 0.5 % of 133,000 distinct pair keys). Not for ingest: its
+//! keys come from traffic, and an unkeyed hash lets a sender pick colliding addresses.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
 /// The hasher.
 #[derive(Clone, Copy, Default)]
 pub(crate) struct FastHasher(u64);
 
-const K: u64 = 0x517c_c1b7_2722_0a95;
-
 impl FastHasher {
     fn add(&mut self, w: u64) {
-        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(K);
+        self.0 = crate::blocks::mix(self.0 ^ w).wrapping_add(0x9e37_79b9_7f4a_7c15);
     }
 }
 
@@ -55,11 +55,21 @@ impl Hasher for FastHasher {
     }
 
     fn finish(&self) -> u64 {
-        // Spread the product's high bits down: hashbrown takes the bucket from the low
-        // bits and the tag from the top ones.
-        self.0 ^ (self.0 >> 29)
+        self.0
+    }
+}
+
+impl FastHasher {
+    /// The hash of a byte string.
+    pub(crate) fn hash_bytes(b: &[u8]) -> u64 {
+        let mut h = FastHasher::default();
+        h.write(b);
+        h.finish()
     }
 }
 
 /// A map hashed with [`FastHasher`].
 pub(crate) type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
+
+/// A set of 64-bit hashes (already mixed), hashed with [`FastHasher`].
+pub(crate) type FastSet = HashSet<u64, BuildHasherDefault<FastHasher>>;

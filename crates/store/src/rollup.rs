@@ -16,11 +16,13 @@
 //! table (`roll_minute`): at most 60 keys an hour.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 
 use rusqlite::{params, OptionalExtension, Transaction};
 use tunnelwatch_model::FlowRecord;
 
 use crate::addr::addr_to_blob;
+use crate::fast::{FastHasher, FastMap, FastSet};
 use crate::views::Totals;
 use crate::{Store, StoreError};
 
@@ -93,6 +95,9 @@ impl Totals {
 }
 
 type Sums = HashMap<RollKey, Totals>;
+
+/// Sums a query builds (read-only work over stored keys: the fast hash is fine there).
+pub(crate) type QuerySums = FastMap<RollKey, Totals>;
 
 /// Why writing rollups failed: SQLite, or a stored segment that does not decode.
 #[derive(Debug)]
@@ -239,11 +244,13 @@ fn encode(sums: &Sums) -> Vec<u8> {
     lz4_flex::compress_prepend_size(&out)
 }
 
-/// Adds the entries of a stored segment to `into` (those `keep` accepts).
-fn decode_into(
+/// Adds the entries of a stored segment that `keep` accepts to `into`; with `seen`,
+/// notes the hash of every entry's key there (to count distinct keys).
+fn decode_into<S: BuildHasher>(
     packed: &[u8],
-    into: &mut Sums,
+    into: &mut HashMap<RollKey, Totals, S>,
     keep: &dyn Fn(&RollKey) -> bool,
+    mut seen: Option<&mut FastSet>,
 ) -> Result<(), String> {
     let raw = lz4_flex::decompress_size_prepended(packed)
         .map_err(|e| format!("does not decompress: {e}"))?;
@@ -263,6 +270,9 @@ fn decode_into(
         k.client.copy_from_slice(&e[..16]);
         k.server.copy_from_slice(&e[16..32]);
         k.port = u16::from_le_bytes([e[32], e[33]]);
+        if let Some(seen) = seen.as_deref_mut() {
+            seen.insert(FastHasher::hash_bytes(&e[..34]));
+        }
         if !keep(&k) {
             continue;
         }
@@ -300,28 +310,29 @@ fn put_segment(
     Ok(())
 }
 
+/// Past [`MAX_SEGMENTS`] in a scope, merges its smallest [`MAX_SEGMENTS`] segments into
+/// one: the largest is left alone until others outgrow it, so a long read rewrites each
+/// entry a logarithmic number of times, not once per merge.
 fn merge_if_needed(tx: &Transaction<'_>, kind: RollKind, hour: Option<i64>) -> Result<(), Fail> {
-    let n: i64 = tx
-        .prepare_cached("SELECT count(*) FROM rollup_segments WHERE kind = ?1 AND hour IS ?2")?
-        .query_row(params![kind as u8, hour], |r| r.get(0))?;
-    if n <= MAX_SEGMENTS {
+    let mut segs: Vec<(i64, i64)> = tx
+        .prepare_cached("SELECT id, entries FROM rollup_segments WHERE kind = ?1 AND hour IS ?2")?
+        .query_map(params![kind as u8, hour], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    if segs.len() as i64 <= MAX_SEGMENTS {
         return Ok(());
     }
+    segs.sort_by_key(|&(id, entries)| (entries, id));
     let mut sums = Sums::new();
-    {
-        let mut st = tx.prepare_cached(
-            "SELECT id, data FROM rollup_segments WHERE kind = ?1 AND hour IS ?2",
-        )?;
-        let mut rows = st.query(params![kind as u8, hour])?;
-        while let Some(row) = rows.next()? {
-            let id: i64 = row.get(0)?;
-            let data: Vec<u8> = row.get(1)?;
-            decode_into(&data, &mut sums, &|_| true)
-                .map_err(|e| Fail::Bad(format!("rollup segment {id}: {e}")))?;
-        }
+    let mut get = tx.prepare_cached("SELECT data FROM rollup_segments WHERE id = ?1")?;
+    let mut del = tx.prepare_cached("DELETE FROM rollup_segments WHERE id = ?1")?;
+    for &(id, _) in segs.iter().take(MAX_SEGMENTS as usize) {
+        get.query_row([id], |r| {
+            let data = r.get_ref(0)?.as_blob()?;
+            Ok(decode_into(data, &mut sums, &|_| true, None))
+        })?
+        .map_err(|e| Fail::Bad(format!("rollup segment {id}: {e}")))?;
+        del.execute([id])?;
     }
-    tx.prepare_cached("DELETE FROM rollup_segments WHERE kind = ?1 AND hour IS ?2")?
-        .execute(params![kind as u8, hour])?;
     put_segment(tx, kind, hour, &sums)
 }
 
@@ -353,14 +364,27 @@ impl HourRange {
 impl Store {
     /// The totals per key of a rollup over `range`, for the keys `keep` accepts:
     /// all-time segments when the range is unbounded, the hours' segments otherwise.
-    pub fn rollup(
+    pub(crate) fn rollup(
         &self,
         kind: RollKind,
         range: &HourRange,
         keep: &dyn Fn(&RollKey) -> bool,
-    ) -> Result<HashMap<RollKey, Totals>, StoreError> {
+    ) -> Result<QuerySums, StoreError> {
+        self.rollup_counted(kind, range, keep, false).map(|(s, _)| s)
+    }
+
+    /// As [`Store::rollup`], and with `count` the number of distinct keys in range
+    /// (kept or not).
+    pub(crate) fn rollup_counted(
+        &self,
+        kind: RollKind,
+        range: &HourRange,
+        keep: &dyn Fn(&RollKey) -> bool,
+        count: bool,
+    ) -> Result<(QuerySums, u64), StoreError> {
         let err = |e| self.sql("reading the rollups", e);
-        let mut sums = Sums::new();
+        let mut sums = QuerySums::default();
+        let mut seen = count.then(FastSet::default);
         let sql = if range.unbounded() {
             "SELECT id, hour, data FROM rollup_segments WHERE kind = ?1 AND hour IS NULL"
         } else {
@@ -388,13 +412,14 @@ impl Store {
                 .get_ref(2)
                 .and_then(|v| v.as_blob().map_err(rusqlite::Error::from))
                 .map_err(err)?;
-            decode_into(data, &mut sums, keep).map_err(|detail| StoreError::BadRecord {
+            decode_into(data, &mut sums, keep, seen.as_mut()).map_err(|detail| StoreError::BadRecord {
                 path: self.path.clone(),
                 id,
                 detail: format!("rollup segment: {detail}"),
             })?;
         }
-        Ok(sums)
+        let distinct = seen.map_or(0, |s| s.len() as u64);
+        Ok((sums, distinct))
     }
 
     /// Connections counted by each rollup kind over all time (they agree with the
@@ -513,11 +538,11 @@ mod tests {
         );
         let packed = encode(&s);
         let mut back = Sums::new();
-        decode_into(&packed, &mut back, &|_| true).unwrap();
+        decode_into(&packed, &mut back, &|_| true, None).unwrap();
         assert_eq!(back, s);
         let raw = lz4_flex::decompress_size_prepended(&packed).unwrap();
         let cut = lz4_flex::compress_prepend_size(&raw[..raw.len() - 1]);
-        assert!(decode_into(&cut, &mut back, &|_| true).is_err());
-        assert!(decode_into(&[1, 2, 3], &mut back, &|_| true).is_err());
+        assert!(decode_into(&cut, &mut back, &|_| true, None).is_err());
+        assert!(decode_into(&[1, 2, 3], &mut back, &|_| true, None).is_err());
     }
 }

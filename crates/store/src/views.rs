@@ -405,12 +405,24 @@ impl Store {
             .collect();
         // Level 2: every pair in range (their number is the global average's), the
         // shown nodes' children from them.
-        let shown: HashMap<([u8; 16], u16), usize> = firsts
+        let shown: FastMap<([u8; 16], u16), usize> = firsts
             .iter()
             .enumerate()
             .map(|(i, (k, _))| (side(k), i))
             .collect();
-        let pairs = self.rollup(RollKind::Pair, &range, &|_| true)?;
+        let (pairs, all_pairs) = self.rollup_counted(
+            RollKind::Pair,
+            &range,
+            &|k| {
+                let parent = if clients {
+                    (k.client, 0)
+                } else {
+                    (k.server, k.port)
+                };
+                shown.contains_key(&parent)
+            },
+            true,
+        )?;
         let mut kids: Vec<Vec<Node>> = vec![Vec::new(); nodes.len()];
         for (k, t) in &pairs {
             let (parent, child) = if clients {
@@ -439,7 +451,7 @@ impl Store {
         let global = Global {
             nodes: all_nodes as u64,
             totals: t,
-            per_node_children: pairs.len() as f64 / d,
+            per_node_children: all_pairs as f64 / d,
             conns: t.conns as f64 / d,
             bytes_out: t.bytes_out as f64 / d,
             bytes_in: t.bytes_in as f64 / d,
