@@ -8,11 +8,14 @@
 //! - `hosts`: a Bloom filter of every originator and responder address in the block, so
 //!   a host query reads a few kilobytes per block and decodes only the blocks that may
 //!   hold the host;
+//! - `keys`: each record's first packet time, addresses and server port, LZ4: what a
+//!   scan probes first;
 //! - `meta`: the queryable fields of each record ([`Row`]: times, addresses, ports,
-//!   counters, state, uid…) in a compact binary form, LZ4-compressed, which is what the
-//!   filter language and the views' connection lists evaluate;
+//!   counters, state, uid…) in a compact binary form, LZ4-compressed in frames of
+//!   [`FRAME_ROWS`] records, which is what the filter language and the views'
+//!   connection lists evaluate;
 //! - `data`: the records' JSON text as `read --flows` writes it, LZ4-compressed in
-//!   frames of [`DATA_FRAME_ROWS`] records (JSON of neighbouring records compresses
+//!   frames of [`FRAME_ROWS`] records (JSON of neighbouring records compresses
 //!   far better together than apart; one record costs one frame to read), returned
 //!   byte for byte by queries.
 //!
@@ -392,62 +395,120 @@ pub(crate) fn bloom_may_hold(bloom: &[u8], h: u64) -> bool {
     true
 }
 
-/// Rows whose JSON texts are compressed together in one frame of `data`: a query that
-/// wants one record decompresses ~80 KB, not the block's megabytes, and LZ4 (whose
-/// matches reach back 64 KiB) compresses frames of this size about as well as a whole.
-pub(crate) const DATA_FRAME_ROWS: usize = 64;
+/// Rows whose meta and JSON are compressed together in one frame of `meta` and of
+/// `data`: a query that wants one record decompresses ~20 + ~80 KB, not the block's
+/// megabytes, and LZ4 (whose matches reach back 64 KiB) compresses frames of this size
+/// about as well as a whole block.
+pub(crate) const FRAME_ROWS: usize = 64;
 
-/// The JSON frames of a `data` blob: a u32 LE frame count, a u32 LE length per frame,
-/// then the frames, each LZ4 with its size first.
-pub(crate) struct Data<'a> {
+/// Bytes of a row in the `keys` blob: ts (i64), orig_h, resp_h (16 each), resp_p (u16).
+const KEY_BYTES: usize = 8 + 16 + 16 + 2;
+
+/// The rows' keys of a block (its decompressed `keys` blob): what scans probe first.
+pub(crate) struct KeyList<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> KeyList<'a> {
+    /// Checks that the blob is whole rows.
+    pub(crate) fn parse(buf: &'a [u8]) -> Result<KeyList<'a>, String> {
+        if buf.len() % KEY_BYTES != 0 {
+            return Err(format!("keys of {} bytes are not whole rows", buf.len()));
+        }
+        Ok(KeyList { buf })
+    }
+
+    /// Rows.
+    pub(crate) fn len(&self) -> usize {
+        self.buf.len() / KEY_BYTES
+    }
+
+    /// Row `i`'s keys (`i < len()`).
+    pub(crate) fn get(&self, i: usize) -> Keys {
+        let k = &self.buf[i * KEY_BYTES..(i + 1) * KEY_BYTES];
+        let mut orig_h = [0u8; 16];
+        orig_h.copy_from_slice(&k[8..24]);
+        let mut resp_h = [0u8; 16];
+        resp_h.copy_from_slice(&k[24..40]);
+        Keys {
+            ts: i64::from_le_bytes(le64(k, 0)),
+            orig_h,
+            resp_h,
+            resp_p: u16::from_le_bytes([k[40], k[41]]),
+        }
+    }
+}
+
+/// A framed blob (`meta` or `data`): a u32 LE frame count, a u32 LE length per frame,
+/// then the frames, each LZ4 with its size first; frame *f* holds rows
+/// *f*·[`FRAME_ROWS`] onwards.
+pub(crate) struct Frames<'a> {
     frames: Vec<&'a [u8]>,
 }
 
-impl<'a> Data<'a> {
-    /// Splits a stored `data` blob into its frames.
-    pub(crate) fn parse(blob: &'a [u8]) -> Result<Data<'a>, String> {
+impl<'a> Frames<'a> {
+    /// Splits a stored blob into its frames.
+    pub(crate) fn parse(blob: &'a [u8]) -> Result<Frames<'a>, String> {
         if blob.len() < 4 {
-            return Err("data truncated in its frame count".into());
+            return Err("framed blob truncated in its frame count".into());
         }
         let n = le32(blob, 0);
         let mut at = n
             .checked_mul(4)
             .and_then(|l| l.checked_add(4))
             .filter(|&e| e <= blob.len())
-            .ok_or_else(|| format!("data of {} bytes cannot hold {n} frame lengths", blob.len()))?;
+            .ok_or_else(|| format!("blob of {} bytes cannot hold {n} frame lengths", blob.len()))?;
         let mut frames = Vec::with_capacity(n);
         for i in 0..n {
             let len = le32(blob, 4 + i * 4);
             let end = at
                 .checked_add(len)
                 .filter(|&e| e <= blob.len())
-                .ok_or_else(|| format!("data frame {i} runs past the blob"))?;
+                .ok_or_else(|| format!("frame {i} runs past the blob"))?;
             frames.push(&blob[at..end]);
             at = end;
         }
-        Ok(Data { frames })
+        Ok(Frames { frames })
     }
 
-    /// The JSON texts of the frame holding row `row`, decompressed.
-    pub(crate) fn frame_of(&self, row: usize) -> Result<Vec<u8>, String> {
-        let f = row / DATA_FRAME_ROWS;
-        let packed = self
-            .frames
-            .get(f)
-            .ok_or_else(|| format!("no data frame {f} for row {row}"))?;
+    /// Frames.
+    pub(crate) fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// Frame `f`, decompressed.
+    pub(crate) fn frame(&self, f: usize) -> Result<Vec<u8>, String> {
+        let packed = self.frames.get(f).ok_or_else(|| format!("no frame {f}"))?;
         unpack(packed)
     }
+}
+
+fn framed(frames: &[Vec<u8>]) -> Vec<u8> {
+    let total: usize = frames.iter().map(Vec::len).sum();
+    let mut out = Vec::with_capacity(4 + 4 * frames.len() + total);
+    let u32_of = |v: usize| u32::try_from(v).unwrap_or(u32::MAX).to_le_bytes();
+    out.extend_from_slice(&u32_of(frames.len()));
+    for f in frames {
+        out.extend_from_slice(&u32_of(f.len()));
+    }
+    for f in frames {
+        out.extend_from_slice(f);
+    }
+    out
 }
 
 /// A block being filled.
 #[derive(Default)]
 pub(crate) struct BlockBuilder {
+    /// Meta rows of the current frame: fixed parts and text fields.
     fixed: Vec<u8>,
     var: Vec<u8>,
     /// JSON texts of the current frame.
     data: Vec<u8>,
-    /// Frames done: compressed.
-    frames: Vec<Vec<u8>>,
+    keys: Vec<u8>,
+    /// Frames done, compressed.
+    meta_frames: Vec<Vec<u8>>,
+    data_frames: Vec<Vec<u8>>,
     hosts: HashSet<u64>,
     records: usize,
     min_ts: i64,
@@ -460,6 +521,7 @@ pub(crate) struct Block {
     pub min_ts: i64,
     pub max_ts: i64,
     pub hosts: Vec<u8>,
+    pub keys: Vec<u8>,
     pub meta: Vec<u8>,
     pub data: Vec<u8>,
 }
@@ -470,29 +532,45 @@ impl BlockBuilder {
         self.records
     }
 
+    fn end_frame(&mut self) {
+        let rows = self.records - FRAME_ROWS * self.meta_frames.len();
+        let meta = assemble(rows, &self.fixed, &self.var);
+        self.meta_frames
+            .push(lz4_flex::compress_prepend_size(&meta));
+        self.data_frames
+            .push(lz4_flex::compress_prepend_size(&self.data));
+        self.fixed.clear();
+        self.var.clear();
+        self.data.clear();
+    }
+
     /// Adds a record.
     pub(crate) fn push(&mut self, r: &FlowRecord) {
         if self.records == 0 {
             self.fixed.clear();
             self.var.clear();
             self.data.clear();
-            self.frames.clear();
+            self.keys.clear();
+            self.meta_frames.clear();
+            self.data_frames.clear();
             self.hosts.clear();
             self.min_ts = i64::MAX;
             self.max_ts = i64::MIN;
-        }
-        if self.records > 0 && self.records % DATA_FRAME_ROWS == 0 {
-            self.frames
-                .push(lz4_flex::compress_prepend_size(&self.data));
-            self.data.clear();
+        } else if self.records % FRAME_ROWS == 0 {
+            self.end_frame();
         }
         let before = self.data.len();
         jsonl::write_json(&mut self.data, r);
         let json = (before, self.data.len() - before);
         encode_row(&mut self.fixed, &mut self.var, r, json);
-        self.hosts.insert(addr_hash(&addr_to_blob(r.orig_h)));
-        self.hosts.insert(addr_hash(&addr_to_blob(r.resp_h)));
+        let (c, s) = (addr_to_blob(r.orig_h), addr_to_blob(r.resp_h));
         let ts = r.ts.as_micros();
+        self.keys.extend_from_slice(&ts.to_le_bytes());
+        self.keys.extend_from_slice(&c);
+        self.keys.extend_from_slice(&s);
+        self.keys.extend_from_slice(&r.resp_p.to_le_bytes());
+        self.hosts.insert(addr_hash(&c));
+        self.hosts.insert(addr_hash(&s));
         self.min_ts = self.min_ts.min(ts);
         self.max_ts = self.max_ts.max(ts);
         self.records += 1;
@@ -500,31 +578,60 @@ impl BlockBuilder {
 
     /// Compresses the block and starts a new one.
     pub(crate) fn take(&mut self) -> Block {
-        if !self.data.is_empty() {
-            self.frames
-                .push(lz4_flex::compress_prepend_size(&self.data));
-            self.data.clear();
-        }
-        let total: usize = self.frames.iter().map(Vec::len).sum();
-        let mut data = Vec::with_capacity(4 + 4 * self.frames.len() + total);
-        let u32_of = |v: usize| u32::try_from(v).unwrap_or(u32::MAX).to_le_bytes();
-        data.extend_from_slice(&u32_of(self.frames.len()));
-        for f in &self.frames {
-            data.extend_from_slice(&u32_of(f.len()));
-        }
-        for f in &self.frames {
-            data.extend_from_slice(f);
+        if self.records > FRAME_ROWS * self.meta_frames.len() {
+            self.end_frame();
         }
         let b = Block {
             records: self.records as i64,
             min_ts: self.min_ts,
             max_ts: self.max_ts,
             hosts: bloom_build(&self.hosts),
-            meta: lz4_flex::compress_prepend_size(&assemble(self.records, &self.fixed, &self.var)),
-            data,
+            keys: lz4_flex::compress_prepend_size(&self.keys),
+            meta: framed(&self.meta_frames),
+            data: framed(&self.data_frames),
         };
         self.records = 0;
         b
+    }
+}
+
+/// Rows of a block whose meta is read: `frames` of the block's `meta`, decompressed on
+/// first use.
+pub(crate) struct MetaFrames<'a> {
+    frames: Frames<'a>,
+    open: Vec<Option<Vec<u8>>>,
+}
+
+impl<'a> MetaFrames<'a> {
+    /// Over a stored `meta` blob.
+    pub(crate) fn new(blob: &'a [u8]) -> Result<MetaFrames<'a>, String> {
+        let frames = Frames::parse(blob)?;
+        let open = (0..frames.len()).map(|_| None).collect();
+        Ok(MetaFrames { frames, open })
+    }
+
+    /// Calls `f` with row `i` of the block and the range of its JSON in its data frame.
+    pub(crate) fn with_row<T>(
+        &mut self,
+        i: usize,
+        f: impl FnOnce(&Row<'_>, std::ops::Range<usize>) -> T,
+    ) -> Result<T, String> {
+        let n = i / FRAME_ROWS;
+        let slot = self
+            .open
+            .get_mut(n)
+            .ok_or_else(|| format!("no meta frame for row {i}"))?;
+        if slot.is_none() {
+            *slot = Some(self.frames.frame(n)?);
+        }
+        let buf = slot.as_deref().unwrap_or_default();
+        let m = Meta::parse(buf)?;
+        let at = i % FRAME_ROWS;
+        if at >= m.len() {
+            return Err(format!("row {i} is not in its meta frame"));
+        }
+        let (r, json) = m.row(at)?;
+        Ok(f(&r, json))
     }
 }
 

@@ -15,7 +15,7 @@ use std::net::IpAddr;
 use rusqlite::OptionalExtension;
 
 use crate::addr::addr_to_blob;
-use crate::blocks::{self, Meta};
+use crate::blocks::{self, KeyList, Meta};
 use crate::query::may_hold_any;
 use crate::rollup::{HourRange, RollKind};
 use crate::{Store, StoreError};
@@ -48,6 +48,9 @@ impl Store {
         &self,
         servers: &[IpAddr],
     ) -> Result<BTreeMap<IpAddr, u64>, StoreError> {
+        if servers.is_empty() {
+            return Ok(BTreeMap::new());
+        }
         let want: HashMap<[u8; 16], IpAddr> =
             servers.iter().map(|h| (addr_to_blob(*h), *h)).collect();
         let pairs = self.rollup(RollKind::Pair, &HourRange::default(), &|k| {
@@ -89,10 +92,10 @@ impl Store {
             if out.len() == want.len() && out.values().all(|&t| t <= b.min_ts) {
                 break;
             }
-            let meta = self.block_meta(b.id)?;
-            let m = Meta::parse(&meta).map_err(|d| self.bad_block(b.id, d))?;
-            for i in 0..m.len() {
-                let k = m.keys(i);
+            let keys = self.block_keys(b.id)?;
+            let kl = KeyList::parse(&keys).map_err(|d| self.bad_block(b.id, d))?;
+            for i in 0..kl.len() {
+                let k = kl.get(i);
                 note(&k.orig_h, k.ts, &mut out);
                 note(&k.resp_h, k.ts, &mut out);
             }

@@ -17,7 +17,7 @@ use tunnelwatch_model::{Cause, FlowRecord};
 
 use tunnelwatch_output::jsonl;
 
-use crate::blocks::{self, Block, BlockBuilder, Meta, BLOCK_RECORDS};
+use crate::blocks::{self, Block, BlockBuilder, MetaFrames, BLOCK_RECORDS};
 use crate::rollup::Deltas;
 use crate::{CaptureId, CaptureIdentity, Store, StoreError};
 
@@ -56,8 +56,8 @@ fn uid_hash(uid: &str) -> u64 {
 }
 
 const INSERT_BLOCK: &str =
-    "INSERT INTO flow_blocks (capture_id, records, min_ts, max_ts, hosts, meta, data)
- VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+    "INSERT INTO flow_blocks (capture_id, records, min_ts, max_ts, hosts, keys, meta, data)
+ VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
 
 const UPSERT_INTERIM: &str =
     "INSERT INTO flows_interim (capture_id, uid, ts, last_ts, meta, record)
@@ -138,21 +138,22 @@ impl Store {
         if !complete {
             let mut q = self
                 .conn
-                .prepare("SELECT id, meta FROM flow_blocks WHERE capture_id = ?1")
+                .prepare("SELECT id, records, meta FROM flow_blocks WHERE capture_id = ?1")
                 .map_err(err)?;
             let mut rows = q.query([cid.0]).map_err(err)?;
             while let Some(row) = rows.next().map_err(err)? {
                 let id: i64 = row.get(0).map_err(err)?;
-                let packed: Vec<u8> = row.get(1).map_err(err)?;
+                let records: i64 = row.get(1).map_err(err)?;
+                let packed: Vec<u8> = row.get(2).map_err(err)?;
                 let bad = |detail: String| StoreError::BadRecord {
                     path: self.path.clone(),
                     id,
                     detail: format!("flow block: {detail}"),
                 };
-                let meta = blocks::unpack(&packed).map_err(bad)?;
-                let m = Meta::parse(&meta).map_err(bad)?;
-                for i in 0..m.len() {
-                    st.stored.insert(uid_hash(m.row(i).map_err(bad)?.0.uid));
+                let mut mf = MetaFrames::new(&packed).map_err(bad)?;
+                for i in 0..records.max(0) as usize {
+                    let h = mf.with_row(i, |r, _| uid_hash(r.uid)).map_err(bad)?;
+                    st.stored.insert(h);
                 }
             }
             let mut q = self
@@ -328,7 +329,7 @@ fn write_block(
     b: &Block,
 ) -> rusqlite::Result<()> {
     st.execute(params![
-        cid.0, b.records, b.min_ts, b.max_ts, b.hosts, b.meta, b.data
+        cid.0, b.records, b.min_ts, b.max_ts, b.hosts, b.keys, b.meta, b.data
     ])
     .map(|_| ())
 }

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use rusqlite::params_from_iter;
 use tunnelwatch_model::FlowRecord;
 
-use crate::blocks::{self, Data, Meta, DATA_FRAME_ROWS};
+use crate::blocks::{self, Frames, KeyList, Meta, MetaFrames, FRAME_ROWS};
 use crate::filter::{compile, FlowFilter, Target};
 use crate::{Alert, Severity, Store, StoreError};
 
@@ -30,8 +30,20 @@ pub struct FlowQuery {
 /// A flow block as a query first sees it.
 pub(crate) struct BlockRef {
     pub id: i64,
+    pub records: usize,
     pub min_ts: i64,
     pub max_ts: i64,
+}
+
+/// A blob of a flow block.
+#[derive(Clone, Copy)]
+pub(crate) enum Part {
+    /// The rows' keys.
+    Keys,
+    /// The rows' queryable fields, in frames.
+    Meta,
+    /// The rows' JSON, in frames.
+    Data,
 }
 
 /// Whether a Bloom filter may hold one of `hashes` (address hashes).
@@ -49,18 +61,21 @@ impl Store {
         let err = |e| self.sql("listing flow blocks", e);
         let mut st = self
             .conn
-            .prepare_cached("SELECT id, min_ts, max_ts, hosts FROM flow_blocks ORDER BY id")
+            .prepare_cached(
+                "SELECT id, records, min_ts, max_ts, hosts FROM flow_blocks ORDER BY id",
+            )
             .map_err(err)?;
         let mut rows = st.query([]).map_err(err)?;
         let mut out = Vec::new();
         while let Some(r) = rows.next().map_err(err)? {
             let b = BlockRef {
                 id: r.get(0).map_err(err)?,
-                min_ts: r.get(1).map_err(err)?,
-                max_ts: r.get(2).map_err(err)?,
+                records: r.get::<_, i64>(1).map_err(err)?.max(0) as usize,
+                min_ts: r.get(2).map_err(err)?,
+                max_ts: r.get(3).map_err(err)?,
             };
             let bloom = r
-                .get_ref(3)
+                .get_ref(4)
                 .and_then(|v| v.as_blob().map_err(rusqlite::Error::from))
                 .map_err(err)?;
             if accept(&b, bloom) {
@@ -70,52 +85,24 @@ impl Store {
         Ok(out)
     }
 
-    /// The `meta` of a block as stored (compressed).
-    pub(crate) fn block_meta_packed(&self, id: i64) -> Result<Vec<u8>, StoreError> {
+    /// A part of a block as stored.
+    pub(crate) fn block_part(&self, id: i64, part: Part) -> Result<Vec<u8>, StoreError> {
         let err = |e| self.sql("reading a flow block", e);
+        let sql = match part {
+            Part::Keys => "SELECT keys FROM flow_blocks WHERE id = ?1",
+            Part::Meta => "SELECT meta FROM flow_blocks WHERE id = ?1",
+            Part::Data => "SELECT data FROM flow_blocks WHERE id = ?1",
+        };
         self.conn
-            .prepare_cached("SELECT meta FROM flow_blocks WHERE id = ?1")
+            .prepare_cached(sql)
             .map_err(err)?
             .query_row([id], |r| r.get(0))
             .map_err(err)
     }
 
-    /// The decompressed `meta` of a block.
-    pub(crate) fn block_meta(&self, id: i64) -> Result<Vec<u8>, StoreError> {
-        let err = |e| self.sql("reading a flow block", e);
-        // Decompressed from SQLite's own buffer: no copy of the packed blob.
-        let unpacked = self
-            .conn
-            .prepare_cached("SELECT meta FROM flow_blocks WHERE id = ?1")
-            .map_err(err)?
-            .query_row([id], |r| Ok(blocks::unpack(r.get_ref(0)?.as_blob()?)))
-            .map_err(err)?;
-        unpacked.map_err(|d| self.bad_block(id, d))
-    }
-
-    /// The decompressed JSON frames of a block that `rows` (ascending) fall in, by
-    /// frame number.
-    fn block_frames(&self, id: i64, rows: &[usize]) -> Result<HashMap<usize, Vec<u8>>, StoreError> {
-        let err = |e| self.sql("reading a flow block", e);
-        let frames = self
-            .conn
-            .prepare_cached("SELECT data FROM flow_blocks WHERE id = ?1")
-            .map_err(err)?
-            .query_row([id], |r| {
-                let blob = r.get_ref(0)?.as_blob()?;
-                Ok(Data::parse(blob).and_then(|d| {
-                    let mut out = HashMap::new();
-                    for &i in rows {
-                        let f = i / DATA_FRAME_ROWS;
-                        if let std::collections::hash_map::Entry::Vacant(e) = out.entry(f) {
-                            e.insert(d.frame_of(i)?);
-                        }
-                    }
-                    Ok(out)
-                }))
-            })
-            .map_err(err)?;
-        frames.map_err(|d| self.bad_block(id, d))
+    /// The decompressed `keys` of a block.
+    pub(crate) fn block_keys(&self, id: i64) -> Result<Vec<u8>, StoreError> {
+        blocks::unpack(&self.block_part(id, Part::Keys)?).map_err(|d| self.bad_block(id, d))
     }
 
     pub(crate) fn bad_block(&self, id: i64, detail: String) -> StoreError {
@@ -154,19 +141,32 @@ impl Store {
         let refs =
             self.blocks_where(|_, bloom| hashes.as_ref().is_none_or(|h| may_hold_any(bloom, h)))?;
         for b in refs {
-            let meta = self.block_meta(b.id)?;
-            let m = Meta::parse(&meta).map_err(|d| self.bad_block(b.id, d))?;
-            let mut hits = Vec::new();
-            for i in 0..m.len() {
-                if let Some(hs) = f.hosts() {
-                    let k = m.keys(i);
-                    if !hs.iter().any(|h| *h == k.orig_h || *h == k.resp_h) {
-                        continue;
-                    }
+            // Rows to look at: those holding a wanted host, by their keys; or all.
+            let rows: Vec<usize> = match f.hosts() {
+                Some(hs) => {
+                    let keys = self.block_keys(b.id)?;
+                    let kl = KeyList::parse(&keys).map_err(|d| self.bad_block(b.id, d))?;
+                    (0..kl.len())
+                        .filter(|&i| {
+                            let k = kl.get(i);
+                            hs.iter().any(|h| *h == k.orig_h || *h == k.resp_h)
+                        })
+                        .collect()
                 }
-                let (r, range) = m.row(i).map_err(|d| self.bad_block(b.id, d))?;
-                if f.matches(&r) {
-                    hits.push((i, range));
+                None => (0..b.records).collect(),
+            };
+            if rows.is_empty() {
+                continue;
+            }
+            let meta = self.block_part(b.id, Part::Meta)?;
+            let mut mf = MetaFrames::new(&meta).map_err(|d| self.bad_block(b.id, d))?;
+            let mut hits = Vec::new();
+            for i in rows {
+                let (yes, json) = mf
+                    .with_row(i, |r, json| (f.matches(r), json))
+                    .map_err(|d| self.bad_block(b.id, d))?;
+                if yes {
+                    hits.push((i, json));
                     if n + hits.len() as u64 >= limit {
                         break;
                     }
@@ -175,11 +175,16 @@ impl Store {
             if hits.is_empty() {
                 continue;
             }
-            let rows: Vec<usize> = hits.iter().map(|h| h.0).collect();
-            let frames = self.block_frames(b.id, &rows)?;
+            let data = self.block_part(b.id, Part::Data)?;
+            let frames = Frames::parse(&data).map_err(|d| self.bad_block(b.id, d))?;
+            let mut open: HashMap<usize, Vec<u8>> = HashMap::new();
             for (i, range) in hits {
-                let text = frames
-                    .get(&(i / DATA_FRAME_ROWS))
+                let fno = i / FRAME_ROWS;
+                if let std::collections::hash_map::Entry::Vacant(e) = open.entry(fno) {
+                    e.insert(frames.frame(fno).map_err(|d| self.bad_block(b.id, d))?);
+                }
+                let text = open
+                    .get(&fno)
                     .and_then(|d| d.get(range))
                     .and_then(|t| std::str::from_utf8(t).ok())
                     .ok_or_else(|| self.bad_block(b.id, "JSON text out of bounds".into()))?;

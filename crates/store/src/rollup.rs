@@ -370,7 +370,8 @@ impl Store {
         range: &HourRange,
         keep: &dyn Fn(&RollKey) -> bool,
     ) -> Result<QuerySums, StoreError> {
-        self.rollup_counted(kind, range, keep, false).map(|(s, _)| s)
+        self.rollup_counted(kind, range, keep, false)
+            .map(|(s, _)| s)
     }
 
     /// As [`Store::rollup`], and with `count` the number of distinct keys in range
@@ -412,10 +413,12 @@ impl Store {
                 .get_ref(2)
                 .and_then(|v| v.as_blob().map_err(rusqlite::Error::from))
                 .map_err(err)?;
-            decode_into(data, &mut sums, keep, seen.as_mut()).map_err(|detail| StoreError::BadRecord {
-                path: self.path.clone(),
-                id,
-                detail: format!("rollup segment: {detail}"),
+            decode_into(data, &mut sums, keep, seen.as_mut()).map_err(|detail| {
+                StoreError::BadRecord {
+                    path: self.path.clone(),
+                    id,
+                    detail: format!("rollup segment: {detail}"),
+                }
             })?;
         }
         let distinct = seen.map_or(0, |s| s.len() as u64);

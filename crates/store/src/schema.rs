@@ -142,8 +142,9 @@ CREATE TABLE flow_blocks (
     min_ts      INTEGER NOT NULL,      -- first-packet times (µs) of the block's records
     max_ts      INTEGER NOT NULL,
     hosts       BLOB NOT NULL,         -- Bloom filter of orig_h and resp_h
-    meta        BLOB NOT NULL,         -- LZ4: the records' queryable fields
-    data        BLOB NOT NULL          -- LZ4: the records' JSON, as `read --flows` writes it
+    keys        BLOB NOT NULL,         -- LZ4: each record's ts, orig_h, resp_h, resp_p
+    meta        BLOB NOT NULL,         -- LZ4 frames: the records' queryable fields
+    data        BLOB NOT NULL          -- LZ4 frames: the records' JSON, as `read --flows` writes it
 );
 CREATE INDEX flow_blocks_capture ON flow_blocks (capture_id);
 

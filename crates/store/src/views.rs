@@ -26,9 +26,9 @@ use rusqlite::types::Value;
 use serde::Serialize;
 
 use crate::addr::{addr_from_blob, addr_to_blob};
-use crate::blocks::{self, Keys, Meta, Row};
+use crate::blocks::{self, KeyList, Keys, MetaFrames, Row};
 use crate::fast::FastMap;
-use crate::query::{may_hold_any, BlockRef};
+use crate::query::{may_hold_any, BlockRef, Part};
 use crate::rollup::{HourRange, RollKey, RollKind};
 use crate::time::utc_fields;
 use crate::{Store, StoreError};
@@ -499,6 +499,14 @@ impl Store {
             set.into_iter().collect()
         };
         let (ch, sh) = (hashes(|k| k.0), hashes(|k| k.1));
+        // A first, cheap test of a row: the last 8 bytes of its client among the wanted
+        // clients' (sorted), before the whole key is looked up.
+        let tail = |a: &[u8; 16]| {
+            u64::from_le_bytes([a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15]])
+        };
+        let mut tails: Vec<u64> = want.keys().map(|k| tail(&k.0)).collect();
+        tails.sort_unstable();
+        tails.dedup();
         let (lo, hi) = ts_bounds(o);
         let expected = expected_conns(nodes);
         let found = self.collect_conns(
@@ -511,6 +519,9 @@ impl Store {
                     && may_hold_any(bloom, &sh)
             },
             |r| {
+                if tails.binary_search(&tail(&r.orig_h)).is_err() {
+                    return None;
+                }
                 let in_slot = slot.is_none_or(|k| {
                     let hour = r.ts.div_euclid(HOUR_US).rem_euclid(24);
                     hour / i64::from(o.period_hours) == i64::from(k)
@@ -566,18 +577,15 @@ impl Store {
             }
             let packed = batch
                 .iter()
-                .map(|b| self.block_meta_packed(b.id).map(|p| (b.id, p)))
+                .map(|b| self.block_part(b.id, Part::Keys).map(|p| (b.id, p)))
                 .collect::<Result<Vec<_>, _>>()?;
+            // Which rows of each block belong to a wanted key, from the keys alone.
             let search = |(id, p): &(i64, Vec<u8>)| -> Found<K> {
-                let meta = blocks::unpack(p).map_err(|d| (*id, d))?;
-                let m = Meta::parse(&meta).map_err(|d| (*id, d))?;
-                let mut found = Vec::new();
-                for idx in 0..m.len() {
-                    let Some(k) = key(&m.keys(idx)) else { continue };
-                    let (r, _) = m.row(idx).map_err(|d| (*id, d))?;
-                    found.push((k, (r.ts, *id, idx, conn_of(&r))));
-                }
-                Ok(found)
+                let keys = blocks::unpack(p).map_err(|d| (*id, d))?;
+                let kl = KeyList::parse(&keys).map_err(|d| (*id, d))?;
+                Ok((0..kl.len())
+                    .filter_map(|i| key(&kl.get(i)).map(|k| (i, k)))
+                    .collect())
             };
             let per = packed.len().div_ceil(workers);
             let results: Vec<Found<K>> = std::thread::scope(|s| {
@@ -593,8 +601,18 @@ impl Store {
                     })
                     .collect()
             });
-            for r in results {
-                for (k, c) in r.map_err(|(id, d)| self.bad_block(id, d))? {
+            // The rows found, from the meta frames that hold them.
+            for ((id, _), r) in packed.iter().zip(results) {
+                let found = r.map_err(|(id, d)| self.bad_block(id, d))?;
+                if found.is_empty() {
+                    continue;
+                }
+                let meta = self.block_part(*id, Part::Meta)?;
+                let mut mf = MetaFrames::new(&meta).map_err(|d| self.bad_block(*id, d))?;
+                for (idx, k) in found {
+                    let c = mf
+                        .with_row(idx, |r, _| (r.ts, *id, idx, conn_of(r)))
+                        .map_err(|d| self.bad_block(*id, d))?;
                     let (list, seen) = acc.entry(k).or_default();
                     *seen += 1;
                     list.push(c);
@@ -768,9 +786,9 @@ fn ts_bounds(o: &ViewOptions) -> (i64, i64) {
 }
 
 /// Keeps the `limit` newest of `list` (by time, then storage order), newest first.
-/// What one block gave a connection search: (key, connection) pairs, or the block id
-/// and what is wrong with it.
-type Found<K> = Result<Vec<(K, Listed)>, (i64, String)>;
+/// What one block gave a connection search: (row, key) pairs, or the block id and what
+/// is wrong with it.
+type Found<K> = Result<Vec<(usize, K)>, (i64, String)>;
 
 /// A listed connection with its sort key: first packet, block id, row in the block.
 type Listed = (i64, i64, usize, Conn);
