@@ -4,7 +4,7 @@
 # short packet sequences (for the flow table) extracted with Python's stdlib.
 set -euo pipefail
 cd "$(dirname "$0")"
-mkdir -p corpus/capture_reader corpus/decode corpus/flow_table corpus/config corpus/firewall_log corpus/netflow
+mkdir -p corpus/capture_reader corpus/decode corpus/flow_table corpus/config corpus/firewall_log corpus/netflow corpus/store_blocks
 cp ../docs/config.example.toml corpus/config/example.toml
 cp ../tests/logs/*.log corpus/firewall_log/
 for f in ../tests/golden/*/input.pcap*; do
@@ -49,5 +49,20 @@ for path in sorted(glob.glob('../../shared/data/pcaps/akvorado/outlet/flow/decod
         seq += struct.pack('>HB', len(payload), 1) + payload
     name = '-'.join(path.split('/')[-2:])
     open(f'corpus/netflow/{name}', 'wb').write(seq)
+# A stored flow block of one record as store_blocks takes it (docs/specs/store.md):
+# parts split at FF FE; a leading even byte asks the harness to compress (and frame).
+json = open('../tests/golden/http-get/flows.jsonl', 'rb').read().split(b'\n')[0]
+v4 = lambda a: bytes(10) + b'\xff\xff' + bytes(a)
+c, s = v4([10, 0, 0, 1]), v4([192, 0, 2, 1])
+def text(*xs):
+    return b''.join(bytes([len(x)]) + x for x in xs)
+fixed = (struct.pack('<qqd', 0, 500000, 0.5) + c + s + struct.pack('<HHB', 40000, 443, 1)
+         + struct.pack('<6Q', 3, 2, 100, 2000, 220, 2080) + struct.pack('<III', 0, len(json), 0))
+meta = b'\x01' + struct.pack('<I', 1) + fixed + text(b'C1', b'1:x', b'tcp', b'', b'SF', b'ShAFf', b'end')
+keys = struct.pack('<q', 0) + c + s + struct.pack('<H', 443)
+segment = b'\x01' + c + s + struct.pack('<H', 443) + struct.pack('<8q', 1, 3, 2, 100, 2000, 500000, 0, 500000)
+bloom = b'\x01' + b'\x01' + b'\xff' * 64
+parts = [bloom, b'\x00' + keys, b'\x00' + meta, b'\x00' + json, b'\x00' + segment, meta]
+open('corpus/store_blocks/one-record', 'wb').write(b'\xff\xfe'.join(parts))
 PY
 echo "seeded: $(ls corpus/capture_reader | wc -l) captures, $(ls corpus/decode | wc -l) packets, $(ls corpus/flow_table | wc -l) sequences, $(ls corpus/netflow | wc -l) NetFlow streams"

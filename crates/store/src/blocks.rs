@@ -336,7 +336,21 @@ impl<'a> TextReader<'a> {
 }
 
 /// Decompresses a `meta` or `data` blob.
+///
+/// The size written before the LZ4 block is checked first: LZ4 cannot expand data more
+/// than 255 times, so a larger claim is damage, refused before anything is allocated
+/// (a damaged prefix must not make a query ask for gigabytes).
 pub(crate) fn unpack(blob: &[u8]) -> Result<Vec<u8>, String> {
+    let Some(prefix) = blob.get(..4) else {
+        return Err("does not decompress: shorter than its size".into());
+    };
+    let size = le32(prefix, 0);
+    if size > (blob.len() - 4).saturating_mul(255).saturating_add(16) {
+        return Err(format!(
+            "does not decompress: {size} bytes claimed from {} stored",
+            blob.len()
+        ));
+    }
     lz4_flex::decompress_size_prepended(blob).map_err(|e| format!("does not decompress: {e}"))
 }
 

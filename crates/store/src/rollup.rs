@@ -252,8 +252,7 @@ fn decode_into<S: BuildHasher>(
     keep: &dyn Fn(&RollKey) -> bool,
     mut seen: Option<&mut FastSet>,
 ) -> Result<(), String> {
-    let raw = lz4_flex::decompress_size_prepended(packed)
-        .map_err(|e| format!("does not decompress: {e}"))?;
+    let raw = crate::blocks::unpack(packed)?;
     let body = match raw.split_first() {
         Some((&SEGMENT_FORMAT, body)) => body,
         Some((v, _)) => return Err(format!("segment format {v} is not known")),
@@ -436,8 +435,7 @@ impl Store {
             out[i] = self
                 .rollup(kind, &HourRange::default(), &|_| true)?
                 .values()
-                .map(|t| t.conns)
-                .sum();
+                .fold(0i64, |a, t| a.saturating_add(t.conns));
         }
         out[3] = self
             .conn

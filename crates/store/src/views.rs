@@ -176,7 +176,7 @@ impl Totals {
 
     /// Channel uptime, µs.
     pub fn channel_us(&self) -> i64 {
-        self.last_us - self.first_us
+        self.last_us.saturating_sub(self.first_us)
     }
 }
 
@@ -455,7 +455,7 @@ impl Store {
             conns: t.conns as f64 / d,
             bytes_out: t.bytes_out as f64 / d,
             bytes_in: t.bytes_in as f64 / d,
-            pkts: (t.pkts_out + t.pkts_in) as f64 / d,
+            pkts: (t.pkts_out as f64 + t.pkts_in as f64) / d,
             uptime: t.dur_us as f64 / 1e6 / d,
         };
         Ok(Tree {
@@ -745,7 +745,10 @@ impl Store {
         let (Some(&lo), Some(&hi)) = (want.keys().min(), want.keys().max()) else {
             return Ok(());
         };
-        let (lo, hi) = (lo * MINUTE_US, (hi + 1) * MINUTE_US);
+        let (lo, hi) = (
+            lo.saturating_mul(MINUTE_US),
+            hi.saturating_add(1).saturating_mul(MINUTE_US),
+        );
         let expected = expected_conns(nodes);
         let found = self.collect_conns(
             o.conns_per_node,
@@ -850,7 +853,7 @@ fn averages_of(n: &Node, kids: &[Node]) -> Averages {
     let per = kids.len() as u64;
     let d = per.max(1) as f64;
     let t = &n.totals;
-    let channel: i64 = kids.iter().map(|k| k.totals.channel_us()).sum();
+    let channel: f64 = kids.iter().map(|k| k.totals.channel_us() as f64).sum();
     Averages {
         label: n.label.clone(),
         per,
@@ -860,7 +863,7 @@ fn averages_of(n: &Node, kids: &[Node]) -> Averages {
         bytes_out: t.bytes_out as f64 / d,
         bytes_in: t.bytes_in as f64 / d,
         uptime: t.dur_us as f64 / 1e6 / d,
-        channel: channel as f64 / 1e6 / d,
+        channel: channel / 1e6 / d,
     }
 }
 
