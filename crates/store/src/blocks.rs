@@ -558,8 +558,9 @@ impl BlockBuilder {
         self.data.clear();
     }
 
-    /// Adds a record.
-    pub(crate) fn push(&mut self, r: &FlowRecord) {
+    /// Adds a record, with its JSON text when the caller has it (else it is written
+    /// here).
+    pub(crate) fn push(&mut self, r: &FlowRecord, json: Option<&[u8]>) {
         if self.records == 0 {
             self.fixed.clear();
             self.var.clear();
@@ -574,7 +575,10 @@ impl BlockBuilder {
             self.end_frame();
         }
         let before = self.data.len();
-        jsonl::write_json(&mut self.data, r);
+        match json {
+            Some(t) => self.data.extend_from_slice(t),
+            None => jsonl::write_json(&mut self.data, r),
+        }
         let json = (before, self.data.len() - before);
         encode_row(&mut self.fixed, &mut self.var, r, json);
         let (c, s) = (addr_to_blob(r.orig_h), addr_to_blob(r.resp_h));

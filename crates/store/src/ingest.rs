@@ -177,11 +177,30 @@ impl Store {
         cid: CaptureId,
         recs: &[FlowRecord],
     ) -> Result<InsertStats, StoreError> {
+        self.insert_flows_with_json(cid, recs, &[])
+    }
+
+    /// As [`Store::insert_flows`], with each record's JSON text as
+    /// `tunnelwatch_output::jsonl::write_json` writes it when the caller has it already
+    /// (`json` is empty or holds one text per record), so it is not written twice.
+    pub fn insert_flows_with_json(
+        &mut self,
+        cid: CaptureId,
+        recs: &[FlowRecord],
+        json: &[&[u8]],
+    ) -> Result<InsertStats, StoreError> {
+        if !json.is_empty() && json.len() != recs.len() {
+            return Err(StoreError::Invalid(format!(
+                "{} JSON texts for {} records",
+                json.len(),
+                recs.len()
+            )));
+        }
         self.ingest_state(cid)?;
         let mut state = self.ingest.take().filter(|s| s.cid == cid).ok_or_else(|| {
             StoreError::Invalid("the store lost track of the capture being written".into())
         })?;
-        let r = self.insert_batch(&mut state, recs);
+        let r = self.insert_batch(&mut state, recs, json);
         // A failed transaction leaves the sets unknown: they are loaded again.
         if r.is_ok() {
             self.ingest = Some(state);
@@ -193,6 +212,7 @@ impl Store {
         &mut self,
         state: &mut Ingest,
         recs: &[FlowRecord],
+        texts: &[&[u8]],
     ) -> Result<InsertStats, StoreError> {
         let mut stats = InsertStats::default();
         if state.complete {
@@ -208,11 +228,12 @@ impl Store {
             .map_err(err)?;
         let mut json = Vec::with_capacity(2048);
         // Pass 1, in order: skip what is stored, write interim rows, gather finals.
-        let mut finals: Vec<&FlowRecord> = Vec::with_capacity(recs.len());
+        let mut finals: Vec<Final<'_>> = Vec::with_capacity(recs.len());
         {
             let mut upsert = tx.prepare_cached(UPSERT_INTERIM).map_err(err)?;
             let mut delete = tx.prepare_cached(DELETE_INTERIM).map_err(err)?;
-            for r in recs {
+            for (i, r) in recs.iter().enumerate() {
+                let text = texts.get(i).copied();
                 let h = uid_hash(&r.uid);
                 if state.stored.contains(&h) {
                     stats.unchanged += 1;
@@ -222,11 +243,14 @@ impl Store {
                     if state.interim.remove(&h) {
                         delete.execute(params![cid.0, r.uid]).map_err(err)?;
                     }
-                    finals.push(r);
+                    finals.push((r, text));
                     continue;
                 }
                 json.clear();
-                jsonl::write_json(&mut json, r);
+                match text {
+                    Some(t) => json.extend_from_slice(t),
+                    None => jsonl::write_json(&mut json, r),
+                }
                 let n = upsert
                     .execute(params![
                         cid.0,
@@ -265,18 +289,21 @@ impl Store {
     }
 }
 
+/// A final record to store, with its JSON text when the caller made it.
+type Final<'a> = (&'a FlowRecord, Option<&'a [u8]>);
+
 /// Blocks of `finals` (in order, [`BLOCK_RECORDS`] each) built by up to
 /// `builders.len()` threads, and the rollup deltas of `finals` summed meanwhile; `None`
 /// in place of a block whose thread failed.
 fn build_blocks(
     builders: &mut [BlockBuilder],
-    finals: &[&FlowRecord],
+    finals: &[Final<'_>],
 ) -> (Vec<Option<Block>>, Deltas) {
-    let chunks: Vec<&[&FlowRecord]> = finals.chunks(BLOCK_RECORDS).collect();
+    let chunks: Vec<&[Final<'_>]> = finals.chunks(BLOCK_RECORDS).collect();
     let workers = builders.len().min(chunks.len());
-    let fill = |b: &mut BlockBuilder, chunk: &[&FlowRecord]| {
-        for r in chunk {
-            b.push(r);
+    let fill = |b: &mut BlockBuilder, chunk: &[Final<'_>]| {
+        for (r, text) in chunk {
+            b.push(r, *text);
         }
         b.take()
     };
@@ -286,7 +313,7 @@ fn build_blocks(
             Some(b) => chunks.iter().map(|c| Some(fill(b, c))).collect(),
             None => (0..chunks.len()).map(|_| None).collect(),
         };
-        for r in finals {
+        for (r, _) in finals {
             roll.add(r);
         }
         return (built, roll);
@@ -307,7 +334,7 @@ fn build_blocks(
                 })
             })
             .collect();
-        for r in finals {
+        for (r, _) in finals {
             roll.add(r);
         }
         for h in handles {
@@ -362,7 +389,7 @@ pub(crate) fn move_v1_flows(tx: &Transaction<'_>) -> Result<(), String> {
             }
             current = Some(cid);
             if fin {
-                builder.push(&rec);
+                builder.push(&rec, Some(&json));
                 if builder.len() == BLOCK_RECORDS {
                     write_block(&mut put_block, CaptureId(cid), &builder.take()).map_err(sql)?;
                 }

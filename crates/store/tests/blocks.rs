@@ -179,3 +179,25 @@ fn an_interrupted_capture_resumes_and_a_completed_one_is_not_stored_again() {
     assert_eq!((s.written, s.unchanged), (0, 3_000));
     assert_eq!(st.counts().unwrap().0, 3_000);
 }
+
+#[test]
+fn texts_handed_in_are_stored_and_a_count_mismatch_is_refused() {
+    let t = Temp::new("texts.db");
+    let base = golden();
+    let recs: Vec<FlowRecord> = (0..300).map(|i| record(&base, i, Cause::End)).collect();
+    let texts: Vec<String> = recs.iter().map(json).collect();
+    let slices: Vec<&[u8]> = texts.iter().map(|s| s.as_bytes()).collect();
+    let mut st = Store::open(&t.0, Mode::ReadWrite).unwrap();
+    let cid = st.begin_capture(&CaptureIdentity::named("texts")).unwrap();
+    let e = st
+        .insert_flows_with_json(cid, &recs, &slices[..10])
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("10 JSON texts for 300 records"),
+        "{e}"
+    );
+    assert_eq!(st.counts().unwrap().0, 0, "nothing written");
+    let s = st.insert_flows_with_json(cid, &recs, &slices).unwrap();
+    assert_eq!(s.written, 300);
+    assert_eq!(all(&st, ""), texts);
+}
