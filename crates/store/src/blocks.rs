@@ -20,7 +20,8 @@
 //!   byte for byte by queries.
 //!
 //! Every decoder here checks its bounds and reports a damaged block as an error string
-//! (the caller names the store and block); nothing panics on a bad file.
+//! (the caller names the store and block); nothing panics on a bad file (the fuzz
+//! target `store_blocks` runs every query over arbitrary block bytes).
 
 use std::collections::HashSet;
 
