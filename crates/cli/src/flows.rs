@@ -62,22 +62,23 @@ pub fn run(a: FlowsArgs) -> Result<ExitCode> {
     if matches!(a.format, Format::Table) {
         table::write_header(&mut out)?;
     }
-    store.flows(&q, |json, r| {
-        let res = match a.format {
-            // The stored text is what `read --flows` wrote for this record.
-            Format::Json => out
-                .write_all(json.as_bytes())
-                .and_then(|_| out.write_all(b"\n")),
-            Format::Table => table::write_record(&mut out, &r),
-        };
-        match res {
-            Ok(()) => true,
-            Err(e) => {
-                failed = Some(e);
-                false
-            }
+    let mut write = |res: io::Result<()>| match res {
+        Ok(()) => true,
+        Err(e) => {
+            failed = Some(e);
+            false
         }
-    })?;
+    };
+    match a.format {
+        // The stored text is what `read --flows` wrote for this record.
+        Format::Json => store.flow_texts(&q, |json| {
+            write(
+                out.write_all(json.as_bytes())
+                    .and_then(|_| out.write_all(b"\n")),
+            )
+        })?,
+        Format::Table => store.flows(&q, |_, r| write(table::write_record(&mut out, &r)))?,
+    };
     match failed.map_or_else(|| out.flush(), Err) {
         Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(e.into()),
         _ => Ok(ExitCode::SUCCESS),
