@@ -163,7 +163,7 @@ fn assemble(n: usize, fixed: &[u8], var: &[u8]) -> Vec<u8> {
     out
 }
 
-fn le64(b: &[u8], at: usize) -> [u8; 8] {
+pub(crate) fn le64(b: &[u8], at: usize) -> [u8; 8] {
     let mut a = [0u8; 8];
     a.copy_from_slice(&b[at..at + 8]);
     a
@@ -182,6 +182,26 @@ pub(crate) struct Keys {
     pub orig_h: [u8; 16],
     pub resp_h: [u8; 16],
     pub resp_p: u16,
+}
+
+impl Keys {
+    /// The keys from `b`, whose ts, orig_h, resp_h and resp_p start at `at` (in that
+    /// order; the caller has checked the length).
+    fn read(b: &[u8], at: [usize; 4]) -> Keys {
+        Keys {
+            ts: i64::from_le_bytes(le64(b, at[0])),
+            orig_h: addr16(b, at[1]),
+            resp_h: addr16(b, at[2]),
+            resp_p: u16::from_le_bytes([b[at[3]], b[at[3] + 1]]),
+        }
+    }
+}
+
+/// The 16 bytes of an address at `at` (the caller has checked the length).
+pub(crate) fn addr16(b: &[u8], at: usize) -> [u8; 16] {
+    let mut a = [0u8; 16];
+    a.copy_from_slice(&b[at..at + 16]);
+    a
 }
 
 /// A decompressed `meta` blob: a format byte, the row count (u32), the rows' fixed
@@ -232,17 +252,7 @@ impl<'a> Meta<'a> {
 
     /// Row `i`'s first packet time, addresses and responder port (`i < len()`).
     pub(crate) fn keys(&self, i: usize) -> Keys {
-        let f = self.fixed(i);
-        let mut orig_h = [0u8; 16];
-        orig_h.copy_from_slice(&f[AT_ORIG_H..AT_ORIG_H + 16]);
-        let mut resp_h = [0u8; 16];
-        resp_h.copy_from_slice(&f[AT_RESP_H..AT_RESP_H + 16]);
-        Keys {
-            ts: i64::from_le_bytes(le64(f, 0)),
-            orig_h,
-            resp_h,
-            resp_p: u16::from_le_bytes([f[AT_PORTS + 2], f[AT_PORTS + 3]]),
-        }
+        Keys::read(self.fixed(i), [0, AT_ORIG_H, AT_RESP_H, AT_PORTS + 2])
     }
 
     /// Row `i` whole (`i < len()`), and the range of its JSON text in its data frame.
@@ -440,17 +450,10 @@ impl<'a> KeyList<'a> {
 
     /// Row `i`'s keys (`i < len()`).
     pub(crate) fn get(&self, i: usize) -> Keys {
-        let k = &self.buf[i * KEY_BYTES..(i + 1) * KEY_BYTES];
-        let mut orig_h = [0u8; 16];
-        orig_h.copy_from_slice(&k[8..24]);
-        let mut resp_h = [0u8; 16];
-        resp_h.copy_from_slice(&k[24..40]);
-        Keys {
-            ts: i64::from_le_bytes(le64(k, 0)),
-            orig_h,
-            resp_h,
-            resp_p: u16::from_le_bytes([k[40], k[41]]),
-        }
+        Keys::read(
+            &self.buf[i * KEY_BYTES..(i + 1) * KEY_BYTES],
+            [0, 8, 24, 40],
+        )
     }
 }
 

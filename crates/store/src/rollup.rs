@@ -22,6 +22,7 @@ use rusqlite::{params, OptionalExtension, Transaction};
 use tunnelwatch_model::FlowRecord;
 
 use crate::addr::addr_to_blob;
+use crate::blocks::{addr16, le64};
 use crate::fast::{FastHasher, FastMap, FastSet};
 use crate::views::Totals;
 use crate::{Store, StoreError};
@@ -61,6 +62,34 @@ pub struct RollKey {
 }
 
 impl Totals {
+    /// The totals in stored order: conns, pkts_out, pkts_in, bytes_out, bytes_in,
+    /// dur_us, first_us, last_us.
+    fn fields(&self) -> [i64; 8] {
+        [
+            self.conns,
+            self.pkts_out,
+            self.pkts_in,
+            self.bytes_out,
+            self.bytes_in,
+            self.dur_us,
+            self.first_us,
+            self.last_us,
+        ]
+    }
+
+    fn from_fields(v: [i64; 8]) -> Totals {
+        Totals {
+            conns: v[0],
+            pkts_out: v[1],
+            pkts_in: v[2],
+            bytes_out: v[3],
+            bytes_in: v[4],
+            dur_us: v[5],
+            first_us: v[6],
+            last_us: v[7],
+        }
+    }
+
     /// Adds one final record (directions are the client's).
     pub(crate) fn add_record(&mut self, r: &FlowRecord) {
         let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
@@ -203,17 +232,8 @@ impl Deltas {
                    last_us = max(last_us, excluded.last_us)",
             )?;
         for (m, t) in self.minute {
-            st.execute(params![
-                m,
-                t.conns,
-                t.pkts_out,
-                t.pkts_in,
-                t.bytes_out,
-                t.bytes_in,
-                t.dur_us,
-                t.first_us,
-                t.last_us
-            ])?;
+            let v = t.fields();
+            st.execute(params![m, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]])?;
         }
         Ok(())
     }
@@ -228,16 +248,7 @@ fn encode(sums: &Sums) -> Vec<u8> {
         out.extend_from_slice(&k.client);
         out.extend_from_slice(&k.server);
         out.extend_from_slice(&k.port.to_le_bytes());
-        for v in [
-            t.conns,
-            t.pkts_out,
-            t.pkts_in,
-            t.bytes_out,
-            t.bytes_in,
-            t.dur_us,
-            t.first_us,
-            t.last_us,
-        ] {
+        for v in t.fields() {
             out.extend_from_slice(&v.to_le_bytes());
         }
     }
@@ -265,33 +276,19 @@ fn decode_into<S: BuildHasher>(
         ));
     }
     for e in body.chunks_exact(ENTRY) {
-        let mut k = RollKey::default();
-        k.client.copy_from_slice(&e[..16]);
-        k.server.copy_from_slice(&e[16..32]);
-        k.port = u16::from_le_bytes([e[32], e[33]]);
+        let k = RollKey {
+            client: addr16(e, 0),
+            server: addr16(e, 16),
+            port: u16::from_le_bytes([e[32], e[33]]),
+        };
         if let Some(seen) = seen.as_deref_mut() {
             seen.insert(FastHasher::hash_bytes(&e[..34]));
         }
         if !keep(&k) {
             continue;
         }
-        let mut v = [0i64; 8];
-        for (i, x) in v.iter_mut().enumerate() {
-            let at = 34 + i * 8;
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&e[at..at + 8]);
-            *x = i64::from_le_bytes(b);
-        }
-        into.entry(k).or_default().merge(&Totals {
-            conns: v[0],
-            pkts_out: v[1],
-            pkts_in: v[2],
-            bytes_out: v[3],
-            bytes_in: v[4],
-            dur_us: v[5],
-            first_us: v[6],
-            last_us: v[7],
-        });
+        let v = std::array::from_fn(|i| i64::from_le_bytes(le64(e, 34 + i * 8)));
+        into.entry(k).or_default().merge(&Totals::from_fields(v));
     }
     Ok(())
 }
@@ -477,16 +474,7 @@ pub(crate) fn move_v1_rollups(tx: &Transaction<'_>) -> Result<(), String> {
                     server: blob(2).map_err(sql)?,
                     port: r.get(3).map_err(sql)?,
                 };
-                let t = Totals {
-                    conns: r.get(4).map_err(sql)?,
-                    pkts_out: r.get(5).map_err(sql)?,
-                    pkts_in: r.get(6).map_err(sql)?,
-                    bytes_out: r.get(7).map_err(sql)?,
-                    bytes_in: r.get(8).map_err(sql)?,
-                    dur_us: r.get(9).map_err(sql)?,
-                    first_us: r.get(10).map_err(sql)?,
-                    last_us: r.get(11).map_err(sql)?,
-                };
+                let t = Totals::from_row(r, 4).map_err(sql)?;
                 let hour: i64 = r.get(0).map_err(sql)?;
                 by_hour
                     .entry(hour)

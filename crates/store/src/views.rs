@@ -161,7 +161,8 @@ pub struct Totals {
 }
 
 impl Totals {
-    fn from_row(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Totals> {
+    /// Totals from eight columns of a row, starting at `at`, in stored order.
+    pub(crate) fn from_row(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Totals> {
         Ok(Totals {
             conns: r.get(at)?,
             pkts_out: r.get(at + 1)?,
