@@ -5,9 +5,9 @@
 //! returns records or a "not valid" error; none panics, none loops.
 //!
 //! The input is split at the two-byte mark `FF FE` into up to six parts: the Bloom
-//! filter, the keys, one meta frame, one JSON frame, one rollup segment, one interim
-//! meta row. A part whose first byte is odd is stored as it is; otherwise the harness
-//! LZ4-compresses (and for meta and JSON, frames) the rest, so the fuzzer reaches the
+//! filter, the keys, one meta frame, one records frame (stored form or JSON, as the
+//! meta's format byte says), one rollup segment, one interim meta row. A part whose first byte is odd is stored as it is; otherwise the harness
+//! LZ4-compresses (and for meta and records, frames) the rest, so the fuzzer reaches the
 //! decoders behind the decompression.
 #![no_main]
 
@@ -106,13 +106,14 @@ fuzz_target!(|data: &[u8]| {
         )
         .expect("an interim row");
     }
-    let _ = st.flows(&FlowQuery::default(), |_, _| true);
+    let _ = st.flows(&FlowQuery::default(), |_| true);
+    let _ = st.flow_texts(&FlowQuery::default(), |_| true);
     let _ = st.flows(
         &FlowQuery {
             filter: "host 10.0.0.1 or host ::".into(),
             ..FlowQuery::default()
         },
-        |_, _| true,
+        |_| true,
     );
     for kind in [Kind::Clients, Kind::Servers, Kind::Time] {
         let _ = st.view(&ViewOptions {

@@ -75,7 +75,7 @@ pub fn run(a: BaselineArgs) -> Result<ExitCode> {
     // last packet, in the order flows ended.
     let mut recs: Vec<FlowRecord> = Vec::new();
     let store = Store::open(&a.db, tunnelwatch_store::Mode::ReadOnly)?;
-    store.flows(&q, |_, r| {
+    store.flows(&q, |r| {
         let us = r.ts.as_micros();
         if since.is_none_or(|s| us >= s) && until.is_none_or(|u| us < u) {
             recs.push(r);

@@ -29,7 +29,7 @@ use std::sync::mpsc::SyncSender;
 
 use crate::alert_sink::AlertSink;
 use crate::read::load_config;
-use crate::sinks::{open_out, JsonTexts, StoreBatch};
+use crate::sinks::{open_out, StoreBatch};
 use crate::store_sink::StoreSink;
 
 /// Log formats.
@@ -119,8 +119,7 @@ impl Out {
     fn send_to_store(&mut self) {
         if let Some(tx) = &self.store {
             if !self.flows_batch.is_empty() {
-                let batch = std::mem::take(&mut self.flows_batch);
-                let _ = tx.send(StoreBatch::Flows(batch, JsonTexts::default()));
+                let _ = tx.send(StoreBatch::Flows(std::mem::take(&mut self.flows_batch)));
             }
             if !self.alerts_batch.is_empty() {
                 let _ = tx.send(StoreBatch::Alerts(std::mem::take(&mut self.alerts_batch)));

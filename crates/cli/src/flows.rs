@@ -77,7 +77,7 @@ pub fn run(a: FlowsArgs) -> Result<ExitCode> {
                     .and_then(|_| out.write_all(b"\n")),
             )
         })?,
-        Format::Table => store.flows(&q, |_, r| write(table::write_record(&mut out, &r)))?,
+        Format::Table => store.flows(&q, |r| write(table::write_record(&mut out, &r)))?,
     };
     match failed.map_or_else(|| out.flush(), Err) {
         Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(e.into()),

@@ -149,13 +149,8 @@ impl Sink {
         })))
     }
 
-    /// Writes `r`; `json` is its JSON text when the caller made it already.
-    fn write(&mut self, r: &FlowRecord, json: Option<&[u8]>, open: Timestamp) -> io::Result<()> {
+    fn write(&mut self, r: &FlowRecord, open: Timestamp) -> io::Result<()> {
         match self {
-            Sink::Json { out, .. } if json.is_some() => {
-                out.write_all(json.unwrap_or_default())?;
-                out.write_all(b"\n")
-            }
             Sink::Ipfix(x) => {
                 x.exporter.push(r, &mut x.out);
                 x.send_out();
@@ -230,58 +225,10 @@ pub struct Written {
 
 /// What the store thread receives.
 pub enum StoreBatch {
-    /// Flow records, with their JSON texts when the writer made them anyway (for a
-    /// `--flows` file): the store then stores those bytes instead of writing the JSON
-    /// a second time.
-    Flows(Vec<FlowRecord>, JsonTexts),
+    /// Flow records.
+    Flows(Vec<FlowRecord>),
     /// Alerts.
     Alerts(Vec<Alert>),
-}
-
-/// JSON texts of a batch of records: one buffer and the end of each record's text in
-/// it; empty when the writer made none.
-#[derive(Debug, Default)]
-pub struct JsonTexts {
-    /// The texts, one after the other.
-    pub buf: Vec<u8>,
-    /// End offset of each record's text in `buf`.
-    pub ends: Vec<usize>,
-}
-
-impl JsonTexts {
-    /// Appends the JSON of `r` and returns it.
-    fn push(&mut self, r: &FlowRecord) -> &[u8] {
-        let start = self.buf.len();
-        jsonl::write_json(&mut self.buf, r);
-        self.ends.push(self.buf.len());
-        &self.buf[start..]
-    }
-
-    /// Appends another batch's texts.
-    pub fn append(&mut self, other: &JsonTexts) {
-        let base = self.buf.len();
-        self.buf.extend_from_slice(&other.buf);
-        self.ends.extend(other.ends.iter().map(|e| e + base));
-    }
-
-    /// The texts, one slice per record.
-    pub fn slices(&self) -> Vec<&[u8]> {
-        let mut start = 0;
-        self.ends
-            .iter()
-            .map(|&e| {
-                let s = &self.buf[start..e];
-                start = e;
-                s
-            })
-            .collect()
-    }
-
-    /// Forgets every text, keeping the buffers.
-    pub fn clear(&mut self) {
-        self.buf.clear();
-        self.ends.clear();
-    }
 }
 
 /// The writer thread.
@@ -310,10 +257,6 @@ impl RecordWriter {
                     ipfix: None,
                 };
                 let mut raised: Vec<Alert> = Vec::new();
-                // With a store and a JSON lines file, each record's JSON is made once
-                // and goes to both.
-                let share_json =
-                    forward.is_some() && sinks.iter().any(|s| matches!(s, Sink::Json { .. }));
                 for msg in rx {
                     match msg {
                         Msg::Records(open, mut flows, back) => {
@@ -322,7 +265,6 @@ impl RecordWriter {
                             // The store gets the built records of the batch too.
                             let mut built =
                                 forward.as_ref().map(|_| Vec::with_capacity(flows.len()));
-                            let mut texts = JsonTexts::default();
                             for flow in flows.drain(..) {
                                 if w.error.is_some() && built.is_none() && alerting.is_none() {
                                     continue;
@@ -331,10 +273,9 @@ impl RecordWriter {
                                 if let Some(a) = alerting.as_mut() {
                                     a.record(&r, &mut raised);
                                 }
-                                let json = share_json.then(|| texts.push(&r));
                                 if w.error.is_none() {
                                     for s in sinks.iter_mut() {
-                                        if let Err(e) = s.write(&r, json, open) {
+                                        if let Err(e) = s.write(&r, open) {
                                             w.error = Some(e);
                                             break;
                                         }
@@ -346,7 +287,7 @@ impl RecordWriter {
                             }
                             if let (Some(f), Some(b)) = (&forward, built) {
                                 // Fails only if the store thread is gone; it reports why.
-                                let _ = f.send(StoreBatch::Flows(b, texts));
+                                let _ = f.send(StoreBatch::Flows(b));
                             }
                             send_alerts(&forward, &mut raised);
                             // The producer may be gone already; then the batch is freed.

@@ -16,7 +16,7 @@ use std::thread::JoinHandle;
 use anyhow::{Context, Result};
 use tunnelwatch_model::{Alert, FlowRecord};
 
-use crate::sinks::{JsonTexts, StoreBatch};
+use crate::sinks::StoreBatch;
 use tunnelwatch_store::{CaptureId, CaptureIdentity, Mode, Store, StoreError};
 
 /// Most records in one store transaction.
@@ -117,28 +117,15 @@ fn run(
     let mut pending: Vec<FlowRecord> = Vec::with_capacity(MAX_TXN);
     let mut alerts: Vec<Alert> = Vec::new();
     let mut failed: Option<StoreError> = None;
-    // JSON texts the writer made of the pending records, while every batch had them.
-    let mut texts = JsonTexts::default();
-    let mut all_texts = true;
-    let take = |b: StoreBatch,
-                pending: &mut Vec<FlowRecord>,
-                texts: &mut JsonTexts,
-                all_texts: &mut bool,
-                alerts: &mut Vec<Alert>| match b {
-        StoreBatch::Flows(f, t) => {
-            *all_texts &= t.ends.len() == f.len();
-            if *all_texts {
-                texts.append(&t);
-            }
-            pending.extend(f);
-        }
+    let take = |b: StoreBatch, pending: &mut Vec<FlowRecord>, alerts: &mut Vec<Alert>| match b {
+        StoreBatch::Flows(f) => pending.extend(f),
         StoreBatch::Alerts(a) => alerts.extend(a),
     };
     while let Ok(first) = rx.recv() {
         if failed.is_some() {
             continue; // keep draining so the writer never blocks
         }
-        take(first, &mut pending, &mut texts, &mut all_texts, &mut alerts);
+        take(first, &mut pending, &mut alerts);
         // Wall time only paces commits; it never changes what is stored.
         #[allow(clippy::disallowed_methods)]
         let deadline = std::time::Instant::now() + GATHER;
@@ -156,14 +143,9 @@ fn run(
                     }
                 }
             };
-            take(b, &mut pending, &mut texts, &mut all_texts, &mut alerts);
+            take(b, &mut pending, &mut alerts);
         }
-        let json = if all_texts {
-            texts.slices()
-        } else {
-            Vec::new()
-        };
-        match store.insert_flows_with_json(cid, &pending, &json) {
+        match store.insert_flows(cid, &pending) {
             Ok(s) => {
                 report.written += s.written;
                 report.unchanged += s.unchanged;
@@ -171,10 +153,7 @@ fn run(
             }
             Err(e) => failed = Some(e),
         }
-        drop(json);
         pending.clear();
-        texts.clear();
-        all_texts = true;
         // Alerts follow the flows they name, each batch in its own transaction.
         if failed.is_none() && !alerts.is_empty() {
             match store.insert_alerts(Some(cid), &alerts) {

@@ -66,7 +66,7 @@ fn consistent_finals(store: &Store) -> i64 {
     let mut uids = std::collections::HashSet::new();
     let mut all = 0;
     store
-        .flows(&q, |_, r| {
+        .flows(&q, |r| {
             all += 1;
             uids.insert(r.uid);
             true
@@ -386,7 +386,7 @@ fn store_from_a_newer_schema_is_refused_untouched() {
     let before = file_state(&p);
     let out = db("newer.jsonl");
     let o = tw(&["read", &demo(), "--db", s(&p), "--flows", s(&out)]);
-    assert_one_line_error(&o, &["newer.db", "schema version 99 is newer", "version 2"]);
+    assert_one_line_error(&o, &["newer.db", "schema version 99 is newer", "version 3"]);
     assert!(!out.exists(), "read stopped before creating outputs");
     let o = tw(&["views", "clients", "--db", s(&p)]);
     assert_one_line_error(&o, &["schema version 99"]);

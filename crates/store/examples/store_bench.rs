@@ -22,6 +22,10 @@ use tunnelwatch_store::query::FlowQuery;
 use tunnelwatch_store::views::{Kind, RankBy, ViewOptions};
 use tunnelwatch_store::{CaptureIdentity, Mode, Store};
 
+// The allocator `tunnelwatch` uses, so ingest is measured as `read` runs it.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn mix(mut x: u64) -> u64 {
     x ^= x >> 33;
     x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
@@ -261,7 +265,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 filter: format!("host {host}"),
                 ..FlowQuery::default()
             };
-            let n = store.flows(&q, |_, _| true)?;
+            let n = store.flows(&q, |_| true)?;
             Ok(format!("{n} flows"))
         },
     )?;
@@ -272,7 +276,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 filter: "net 10.0.1.0/24 and port 3128 and bytes > 100k".into(),
                 ..FlowQuery::default()
             };
-            let n = store.flows(&q, |_, _| true)?;
+            let n = store.flows(&q, |_| true)?;
             Ok(format!("{n} flows"))
         },
     )?;

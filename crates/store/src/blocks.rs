@@ -14,10 +14,10 @@
 //!   counters, state, uid…) in a compact binary form, LZ4-compressed in frames of
 //!   [`FRAME_ROWS`] records, which is what the filter language and the views'
 //!   connection lists evaluate;
-//! - `data`: the records' JSON text as `read --flows` writes it, LZ4-compressed in
-//!   frames of [`FRAME_ROWS`] records (JSON of neighbouring records compresses
-//!   far better together than apart; one record costs one frame to read), returned
-//!   byte for byte by queries.
+//! - `data`: the whole records in their stored form (`codec.rs`), LZ4-compressed in
+//!   frames of [`FRAME_ROWS`] records (neighbouring records compress far better
+//!   together than apart; one record costs one frame to read). Blocks written before
+//!   meta format 2 hold the records' JSON text there instead; both are read.
 //!
 //! Every decoder here checks its bounds and reports a damaged block as an error string
 //! (the caller names the store and block); nothing panics on a bad file (the fuzz
@@ -29,12 +29,70 @@ use tunnelwatch_model::{Cause, FlowRecord};
 use tunnelwatch_output::jsonl;
 
 use crate::addr::addr_to_blob;
+use crate::codec;
 
 /// Most records in one block.
 pub(crate) const BLOCK_RECORDS: usize = 2048;
 
-/// First byte of a decompressed `meta` blob: the row format's version.
-const META_FORMAT: u8 = 1;
+/// First byte of a decompressed `meta` blob: the row format's version, which also says
+/// how the records in `data` are kept: 2, in their stored form (`codec.rs`); 1 (schema
+/// version 2's blocks and migrated interim rows), as JSON text.
+const META_FORMAT: u8 = 2;
+const META_FORMAT_JSON: u8 = 1;
+
+/// A record as a block or interim row keeps it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Stored<'a> {
+    /// The stored form (`codec.rs`).
+    Binary(&'a [u8]),
+    /// JSON text, as `read --flows` writes it (blocks of meta format 1).
+    Json(&'a [u8]),
+}
+
+impl Stored<'_> {
+    /// The record.
+    pub(crate) fn record(self) -> Result<FlowRecord, String> {
+        match self {
+            Stored::Binary(b) => codec::decode(b),
+            Stored::Json(t) => {
+                serde_json::from_slice(t).map_err(|e| format!("not a flow record: {e}"))
+            }
+        }
+    }
+
+    /// Appends the record's JSON as `read --flows` writes it (without the newline).
+    pub(crate) fn write_json(self, out: &mut Vec<u8>) -> Result<(), String> {
+        match self {
+            Stored::Binary(b) => jsonl::write_json(out, &codec::decode(b)?),
+            Stored::Json(t) => {
+                std::str::from_utf8(t).map_err(|_| "record text is not UTF-8".to_string())?;
+                out.extend_from_slice(t);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where a row's record is in its data frame, and in which form.
+#[derive(Clone, Debug)]
+pub(crate) struct RecordAt {
+    pub range: std::ops::Range<usize>,
+    pub json: bool,
+}
+
+impl RecordAt {
+    /// The record in `frame` (its decompressed data frame).
+    pub(crate) fn in_frame(self, frame: &[u8]) -> Result<Stored<'_>, String> {
+        let b = frame
+            .get(self.range)
+            .ok_or_else(|| "record out of its data frame's bounds".to_string())?;
+        Ok(if self.json {
+            Stored::Json(b)
+        } else {
+            Stored::Binary(b)
+        })
+    }
+}
 
 /// Bloom filter bits per distinct address (rounded up to a power of two) and probes:
 /// at 10–20 bits and 6 probes, under 1 % of the blocks without a host are read.
@@ -102,8 +160,8 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
 }
 
 /// Bytes of a row's fixed part: ts, last_ts, duration (8 each), orig_h, resp_h (16
-/// each), orig_p, resp_p (2 each), flags (1), six counters (8 each), JSON offset and
-/// length, offset of the row's text fields (4 each).
+/// each), orig_p, resp_p (2 each), flags (1), six counters (8 each), the offset and
+/// length of the record in its data frame, offset of the row's text fields (4 each).
 const FIXED: usize = 8 * 3 + 16 * 2 + 2 * 2 + 1 + 8 * 6 + 4 * 3;
 /// Where each fixed field starts.
 const AT_ORIG_H: usize = 24;
@@ -111,10 +169,10 @@ const AT_RESP_H: usize = 40;
 const AT_PORTS: usize = 56;
 const AT_FLAGS: usize = 60;
 const AT_COUNTERS: usize = 61;
-const AT_JSON: usize = 109;
+const AT_RECORD: usize = 109;
 
 /// Appends the fixed part of `r`'s row to `fixed` and its text fields to `var`.
-fn encode_row(fixed: &mut Vec<u8>, var: &mut Vec<u8>, r: &FlowRecord, json: (usize, usize)) {
+fn encode_row(fixed: &mut Vec<u8>, var: &mut Vec<u8>, r: &FlowRecord, at: (usize, usize)) {
     let u32_of = |v: usize| u32::try_from(v).unwrap_or(u32::MAX).to_le_bytes();
     fixed.extend_from_slice(&r.ts.as_micros().to_le_bytes());
     fixed.extend_from_slice(&r.last_ts.as_micros().to_le_bytes());
@@ -134,8 +192,8 @@ fn encode_row(fixed: &mut Vec<u8>, var: &mut Vec<u8>, r: &FlowRecord, json: (usi
     ] {
         fixed.extend_from_slice(&v.to_le_bytes());
     }
-    fixed.extend_from_slice(&u32_of(json.0));
-    fixed.extend_from_slice(&u32_of(json.1));
+    fixed.extend_from_slice(&u32_of(at.0));
+    fixed.extend_from_slice(&u32_of(at.1));
     fixed.extend_from_slice(&u32_of(var.len()));
     put_str(var, &r.uid);
     put_str(var, &r.community_id);
@@ -146,17 +204,26 @@ fn encode_row(fixed: &mut Vec<u8>, var: &mut Vec<u8>, r: &FlowRecord, json: (usi
     put_str(var, r.cause.as_str());
 }
 
-/// The uncompressed `meta` of one record whose JSON is `json_len` bytes (an interim
-/// row's).
-pub(crate) fn meta_of_one(r: &FlowRecord, json_len: usize) -> Vec<u8> {
+/// An interim row's uncompressed `meta` and record (its stored form).
+pub(crate) fn interim_of(r: &FlowRecord) -> (Vec<u8>, Vec<u8>) {
+    let mut record = Vec::with_capacity(512);
+    codec::encode(&mut record, r);
     let (mut fixed, mut var) = (Vec::with_capacity(FIXED), Vec::new());
-    encode_row(&mut fixed, &mut var, r, (0, json_len));
-    assemble(1, &fixed, &var)
+    encode_row(&mut fixed, &mut var, r, (0, record.len()));
+    (assemble(META_FORMAT, 1, &fixed, &var), record)
 }
 
-fn assemble(n: usize, fixed: &[u8], var: &[u8]) -> Vec<u8> {
+/// The uncompressed `meta` of one record kept as JSON text of `json_len` bytes (an
+/// interim row moved from schema version 1).
+pub(crate) fn meta_of_json(r: &FlowRecord, json_len: usize) -> Vec<u8> {
+    let (mut fixed, mut var) = (Vec::with_capacity(FIXED), Vec::new());
+    encode_row(&mut fixed, &mut var, r, (0, json_len));
+    assemble(META_FORMAT_JSON, 1, &fixed, &var)
+}
+
+fn assemble(format: u8, n: usize, fixed: &[u8], var: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(5 + fixed.len() + var.len());
-    out.push(META_FORMAT);
+    out.push(format);
     out.extend_from_slice(&u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes());
     out.extend_from_slice(fixed);
     out.extend_from_slice(var);
@@ -208,6 +275,8 @@ pub(crate) fn addr16(b: &[u8], at: usize) -> [u8; 16] {
 /// parts, then their text fields. Its length is checked once, so the fixed fields of
 /// any row are read without further checks.
 pub(crate) struct Meta<'a> {
+    /// Records in `data` are JSON text (format 1).
+    json: bool,
     n: usize,
     fixed: &'a [u8],
     var: &'a [u8],
@@ -216,15 +285,16 @@ pub(crate) struct Meta<'a> {
 impl<'a> Meta<'a> {
     /// Checks the format byte and that the fixed parts are all there.
     pub(crate) fn parse(buf: &'a [u8]) -> Result<Meta<'a>, String> {
-        match buf.first() {
-            Some(&META_FORMAT) => {}
+        let json = match buf.first() {
+            Some(&META_FORMAT) => false,
+            Some(&META_FORMAT_JSON) => true,
             Some(v) => {
                 return Err(format!(
-                    "meta format {v} is not known (expected {META_FORMAT})"
+                    "meta format {v} is not known (expected {META_FORMAT_JSON} or {META_FORMAT})"
                 ))
             }
             None => return Err("empty meta".into()),
-        }
+        };
         if buf.len() < 5 {
             return Err("meta truncated in its row count".into());
         }
@@ -235,6 +305,7 @@ impl<'a> Meta<'a> {
             .filter(|&e| e <= buf.len())
             .ok_or_else(|| format!("meta of {} bytes cannot hold {n} rows", buf.len()))?;
         Ok(Meta {
+            json,
             n,
             fixed: &buf[5..end],
             var: &buf[end..],
@@ -255,18 +326,18 @@ impl<'a> Meta<'a> {
         Keys::read(self.fixed(i), [0, AT_ORIG_H, AT_RESP_H, AT_PORTS + 2])
     }
 
-    /// Row `i` whole (`i < len()`), and the range of its JSON text in its data frame.
-    pub(crate) fn row(&self, i: usize) -> Result<(Row<'a>, std::ops::Range<usize>), String> {
+    /// Row `i` whole (`i < len()`), and where its record is in its data frame.
+    pub(crate) fn row(&self, i: usize) -> Result<(Row<'a>, RecordAt), String> {
         let f = self.fixed(i);
         let k = self.keys(i);
         let mut c = [0u64; 6];
         for (j, v) in c.iter_mut().enumerate() {
             *v = u64::from_le_bytes(le64(f, AT_COUNTERS + j * 8));
         }
-        let (json_at, json_len) = (le32(f, AT_JSON), le32(f, AT_JSON + 4));
+        let (rec_at, rec_len) = (le32(f, AT_RECORD), le32(f, AT_RECORD + 4));
         let mut rd = TextReader {
             buf: self.var,
-            at: le32(f, AT_JSON + 8),
+            at: le32(f, AT_RECORD + 8),
         };
         let flags = f[AT_FLAGS];
         let uid = rd.str()?;
@@ -276,10 +347,10 @@ impl<'a> Meta<'a> {
         let conn_state = rd.str()?;
         let history = rd.str()?;
         let cause = rd.str()?;
-        let json = json_at
-            .checked_add(json_len)
-            .map(|end| json_at..end)
-            .ok_or_else(|| "JSON range overflows".to_string())?;
+        let range = rec_at
+            .checked_add(rec_len)
+            .map(|end| rec_at..end)
+            .ok_or_else(|| "record range overflows".to_string())?;
         Ok((
             Row {
                 ts: k.ts,
@@ -304,7 +375,10 @@ impl<'a> Meta<'a> {
                 history,
                 cause,
             },
-            json,
+            RecordAt {
+                range,
+                json: self.json,
+            },
         ))
     }
 }
@@ -420,7 +494,7 @@ pub(crate) fn bloom_may_hold(bloom: &[u8], h: u64) -> bool {
     true
 }
 
-/// Rows whose meta and JSON are compressed together in one frame of `meta` and of
+/// Rows whose meta and records are compressed together in one frame of `meta` and of
 /// `data`: a query that wants one record decompresses ~20 + ~80 KB, not the block's
 /// megabytes, and LZ4 (whose matches reach back 64 KiB) compresses frames of this size
 /// about as well as a whole block.
@@ -521,7 +595,7 @@ pub(crate) struct BlockBuilder {
     /// Meta rows of the current frame: fixed parts and text fields.
     fixed: Vec<u8>,
     var: Vec<u8>,
-    /// JSON texts of the current frame.
+    /// Records of the current frame, stored form.
     data: Vec<u8>,
     keys: Vec<u8>,
     /// Frames done, compressed.
@@ -552,7 +626,7 @@ impl BlockBuilder {
 
     fn end_frame(&mut self) {
         let rows = self.records - FRAME_ROWS * self.meta_frames.len();
-        let meta = assemble(rows, &self.fixed, &self.var);
+        let meta = assemble(META_FORMAT, rows, &self.fixed, &self.var);
         self.meta_frames
             .push(lz4_flex::compress_prepend_size(&meta));
         self.data_frames
@@ -562,9 +636,8 @@ impl BlockBuilder {
         self.data.clear();
     }
 
-    /// Adds a record, with its JSON text when the caller has it (else it is written
-    /// here).
-    pub(crate) fn push(&mut self, r: &FlowRecord, json: Option<&[u8]>) {
+    /// Adds a record.
+    pub(crate) fn push(&mut self, r: &FlowRecord) {
         if self.records == 0 {
             self.fixed.clear();
             self.var.clear();
@@ -579,12 +652,13 @@ impl BlockBuilder {
             self.end_frame();
         }
         let before = self.data.len();
-        match json {
-            Some(t) => self.data.extend_from_slice(t),
-            None => jsonl::write_json(&mut self.data, r),
-        }
-        let json = (before, self.data.len() - before);
-        encode_row(&mut self.fixed, &mut self.var, r, json);
+        codec::encode(&mut self.data, r);
+        encode_row(
+            &mut self.fixed,
+            &mut self.var,
+            r,
+            (before, self.data.len() - before),
+        );
         let (c, s) = (addr_to_blob(r.orig_h), addr_to_blob(r.resp_h));
         let ts = r.ts.as_micros();
         self.keys.extend_from_slice(&ts.to_le_bytes());
@@ -632,11 +706,11 @@ impl<'a> MetaFrames<'a> {
         Ok(MetaFrames { frames, open })
     }
 
-    /// Calls `f` with row `i` of the block and the range of its JSON in its data frame.
+    /// Calls `f` with row `i` of the block and where its record is in its data frame.
     pub(crate) fn with_row<T>(
         &mut self,
         i: usize,
-        f: impl FnOnce(&Row<'_>, std::ops::Range<usize>) -> T,
+        f: impl FnOnce(&Row<'_>, RecordAt) -> T,
     ) -> Result<T, String> {
         let n = i / FRAME_ROWS;
         let slot = self
@@ -652,8 +726,8 @@ impl<'a> MetaFrames<'a> {
         if at >= m.len() {
             return Err(format!("row {i} is not in its meta frame"));
         }
-        let (r, json) = m.row(at)?;
-        Ok(f(&r, json))
+        let (r, rec) = m.row(at)?;
+        Ok(f(&r, rec))
     }
 }
 
@@ -679,11 +753,15 @@ mod tests {
     #[test]
     fn damaged_meta_is_an_error_not_a_panic() {
         let r = crate::test_flow("C1", "10.0.0.1", "192.0.2.1", 443, 1000, true);
-        let meta = meta_of_one(&r, 10);
+        let (meta, record) = interim_of(&r);
         let m = Meta::parse(&meta).unwrap();
         assert_eq!(m.len(), 1);
-        let (row, json) = m.row(0).unwrap();
-        assert_eq!((row.uid, row.resp_p, json), ("C1", 443, 0..10));
+        let (row, at) = m.row(0).unwrap();
+        assert_eq!(
+            (row.uid, row.resp_p, &at.range),
+            ("C1", 443, &(0..record.len()))
+        );
+        assert_eq!(at.in_frame(&record).unwrap().record().unwrap(), r);
         assert_eq!(m.keys(0).orig_h, addr_to_blob(r.orig_h));
         // Cut anywhere: the count check or a text field says so.
         for cut in 0..meta.len() {

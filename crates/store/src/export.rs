@@ -100,7 +100,7 @@ pub fn write_csv(store: &Store, q: &FlowQuery, out: &mut dyn Write) -> Result<u6
     };
     writeln!(out, "{}", COLUMNS.join(",")).map_err(io)?;
     let mut failed = None;
-    let n = store.flows(q, |_, r| match writeln!(out, "{}", csv_row(&r)) {
+    let n = store.flows(q, |r| match writeln!(out, "{}", csv_row(&r)) {
         Ok(()) => true,
         Err(e) => {
             failed = Some(e);
@@ -279,7 +279,7 @@ pub fn write_parquet<W: Write + Send>(
     let mut w = SerializedFileWriter::new(out, schema, props).map_err(bad)?;
     let mut cols = Columns::default();
     let mut failed = None;
-    let n = store.flows(q, |_, r| {
+    let n = store.flows(q, |r| {
         cols.push(&r);
         if cols.len() >= ROW_GROUP {
             if let Err(e) = cols.write(&mut w) {

@@ -2,11 +2,14 @@
 //! sums of a view) and for counting distinct keys: each 64-bit word is folded in with
 //! SplitMix64's finaliser, several times cheaper than SipHash on 16- to 34-byte keys
 //! and well mixed (FxHash's multiply-rotate was tried: on IPv4-mapped addresses, mostly
-//! zero bytes, it collided on 0.5 % of 133,000 distinct pair keys). Not for ingest: its
-//! keys come from traffic, and an unkeyed hash lets a sender pick colliding addresses.
+//! zero bytes, it collided on 0.5 % of 133,000 distinct pair keys). Ingest, whose keys
+//! come from traffic, uses it keyed ([`KeyedMap`]): seeded with a per-map random
+//! 64-bit value, so a sender cannot pick addresses that collide without knowing it
+//! (the defence foldhash and aHash offer; SipHash cost ~1 µs a record in rollup sums).
 
+use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 
 /// The hasher.
 #[derive(Clone, Copy, Default)]
@@ -70,6 +73,27 @@ impl FastHasher {
 
 /// A map hashed with [`FastHasher`].
 pub(crate) type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
+
+/// Builds [`FastHasher`]s that start from a random seed (one per map).
+#[derive(Clone)]
+pub(crate) struct Keyed(u64);
+
+impl Default for Keyed {
+    fn default() -> Keyed {
+        Keyed(RandomState::new().hash_one(0x7477_6b65_7965_6421u64))
+    }
+}
+
+impl BuildHasher for Keyed {
+    type Hasher = FastHasher;
+
+    fn build_hasher(&self) -> FastHasher {
+        FastHasher(self.0)
+    }
+}
+
+/// A map hashed with a [`Keyed`] [`FastHasher`]: for keys taken from traffic.
+pub(crate) type KeyedMap<K, V> = HashMap<K, V, Keyed>;
 
 /// A set of 64-bit hashes (already mixed), hashed with [`FastHasher`].
 pub(crate) type FastSet = HashSet<u64, BuildHasherDefault<FastHasher>>;

@@ -15,8 +15,6 @@ use std::collections::HashSet;
 use rusqlite::{params, Transaction};
 use tunnelwatch_model::{Cause, FlowRecord};
 
-use tunnelwatch_output::jsonl;
-
 use crate::blocks::{self, Block, BlockBuilder, MetaFrames, BLOCK_RECORDS};
 use crate::rollup::Deltas;
 use crate::{CaptureId, CaptureIdentity, Store, StoreError};
@@ -177,33 +175,17 @@ impl Store {
         cid: CaptureId,
         recs: &[FlowRecord],
     ) -> Result<InsertStats, StoreError> {
-        self.insert_flows_with_json(cid, recs, &[])
-    }
-
-    /// As [`Store::insert_flows`], with each record's JSON text as
-    /// `tunnelwatch_output::jsonl::write_json` writes it when the caller has it already
-    /// (`json` is empty or holds one text per record), so it is not written twice.
-    pub fn insert_flows_with_json(
-        &mut self,
-        cid: CaptureId,
-        recs: &[FlowRecord],
-        json: &[&[u8]],
-    ) -> Result<InsertStats, StoreError> {
-        if !json.is_empty() && json.len() != recs.len() {
-            return Err(StoreError::Invalid(format!(
-                "{} JSON texts for {} records",
-                json.len(),
-                recs.len()
-            )));
-        }
         self.ingest_state(cid)?;
         let mut state = self.ingest.take().filter(|s| s.cid == cid).ok_or_else(|| {
             StoreError::Invalid("the store lost track of the capture being written".into())
         })?;
-        let r = self.insert_batch(&mut state, recs, json);
-        // A failed transaction leaves the sets unknown: they are loaded again.
+        let r = self.insert_batch(&mut state, recs);
+        // A failed transaction leaves the sets unknown: they are loaded again; the
+        // deltas it summed are dropped with it.
         if r.is_ok() {
             self.ingest = Some(state);
+        } else {
+            self.deltas.clear();
         }
         r
     }
@@ -212,7 +194,6 @@ impl Store {
         &mut self,
         state: &mut Ingest,
         recs: &[FlowRecord],
-        texts: &[&[u8]],
     ) -> Result<InsertStats, StoreError> {
         let mut stats = InsertStats::default();
         if state.complete {
@@ -226,14 +207,12 @@ impl Store {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(err)?;
-        let mut json = Vec::with_capacity(2048);
         // Pass 1, in order: skip what is stored, write interim rows, gather finals.
-        let mut finals: Vec<Final<'_>> = Vec::with_capacity(recs.len());
+        let mut finals: Vec<&FlowRecord> = Vec::with_capacity(recs.len());
         {
             let mut upsert = tx.prepare_cached(UPSERT_INTERIM).map_err(err)?;
             let mut delete = tx.prepare_cached(DELETE_INTERIM).map_err(err)?;
-            for (i, r) in recs.iter().enumerate() {
-                let text = texts.get(i).copied();
+            for r in recs {
                 let h = uid_hash(&r.uid);
                 if state.stored.contains(&h) {
                     stats.unchanged += 1;
@@ -243,22 +222,18 @@ impl Store {
                     if state.interim.remove(&h) {
                         delete.execute(params![cid.0, r.uid]).map_err(err)?;
                     }
-                    finals.push((r, text));
+                    finals.push(r);
                     continue;
                 }
-                json.clear();
-                match text {
-                    Some(t) => json.extend_from_slice(t),
-                    None => jsonl::write_json(&mut json, r),
-                }
+                let (meta, record) = blocks::interim_of(r);
                 let n = upsert
                     .execute(params![
                         cid.0,
                         r.uid,
                         r.ts.as_micros(),
                         r.last_ts.as_micros(),
-                        blocks::meta_of_one(r, json.len()),
-                        lz4_flex::compress_prepend_size(&json),
+                        meta,
+                        lz4_flex::compress_prepend_size(&record),
                     ])
                     .map_err(err)?;
                 state.interim.insert(h);
@@ -270,9 +245,9 @@ impl Store {
             }
         }
         stats.written += finals.len() as u64;
-        // Pass 2: blocks (JSON and LZ4, most of the work) built on worker threads while
+        // Pass 2: blocks (encoding and LZ4, most of the work) built on worker threads while
         // this one sums the rollup deltas; then written in order.
-        let (built, roll) = build_blocks(&mut self.builders, &finals);
+        let built = build_blocks(&mut self.builders, &finals, &mut self.deltas);
         let built: Vec<Block> = built.into_iter().collect::<Option<_>>().ok_or_else(|| {
             StoreError::Invalid("a flow block could not be built (thread failed)".into())
         })?;
@@ -282,41 +257,39 @@ impl Store {
                 write_block(&mut put_block, cid, b).map_err(err)?;
             }
         }
-        roll.apply(&tx)
+        self.deltas
+            .apply(&tx)
             .map_err(|f| f.into_store(&path, "writing rollups"))?;
         tx.commit().map_err(err)?;
         Ok(stats)
     }
 }
 
-/// A final record to store, with its JSON text when the caller made it.
-type Final<'a> = (&'a FlowRecord, Option<&'a [u8]>);
-
 /// Blocks of `finals` (in order, [`BLOCK_RECORDS`] each) built by up to
 /// `builders.len()` threads, and the rollup deltas of `finals` summed meanwhile; `None`
 /// in place of a block whose thread failed.
 fn build_blocks(
     builders: &mut [BlockBuilder],
-    finals: &[Final<'_>],
-) -> (Vec<Option<Block>>, Deltas) {
-    let chunks: Vec<&[Final<'_>]> = finals.chunks(BLOCK_RECORDS).collect();
+    finals: &[&FlowRecord],
+    roll: &mut Deltas,
+) -> Vec<Option<Block>> {
+    let chunks: Vec<&[&FlowRecord]> = finals.chunks(BLOCK_RECORDS).collect();
     let workers = builders.len().min(chunks.len());
-    let fill = |b: &mut BlockBuilder, chunk: &[Final<'_>]| {
-        for (r, text) in chunk {
-            b.push(r, *text);
+    let fill = |b: &mut BlockBuilder, chunk: &[&FlowRecord]| {
+        for r in chunk {
+            b.push(r);
         }
         b.take()
     };
-    let mut roll = Deltas::default();
     if workers <= 1 {
         let built = match builders.first_mut() {
             Some(b) => chunks.iter().map(|c| Some(fill(b, c))).collect(),
             None => (0..chunks.len()).map(|_| None).collect(),
         };
-        for (r, _) in finals {
+        for r in finals {
             roll.add(r);
         }
-        return (built, roll);
+        return built;
     }
     let mut built: Vec<Option<Block>> = Vec::new();
     built.resize_with(chunks.len(), || None);
@@ -334,7 +307,7 @@ fn build_blocks(
                 })
             })
             .collect();
-        for (r, _) in finals {
+        for r in finals {
             roll.add(r);
         }
         for h in handles {
@@ -347,7 +320,7 @@ fn build_blocks(
             }
         }
     });
-    (built, roll)
+    built
 }
 
 fn write_block(
@@ -389,7 +362,7 @@ pub(crate) fn move_v1_flows(tx: &Transaction<'_>) -> Result<(), String> {
             }
             current = Some(cid);
             if fin {
-                builder.push(&rec, Some(&json));
+                builder.push(&rec);
                 if builder.len() == BLOCK_RECORDS {
                     write_block(&mut put_block, CaptureId(cid), &builder.take()).map_err(sql)?;
                 }
@@ -400,7 +373,7 @@ pub(crate) fn move_v1_flows(tx: &Transaction<'_>) -> Result<(), String> {
                         rec.uid,
                         rec.ts.as_micros(),
                         rec.last_ts.as_micros(),
-                        blocks::meta_of_one(&rec, json.len()),
+                        blocks::meta_of_json(&rec, json.len()),
                         packed
                     ])
                     .map_err(sql)?;

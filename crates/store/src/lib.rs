@@ -29,6 +29,7 @@ mod addr;
 pub mod alert;
 mod blocks;
 mod capture;
+mod codec;
 mod error;
 pub mod export;
 mod fast;
@@ -84,6 +85,8 @@ pub struct Store {
     ingest: Option<ingest::Ingest>,
     /// One block builder per ingest thread (their buffers kept between batches).
     builders: Vec<blocks::BlockBuilder>,
+    /// Rollup deltas of the transaction being written (kept for their room).
+    deltas: rollup::Deltas,
 }
 
 /// The id of a capture (or of a set of captures read as one stream) in this store.
@@ -124,6 +127,7 @@ impl Store {
             builders: (0..ingest_threads())
                 .map(|_| blocks::BlockBuilder::default())
                 .collect(),
+            deltas: rollup::Deltas::default(),
         };
         schema::check_and_migrate(&mut store.conn, &store.path, mode)?;
         if mode == Mode::ReadWrite {
@@ -135,11 +139,13 @@ impl Store {
     fn tune(&mut self) -> Result<(), StoreError> {
         // NORMAL is durable at every WAL checkpoint and atomic at every commit: a
         // killed process loses at most the last uncommitted batch, never consistency.
+        // The writer's pages are mostly new ones: a page cache beyond 64 MB only kept
+        // them (a 1 GB cache grew `read` by up to a gigabyte and slowed ingest).
         self.conn
             .execute_batch(
                 "PRAGMA synchronous = NORMAL;
                  PRAGMA temp_store = MEMORY;
-                 PRAGMA cache_size = -1048576;",
+                 PRAGMA cache_size = -65536;",
             )
             .map_err(|e| self.sql("tuning", e))
     }

@@ -2,17 +2,16 @@
 //!
 //! Flows are found by reading flow blocks (`blocks.rs`): a filter that names hosts reads
 //! only the blocks whose Bloom filter may hold them, then evaluates each row of their
-//! `meta`; the JSON of a block is decompressed only when one of its rows matches.
-//! Records come back as the JSON text the sensor's record serialised to (what `read
-//! --flows` writes, byte for byte) together with the decoded [`FlowRecord`] for other
-//! formats.
+//! `meta`; the records of a block (`data`) are decompressed only when one of its rows
+//! matches, frame by frame. Records come back decoded ([`Store::flows`]) or as the JSON
+//! text `read --flows` writes for them, byte for byte ([`Store::flow_texts`]).
 
 use std::collections::HashMap;
 
 use rusqlite::params_from_iter;
 use tunnelwatch_model::FlowRecord;
 
-use crate::blocks::{self, Frames, KeyList, Meta, MetaFrames, FRAME_ROWS};
+use crate::blocks::{self, Frames, KeyList, Meta, MetaFrames, RecordAt, Stored, FRAME_ROWS};
 use crate::filter::{compile, FlowFilter, Target};
 use crate::{Alert, Severity, Store, StoreError};
 
@@ -42,7 +41,7 @@ pub(crate) enum Part {
     Keys,
     /// The rows' queryable fields, in frames.
     Meta,
-    /// The rows' JSON, in frames.
+    /// The records, in frames.
     Data,
 }
 
@@ -113,48 +112,41 @@ impl Store {
         }
     }
 
-    /// Calls `each` with the stored JSON text and the decoded record of every stored
-    /// flow matching `q`: final records in the order they were stored (the order flows
-    /// ended, as nfdump lists a file), then interim records by first packet time.
-    /// `each` returns `false` to stop.
+    /// Calls `each` with every stored flow matching `q`: final records in the order
+    /// they were stored (the order flows ended, as nfdump lists a file), then interim
+    /// records by first packet time. `each` returns `false` to stop.
     pub fn flows(
         &self,
         q: &FlowQuery,
-        mut each: impl FnMut(&str, FlowRecord) -> bool,
+        mut each: impl FnMut(FlowRecord) -> bool,
     ) -> Result<u64, StoreError> {
-        let mut failed = None;
-        let n = self.scan_flows(q, |id, text| {
-            match serde_json::from_str::<FlowRecord>(text) {
-                Ok(r) => each(text, r),
-                Err(e) => {
-                    failed = Some(StoreError::BadRecord {
-                        path: self.path.clone(),
-                        id,
-                        detail: e.to_string(),
-                    });
-                    false
-                }
-            }
-        })?;
-        failed.map_or(Ok(n), Err)
+        self.scan_flows(q, |rec| rec.record().map(&mut each))
     }
 
-    /// As [`Store::flows`], with the stored JSON text only (not decoded into a record:
-    /// several times faster when the text is all that is wanted).
+    /// As [`Store::flows`], with each record's JSON as `read --flows` writes it
+    /// (without the newline).
     pub fn flow_texts(
         &self,
         q: &FlowQuery,
         mut each: impl FnMut(&str) -> bool,
     ) -> Result<u64, StoreError> {
-        self.scan_flows(q, |_, text| each(text))
+        let mut buf = Vec::with_capacity(2048);
+        self.scan_flows(q, |rec| {
+            buf.clear();
+            rec.write_json(&mut buf)?;
+            // Both forms give UTF-8 (checked for stored text, written for records).
+            let text = std::str::from_utf8(&buf).map_err(|_| "record text is not UTF-8")?;
+            Ok(each(text))
+        })
     }
 
-    /// The flows matching `q` as (block id or 0, JSON text), in the order of
-    /// [`Store::flows`]; `each` returns `false` to stop.
+    /// The flows matching `q` as stored, in the order of [`Store::flows`]; `each`
+    /// returns `false` to stop, or an error for a record that does not decode (named
+    /// with its block or interim uid).
     fn scan_flows(
         &self,
         q: &FlowQuery,
-        mut each: impl FnMut(i64, &str) -> bool,
+        mut each: impl FnMut(Stored<'_>) -> Result<bool, String>,
     ) -> Result<u64, StoreError> {
         let f = FlowFilter::new(&q.filter)?;
         let limit = q.limit.unwrap_or(u64::MAX);
@@ -187,13 +179,13 @@ impl Store {
             }
             let meta = self.block_part(b.id, Part::Meta)?;
             let mut mf = MetaFrames::new(&meta).map_err(|d| self.bad_block(b.id, d))?;
-            let mut hits = Vec::new();
+            let mut hits: Vec<(usize, RecordAt)> = Vec::new();
             for i in rows {
-                let (yes, json) = mf
-                    .with_row(i, |r, json| (f.matches(r), json))
+                let (yes, at) = mf
+                    .with_row(i, |r, at| (f.matches(r), at))
                     .map_err(|d| self.bad_block(b.id, d))?;
                 if yes {
-                    hits.push((i, json));
+                    hits.push((i, at));
                     if n + hits.len() as u64 >= limit {
                         break;
                     }
@@ -205,18 +197,18 @@ impl Store {
             let data = self.block_part(b.id, Part::Data)?;
             let frames = Frames::parse(&data).map_err(|d| self.bad_block(b.id, d))?;
             let mut open: HashMap<usize, Vec<u8>> = HashMap::new();
-            for (i, range) in hits {
+            for (i, at) in hits {
                 let fno = i / FRAME_ROWS;
                 if let std::collections::hash_map::Entry::Vacant(e) = open.entry(fno) {
                     e.insert(frames.frame(fno).map_err(|d| self.bad_block(b.id, d))?);
                 }
-                let text = open
-                    .get(&fno)
-                    .and_then(|d| d.get(range))
-                    .and_then(|t| std::str::from_utf8(t).ok())
-                    .ok_or_else(|| self.bad_block(b.id, "JSON text out of bounds".into()))?;
+                let frame = open.get(&fno).map_or(&[][..], Vec::as_slice);
+                let more = at
+                    .in_frame(frame)
+                    .and_then(&mut each)
+                    .map_err(|d| self.bad_block(b.id, format!("record {i}: {d}")))?;
                 n += 1;
-                if !each(b.id, text) || n >= limit {
+                if !more || n >= limit {
                     return Ok(n);
                 }
             }
@@ -242,15 +234,15 @@ impl Store {
             if m.len() != 1 {
                 return Err(bad(format!("{} rows in its meta", m.len())));
             }
-            let (r, _) = m.row(0).map_err(bad)?;
+            let (r, at) = m.row(0).map_err(bad)?;
             if !f.matches(&r) {
                 continue;
             }
             let packed: Vec<u8> = row.get(2).map_err(err)?;
-            let json = blocks::unpack(&packed).map_err(bad)?;
-            let text = String::from_utf8(json).map_err(|_| bad("record is not UTF-8".into()))?;
+            let record = blocks::unpack(&packed).map_err(bad)?;
+            let more = at.in_frame(&record).and_then(&mut each).map_err(bad)?;
             n += 1;
-            if !each(0, &text) || n >= limit {
+            if !more || n >= limit {
                 break;
             }
         }

@@ -23,7 +23,7 @@ use tunnelwatch_model::FlowRecord;
 
 use crate::addr::addr_to_blob;
 use crate::blocks::{addr16, le64};
-use crate::fast::{FastHasher, FastMap, FastSet};
+use crate::fast::{FastHasher, FastMap, FastSet, KeyedMap};
 use crate::views::Totals;
 use crate::{Store, StoreError};
 
@@ -123,7 +123,7 @@ impl Totals {
     }
 }
 
-type Sums = HashMap<RollKey, Totals>;
+type Sums = KeyedMap<RollKey, Totals>;
 
 /// Sums a query builds (read-only work over stored keys: the fast hash is fine there).
 pub(crate) type QuerySums = FastMap<RollKey, Totals>;
@@ -153,12 +153,21 @@ impl Fail {
     }
 }
 
-/// Rollup deltas of one transaction.
+/// Sums of one hour, by kind (pair, client, server).
+type HourSums = [Sums; 3];
+
+const KINDS: [RollKind; 3] = [RollKind::Pair, RollKind::Client, RollKind::Server];
+
+/// Rollup deltas of one transaction. The store keeps one and reuses its maps (emptied,
+/// with their room) from transaction to transaction: growing them anew each time cost
+/// more in page faults than the sums themselves.
 #[derive(Default)]
 pub(crate) struct Deltas {
-    /// (kind, hour) → sums.
-    hourly: HashMap<(RollKind, i64), Sums>,
+    /// Hour → sums.
+    hourly: HashMap<i64, HourSums>,
     minute: HashMap<i64, Totals>,
+    /// Emptied hour sums, for the next hours to use.
+    spare: Vec<HourSums>,
 }
 
 impl Deltas {
@@ -168,37 +177,28 @@ impl Deltas {
         let hour = us.div_euclid(HOUR_US);
         let (c, s) = (addr_to_blob(r.orig_h), addr_to_blob(r.resp_h));
         let keys = [
-            (
-                RollKind::Pair,
-                RollKey {
-                    client: c,
-                    server: s,
-                    port: r.resp_p,
-                },
-            ),
-            (
-                RollKind::Client,
-                RollKey {
-                    client: c,
-                    ..RollKey::default()
-                },
-            ),
-            (
-                RollKind::Server,
-                RollKey {
-                    server: s,
-                    port: r.resp_p,
-                    ..RollKey::default()
-                },
-            ),
+            RollKey {
+                client: c,
+                server: s,
+                port: r.resp_p,
+            },
+            RollKey {
+                client: c,
+                ..RollKey::default()
+            },
+            RollKey {
+                server: s,
+                port: r.resp_p,
+                ..RollKey::default()
+            },
         ];
-        for (kind, key) in keys {
-            self.hourly
-                .entry((kind, hour))
-                .or_default()
-                .entry(key)
-                .or_default()
-                .add_record(r);
+        let spare = &mut self.spare;
+        let sums = self
+            .hourly
+            .entry(hour)
+            .or_insert_with(|| spare.pop().unwrap_or_default());
+        for (m, key) in sums.iter_mut().zip(keys) {
+            m.entry(key).or_default().add_record(r);
         }
         self.minute
             .entry(us.div_euclid(MINUTE_US))
@@ -206,21 +206,28 @@ impl Deltas {
             .add_record(r);
     }
 
-    /// Writes the segments and minute totals, then merges where segments piled up.
-    pub(crate) fn apply(self, tx: &Transaction<'_>) -> Result<(), Fail> {
-        let mut all: HashMap<RollKind, Sums> = HashMap::new();
-        for ((kind, hour), sums) in self.hourly {
-            let total = all.entry(kind).or_default();
-            for (k, t) in &sums {
-                total.entry(*k).or_default().merge(t);
+    /// Writes the segments and minute totals, then merges where segments piled up;
+    /// leaves the deltas empty.
+    pub(crate) fn apply(&mut self, tx: &Transaction<'_>) -> Result<(), Fail> {
+        let mut all = self.spare.pop().unwrap_or_default();
+        let hours: Vec<(i64, HourSums)> = self.hourly.drain().collect();
+        for (hour, mut sums) in hours {
+            for ((kind, m), total) in KINDS.iter().zip(&mut sums).zip(&mut all) {
+                for (k, t) in m.iter() {
+                    total.entry(*k).or_default().merge(t);
+                }
+                put_segment(tx, *kind, Some(hour), m)?;
+                merge_if_needed(tx, *kind, Some(hour))?;
+                m.clear();
             }
-            put_segment(tx, kind, Some(hour), &sums)?;
-            merge_if_needed(tx, kind, Some(hour))?;
+            self.keep(sums);
         }
-        for (kind, sums) in all {
-            put_segment(tx, kind, None, &sums)?;
-            merge_if_needed(tx, kind, None)?;
+        for (kind, m) in KINDS.iter().zip(&mut all) {
+            put_segment(tx, *kind, None, m)?;
+            merge_if_needed(tx, *kind, None)?;
+            m.clear();
         }
+        self.keep(all);
         let mut st = tx
             .prepare_cached(
                 "INSERT INTO roll_minute (minute, conns, pkts_out, pkts_in, bytes_out, bytes_in,
@@ -231,11 +238,29 @@ impl Deltas {
                    dur_us = dur_us + excluded.dur_us, first_us = min(first_us, excluded.first_us),
                    last_us = max(last_us, excluded.last_us)",
             )?;
-        for (m, t) in self.minute {
+        for (m, t) in self.minute.drain() {
             let v = t.fields();
             st.execute(params![m, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]])?;
         }
         Ok(())
+    }
+
+    /// Forgets what was added (after a failed transaction), keeping the room.
+    pub(crate) fn clear(&mut self) {
+        let hours: Vec<HourSums> = self.hourly.drain().map(|(_, s)| s).collect();
+        for mut sums in hours {
+            sums.iter_mut().for_each(Sums::clear);
+            self.keep(sums);
+        }
+        self.minute.clear();
+    }
+
+    /// Keeps emptied sums for later hours (a few: a batch spanning many hours must not
+    /// leave its room behind for good).
+    fn keep(&mut self, sums: HourSums) {
+        if self.spare.len() < 4 {
+            self.spare.push(sums);
+        }
     }
 }
 
@@ -318,7 +343,7 @@ fn merge_if_needed(tx: &Transaction<'_>, kind: RollKind, hour: Option<i64>) -> R
         return Ok(());
     }
     segs.sort_by_key(|&(id, entries)| (entries, id));
-    let mut sums = Sums::new();
+    let mut sums = Sums::default();
     let mut get = tx.prepare_cached("SELECT data FROM rollup_segments WHERE id = ?1")?;
     let mut del = tx.prepare_cached("DELETE FROM rollup_segments WHERE id = ?1")?;
     for &(id, _) in segs.iter().take(MAX_SEGMENTS as usize) {
@@ -484,7 +509,7 @@ pub(crate) fn move_v1_rollups(tx: &Transaction<'_>) -> Result<(), String> {
                     .merge(&t);
             }
         }
-        let mut all = Sums::new();
+        let mut all = Sums::default();
         for (hour, sums) in &by_hour {
             for (k, t) in sums {
                 all.entry(*k).or_default().merge(t);
@@ -506,7 +531,7 @@ mod tests {
 
     #[test]
     fn segments_round_trip_and_reject_damage() {
-        let mut s = Sums::new();
+        let mut s = Sums::default();
         let k = RollKey {
             client: [1; 16],
             server: [2; 16],
@@ -526,7 +551,7 @@ mod tests {
             },
         );
         let packed = encode(&s);
-        let mut back = Sums::new();
+        let mut back = Sums::default();
         decode_into(&packed, &mut back, &|_| true, None).unwrap();
         assert_eq!(back, s);
         let raw = lz4_flex::decompress_size_prepended(&packed).unwrap();

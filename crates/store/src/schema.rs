@@ -144,7 +144,7 @@ CREATE TABLE flow_blocks (
     hosts       BLOB NOT NULL,         -- Bloom filter of orig_h and resp_h
     keys        BLOB NOT NULL,         -- LZ4: each record's ts, orig_h, resp_h, resp_p
     meta        BLOB NOT NULL,         -- LZ4 frames: the records' queryable fields
-    data        BLOB NOT NULL          -- LZ4 frames: the records' JSON, as `read --flows` writes it
+    data        BLOB NOT NULL          -- LZ4 frames: the records (JSON in v2, stored form from v3)
 );
 CREATE INDEX flow_blocks_capture ON flow_blocks (capture_id);
 
@@ -154,7 +154,7 @@ CREATE TABLE flows_interim (
     ts          INTEGER NOT NULL,      -- µs
     last_ts     INTEGER NOT NULL,      -- µs
     meta        BLOB NOT NULL,         -- one meta row, uncompressed
-    record      BLOB NOT NULL,         -- LZ4 (u32 LE size first): the JSON
+    record      BLOB NOT NULL,         -- LZ4 (u32 LE size first): the record (as in data)
     PRIMARY KEY (capture_id, uid)
 ) WITHOUT ROWID;
 
@@ -170,6 +170,12 @@ CREATE TABLE rollup_segments (
 );
 CREATE INDEX rollup_segments_kind_hour ON rollup_segments (kind, hour);
 "#;
+
+/// Version 3: records written from now on are kept in their binary stored form
+/// (`codec.rs`, meta format 2) instead of JSON text, in blocks and interim rows alike;
+/// what version 2 wrote keeps its JSON (meta format 1) and is read as it is. No table
+/// changes: the step is there so that a build that reads only JSON refuses the file.
+const V3: &str = "-- records in their stored form (meta format 2)";
 
 /// One schema step.
 pub enum Migration {
@@ -189,6 +195,7 @@ pub const MIGRATIONS: &[Migration] = &[
         crate::ingest::move_v1_flows(tx)?;
         crate::rollup::move_v1_rollups(tx)
     }),
+    Migration::Sql(V3),
 ];
 
 /// The schema version this build writes and reads.
