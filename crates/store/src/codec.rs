@@ -126,7 +126,7 @@ pub(crate) fn encode(out: &mut Vec<u8>, r: &FlowRecord) {
 
 /// The record stored as `buf` (all of it).
 pub(crate) fn decode(buf: &[u8]) -> Result<FlowRecord, String> {
-    let mut r = R { buf, at: 0 };
+    let mut r = R::new(buf);
     let p = r.present()?;
     let uid = r.str()?;
     let community_id = r.str()?;
@@ -168,7 +168,7 @@ pub(crate) fn decode(buf: &[u8]) -> Result<FlowRecord, String> {
     let icmp = p.has(4).then(|| r.icmp()).transpose()?;
     let app = p.has(5).then(|| r.app()).transpose()?;
     let export = p.has(6).then(|| r.export()).transpose()?;
-    if r.at != buf.len() {
+    if !r.done() {
         return Err(format!(
             "record of {} bytes ends at byte {}",
             buf.len(),
@@ -252,11 +252,11 @@ fn cause_of(code: u64) -> Result<Cause, String> {
         .ok_or_else(|| format!("cause code {code} is not known"))
 }
 
-/// The writer.
-struct W<'a>(&'a mut Vec<u8>);
+/// The writer (also of compact rollup segments, `rollup.rs`).
+pub(crate) struct W<'a>(pub(crate) &'a mut Vec<u8>);
 
 impl W<'_> {
-    fn uint(&mut self, mut v: u64) {
+    pub(crate) fn uint(&mut self, mut v: u64) {
         while v >= 0x80 {
             self.0.push((v as u8) | 0x80);
             v >>= 7;
@@ -264,7 +264,7 @@ impl W<'_> {
         self.0.push(v as u8);
     }
 
-    fn int(&mut self, v: i64) {
+    pub(crate) fn int(&mut self, v: i64) {
         self.uint(((v << 1) ^ (v >> 63)) as u64);
     }
 
@@ -643,14 +643,24 @@ impl Present {
     }
 }
 
-/// The reader: a cursor that checks every length.
-struct R<'a> {
+/// The reader: a cursor that checks every length (also of compact rollup segments).
+pub(crate) struct R<'a> {
     buf: &'a [u8],
     at: usize,
 }
 
-impl R<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8], String> {
+impl<'a> R<'a> {
+    /// A reader at the start of `buf`.
+    pub(crate) fn new(buf: &'a [u8]) -> R<'a> {
+        R { buf, at: 0 }
+    }
+
+    /// Whether every byte was read.
+    pub(crate) fn done(&self) -> bool {
+        self.at == self.buf.len()
+    }
+
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
         let end = self
             .at
             .checked_add(n)
@@ -661,11 +671,11 @@ impl R<'_> {
         Ok(s)
     }
 
-    fn byte(&mut self) -> Result<u8, String> {
+    pub(crate) fn byte(&mut self) -> Result<u8, String> {
         Ok(self.take(1)?[0])
     }
 
-    fn uint(&mut self) -> Result<u64, String> {
+    pub(crate) fn uint(&mut self) -> Result<u64, String> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
             let b = self.byte()?;
@@ -677,7 +687,7 @@ impl R<'_> {
         Err(format!("varint too long at byte {}", self.at))
     }
 
-    fn int(&mut self) -> Result<i64, String> {
+    pub(crate) fn int(&mut self) -> Result<i64, String> {
         let z = self.uint()?;
         Ok(((z >> 1) as i64) ^ -((z & 1) as i64))
     }

@@ -16,7 +16,6 @@ use rusqlite::{params, Transaction};
 use tunnelwatch_model::{Cause, FlowRecord};
 
 use crate::blocks::{self, Block, BlockBuilder, MetaFrames, BLOCK_RECORDS};
-use crate::rollup::Deltas;
 use crate::{CaptureId, CaptureIdentity, Store, StoreError};
 
 /// What one batch did.
@@ -246,8 +245,16 @@ impl Store {
         }
         stats.written += finals.len() as u64;
         // Pass 2: blocks (encoding and LZ4, most of the work) built on worker threads while
-        // this one sums the rollup deltas; then written in order.
-        let built = build_blocks(&mut self.builders, &finals, &mut self.deltas);
+        // this one sums the rollup deltas and writes their segments; then the blocks are
+        // written in order.
+        let deltas = &mut self.deltas;
+        let (built, rolled) = build_blocks(&mut self.builders, &finals, || {
+            for r in &finals {
+                deltas.add(r);
+            }
+            deltas.apply(&tx)
+        });
+        rolled.map_err(|f| f.into_store(&path, "writing rollups"))?;
         let built: Vec<Block> = built.into_iter().collect::<Option<_>>().ok_or_else(|| {
             StoreError::Invalid("a flow block could not be built (thread failed)".into())
         })?;
@@ -257,22 +264,20 @@ impl Store {
                 write_block(&mut put_block, cid, b).map_err(err)?;
             }
         }
-        self.deltas
-            .apply(&tx)
-            .map_err(|f| f.into_store(&path, "writing rollups"))?;
         tx.commit().map_err(err)?;
+        self.checkpoint_soon();
         Ok(stats)
     }
 }
 
 /// Blocks of `finals` (in order, [`BLOCK_RECORDS`] each) built by up to
-/// `builders.len()` threads, and the rollup deltas of `finals` summed meanwhile; `None`
-/// in place of a block whose thread failed.
-fn build_blocks(
+/// `builders.len()` threads, `None` in place of a block whose thread failed; and what
+/// `meanwhile` returned, run on this thread while they work.
+fn build_blocks<R>(
     builders: &mut [BlockBuilder],
     finals: &[&FlowRecord],
-    roll: &mut Deltas,
-) -> Vec<Option<Block>> {
+    meanwhile: impl FnOnce() -> R,
+) -> (Vec<Option<Block>>, R) {
     let chunks: Vec<&[&FlowRecord]> = finals.chunks(BLOCK_RECORDS).collect();
     let workers = builders.len().min(chunks.len());
     let fill = |b: &mut BlockBuilder, chunk: &[&FlowRecord]| {
@@ -286,14 +291,11 @@ fn build_blocks(
             Some(b) => chunks.iter().map(|c| Some(fill(b, c))).collect(),
             None => (0..chunks.len()).map(|_| None).collect(),
         };
-        for r in finals {
-            roll.add(r);
-        }
-        return built;
+        return (built, meanwhile());
     }
     let mut built: Vec<Option<Block>> = Vec::new();
     built.resize_with(chunks.len(), || None);
-    std::thread::scope(|s| {
+    let r = std::thread::scope(|s| {
         let handles: Vec<_> = builders[..workers]
             .iter_mut()
             .enumerate()
@@ -307,9 +309,7 @@ fn build_blocks(
                 })
             })
             .collect();
-        for r in finals {
-            roll.add(r);
-        }
+        let r = meanwhile();
         for h in handles {
             // A worker that failed leaves its blocks `None`: the batch fails rather
             // than storing a gap.
@@ -319,8 +319,9 @@ fn build_blocks(
                 }
             }
         }
+        r
     });
-    built
+    (built, r)
 }
 
 fn write_block(

@@ -79,6 +79,9 @@ pub enum Mode {
 
 /// An open store.
 pub struct Store {
+    /// Checkpoints the WAL of a writer on its own thread (declared before `conn`: it
+    /// stops and closes first, so the writer's close does the last checkpoint).
+    checkpointer: Option<Checkpointer>,
     conn: Connection,
     path: PathBuf,
     /// The capture being written, once `insert_flows` has seen it.
@@ -87,6 +90,50 @@ pub struct Store {
     builders: Vec<blocks::BlockBuilder>,
     /// Rollup deltas of the transaction being written (kept for their room).
     deltas: rollup::Deltas,
+}
+
+/// A thread with its own connection that runs a passive WAL checkpoint whenever poked:
+/// it copies committed pages into the file while the writer goes on (SQLite lets one
+/// checkpointer run beside one writer), so commits only append to the WAL.
+struct Checkpointer {
+    poke: Option<std::sync::mpsc::SyncSender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    fn spawn(conn: Connection) -> Option<Checkpointer> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
+        let thread = std::thread::Builder::new()
+            .name("store-checkpoint".into())
+            .spawn(move || {
+                for () in rx {
+                    // A busy or failed checkpoint is retried at the next poke; the WAL
+                    // keeps every commit meanwhile.
+                    let _ = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE);");
+                }
+            })
+            .ok()?;
+        Some(Checkpointer {
+            poke: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    fn poke(&self) {
+        if let Some(p) = &self.poke {
+            // Full: a checkpoint is pending and will include this commit.
+            let _ = p.try_send(());
+        }
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.poke.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// The id of a capture (or of a set of captures read as one stream) in this store.
@@ -121,6 +168,7 @@ impl Store {
         conn.busy_timeout(BUSY_TIMEOUT)
             .map_err(|e| StoreError::from_sql(&p, "opening", e))?;
         let mut store = Store {
+            checkpointer: None,
             conn,
             path: p,
             ingest: None,
@@ -147,7 +195,29 @@ impl Store {
                  PRAGMA temp_store = MEMORY;
                  PRAGMA cache_size = -65536;",
             )
-            .map_err(|e| self.sql("tuning", e))
+            .map_err(|e| self.sql("tuning", e))?;
+        // Checkpoints (copying the WAL into the file, and its fsync) are done by a
+        // thread of their own after each commit, not inside the commit: ingest goes on
+        // meanwhile. Without that thread, SQLite's automatic checkpoints stay on.
+        if let Ok(c) = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        ) {
+            if let Some(cp) = Checkpointer::spawn(c) {
+                self.conn
+                    .execute_batch("PRAGMA wal_autocheckpoint = 0;")
+                    .map_err(|e| self.sql("tuning", e))?;
+                self.checkpointer = Some(cp);
+            }
+        }
+        Ok(())
+    }
+
+    /// Asks for a WAL checkpoint (after a commit); one already pending covers it.
+    pub(crate) fn checkpoint_soon(&self) {
+        if let Some(cp) = &self.checkpointer {
+            cp.poke();
+        }
     }
 
     /// The file this store lives in.
