@@ -213,10 +213,11 @@ impl Deltas {
     }
 
     /// Writes the segments and minute totals, then merges where segments piled up;
-    /// leaves the deltas empty.
+    /// leaves the deltas empty. A batch within one hour (most are) writes the same
+    /// bytes as that hour's segment and as its all-time segment, encoded once.
     pub(crate) fn apply(&mut self, tx: &Transaction<'_>) -> Result<(), Fail> {
-        let mut all = self.spare.pop().unwrap_or_default();
         let hours: Vec<(i64, HourSums)> = self.hourly.drain().collect();
+        let mut all = (hours.len() > 1).then(|| self.spare.pop().unwrap_or_default());
         for (hour, mut sums) in hours {
             let [pairs, clients, servers] = &mut sums;
             for (k, t) in pairs.iter() {
@@ -231,22 +232,33 @@ impl Deltas {
                 clients.entry(client).or_default().merge(t);
                 servers.entry(server).or_default().merge(t);
             }
-            for ((kind, m), total) in KINDS.iter().zip(&mut sums).zip(&mut all) {
-                for (k, t) in m.iter() {
-                    total.entry(*k).or_default().merge(t);
-                }
-                put_segment(tx, *kind, Some(hour), m)?;
+            for (i, (kind, m)) in KINDS.iter().zip(&mut sums).enumerate() {
+                let data = encode(m);
+                put_segment(tx, *kind, Some(hour), m.len(), &data)?;
                 merge_if_needed(tx, *kind, Some(hour))?;
+                match all.as_mut() {
+                    Some(all) => {
+                        for (k, t) in m.iter() {
+                            all[i].entry(*k).or_default().merge(t);
+                        }
+                    }
+                    None => {
+                        put_segment(tx, *kind, None, m.len(), &data)?;
+                        merge_if_needed(tx, *kind, None)?;
+                    }
+                }
                 m.clear();
             }
             self.keep(sums);
         }
-        for (kind, m) in KINDS.iter().zip(&mut all) {
-            put_segment(tx, *kind, None, m)?;
-            merge_if_needed(tx, *kind, None)?;
-            m.clear();
+        if let Some(mut all) = all {
+            for (kind, m) in KINDS.iter().zip(&mut all) {
+                put_segment(tx, *kind, None, m.len(), &encode(m))?;
+                merge_if_needed(tx, *kind, None)?;
+                m.clear();
+            }
+            self.keep(all);
         }
-        self.keep(all);
         let mut st = tx
             .prepare_cached(
                 "INSERT INTO roll_minute (minute, conns, pkts_out, pkts_in, bytes_out, bytes_in,
@@ -413,12 +425,13 @@ fn put_segment(
     tx: &Transaction<'_>,
     kind: RollKind,
     hour: Option<i64>,
-    sums: &Sums,
+    entries: usize,
+    data: &[u8],
 ) -> Result<(), Fail> {
     tx.prepare_cached(
         "INSERT INTO rollup_segments (kind, hour, entries, data) VALUES (?1, ?2, ?3, ?4)",
     )?
-    .execute(params![kind as u8, hour, sums.len() as i64, encode(sums)])?;
+    .execute(params![kind as u8, hour, entries as i64, data])?;
     Ok(())
 }
 
@@ -445,7 +458,7 @@ fn merge_if_needed(tx: &Transaction<'_>, kind: RollKind, hour: Option<i64>) -> R
         .map_err(|e| Fail::Bad(format!("rollup segment {id}: {e}")))?;
         del.execute([id])?;
     }
-    put_segment(tx, kind, hour, &sums)
+    put_segment(tx, kind, hour, sums.len(), &encode(&sums))
 }
 
 /// Which rollups a query reads.
@@ -605,10 +618,11 @@ pub(crate) fn move_v1_rollups(tx: &Transaction<'_>) -> Result<(), String> {
             for (k, t) in sums {
                 all.entry(*k).or_default().merge(t);
             }
-            put_segment(tx, kind, Some(*hour), sums).map_err(|e| format!("{e:?}"))?;
+            put_segment(tx, kind, Some(*hour), sums.len(), &encode(sums))
+                .map_err(|e| format!("{e:?}"))?;
         }
         if !all.is_empty() {
-            put_segment(tx, kind, None, &all).map_err(|e| format!("{e:?}"))?;
+            put_segment(tx, kind, None, all.len(), &encode(&all)).map_err(|e| format!("{e:?}"))?;
         }
         tx.execute_batch(&format!("DROP TABLE {table}"))
             .map_err(sql)?;
