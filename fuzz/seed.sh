@@ -65,7 +65,8 @@ bloom = b'\x01' + b'\x01' + b'\xff' * 64
 parts = [bloom, b'\x00' + keys, b'\x00' + meta, b'\x00' + json, b'\x00' + segment, meta]
 open('corpus/store_blocks/one-record', 'wb').write(b'\xff\xfe'.join(parts))
 # The same block as this build writes it: meta format 2, the record in its stored form
-# (crates/store/src/codec.rs): varints, zigzag times, 8-byte floats, presence bits.
+# (crates/store/src/codec.rs; uid and community_id are in the meta row): varints,
+# zigzag times, 8-byte floats, presence bits.
 def uv(v):
     out = b''
     while v >= 0x80:
@@ -76,14 +77,16 @@ def st(x):
 def direction(pkts, payload):
     return uv(1) + b''.join(uv(v) for v in (payload, payload + 54 * pkts, 0, 0, 0, 0, 0, 0)) \
         + st(b'SAF') + uv(0) + struct.pack('<4d', 0.1, 0.0, 0.2, 0.05) + uv(0)
-rec = (uv(1) + st(b'C1') + st(b'1:x') + uv(0) + uv(1_000_000_000) + struct.pack('<d', 0.5)
+rec = (uv(1) + uv(0) + uv(1_000_000_000) + struct.pack('<d', 0.5)
        + st(b'tcp') + uv(6) + b'\x04' + bytes([10, 0, 0, 1]) + uv(40000) + b'\x04'
        + bytes([192, 0, 2, 1]) + uv(443) + st(b'http')
        + b''.join(uv(v) for v in (3, 2, 100, 2000, 220, 2080, 0))
        + uv(2) + st(b'ShAFf') + uv(0) + uv(0) + uv(0) + direction(3, 100) + direction(2, 2000))
 fixed2 = fixed[:-12] + struct.pack('<III', 0, len(rec), 0)
 meta2 = b'\x02' + struct.pack('<I', 1) + fixed2 + text(b'C1', b'1:x', b'tcp', b'http', b'SF', b'ShAFf', b'end')
-parts = [bloom, b'\x00' + keys, b'\x00' + meta2, b'\x00' + rec, b'\x00' + segment, meta2]
+# A format-2 segment (stored as it is: a leading odd byte), as this build writes them.
+segment2 = b'\x01' + b'\xff\xff\xff\xff\x02' + uv(0) + uv(1) + b'\x04' + bytes([10, 0, 0, 1]) + b'\x04' + bytes([192, 0, 2, 1]) + uv(443) + b''.join(uv(2 * v) for v in (1, 3, 2, 100, 2000, 500000, 0, 500000))
+parts = [bloom, b'\x00' + keys, b'\x00' + meta2, b'\x00' + rec, segment2, meta2]
 open('corpus/store_blocks/one-record-v2', 'wb').write(b'\xff\xfe'.join(parts))
 PY
 echo "seeded: $(ls corpus/capture_reader | wc -l) captures, $(ls corpus/decode | wc -l) packets, $(ls corpus/flow_table | wc -l) sequences, $(ls corpus/netflow | wc -l) NetFlow streams"

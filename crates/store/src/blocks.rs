@@ -43,8 +43,12 @@ const META_FORMAT_JSON: u8 = 1;
 /// A record as a block or interim row keeps it.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Stored<'a> {
-    /// The stored form (`codec.rs`).
-    Binary(&'a [u8]),
+    /// The stored form (`codec.rs`), and the ids its meta row holds.
+    Binary {
+        body: &'a [u8],
+        uid: &'a str,
+        community_id: &'a str,
+    },
     /// JSON text, as `read --flows` writes it (blocks of meta format 1).
     Json(&'a [u8]),
 }
@@ -53,7 +57,11 @@ impl Stored<'_> {
     /// The record.
     pub(crate) fn record(self) -> Result<FlowRecord, String> {
         match self {
-            Stored::Binary(b) => codec::decode(b),
+            Stored::Binary {
+                body,
+                uid,
+                community_id,
+            } => codec::decode(body, uid, community_id),
             Stored::Json(t) => {
                 serde_json::from_slice(t).map_err(|e| format!("not a flow record: {e}"))
             }
@@ -63,7 +71,7 @@ impl Stored<'_> {
     /// Appends the record's JSON as `read --flows` writes it (without the newline).
     pub(crate) fn write_json(self, out: &mut Vec<u8>) -> Result<(), String> {
         match self {
-            Stored::Binary(b) => jsonl::write_json(out, &codec::decode(b)?),
+            Stored::Binary { .. } => jsonl::write_json(out, &self.record()?),
             Stored::Json(t) => {
                 std::str::from_utf8(t).map_err(|_| "record text is not UTF-8".to_string())?;
                 out.extend_from_slice(t);
@@ -81,15 +89,25 @@ pub(crate) struct RecordAt {
 }
 
 impl RecordAt {
-    /// The record in `frame` (its decompressed data frame).
-    pub(crate) fn in_frame(self, frame: &[u8]) -> Result<Stored<'_>, String> {
-        let b = frame
+    /// The record in `frame` (its decompressed data frame), with the `uid` and
+    /// `community_id` of its meta row.
+    pub(crate) fn in_frame<'a>(
+        self,
+        frame: &'a [u8],
+        uid: &'a str,
+        community_id: &'a str,
+    ) -> Result<Stored<'a>, String> {
+        let body = frame
             .get(self.range)
             .ok_or_else(|| "record out of its data frame's bounds".to_string())?;
         Ok(if self.json {
-            Stored::Json(b)
+            Stored::Json(body)
         } else {
-            Stored::Binary(b)
+            Stored::Binary {
+                body,
+                uid,
+                community_id,
+            }
         })
     }
 }
@@ -761,7 +779,8 @@ mod tests {
             (row.uid, row.resp_p, &at.range),
             ("C1", 443, &(0..record.len()))
         );
-        assert_eq!(at.in_frame(&record).unwrap().record().unwrap(), r);
+        let stored = at.in_frame(&record, row.uid, row.community_id).unwrap();
+        assert_eq!(stored.record().unwrap(), r);
         assert_eq!(m.keys(0).orig_h, addr_to_blob(r.orig_h));
         // Cut anywhere: the count check or a text field says so.
         for cut in 0..meta.len() {

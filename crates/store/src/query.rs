@@ -179,13 +179,17 @@ impl Store {
             }
             let meta = self.block_part(b.id, Part::Meta)?;
             let mut mf = MetaFrames::new(&meta).map_err(|d| self.bad_block(b.id, d))?;
-            let mut hits: Vec<(usize, RecordAt)> = Vec::new();
+            // Matching rows: where their records are, and their ids (kept in meta).
+            let mut hits: Vec<(usize, RecordAt, String, String)> = Vec::new();
             for i in rows {
-                let (yes, at) = mf
-                    .with_row(i, |r, at| (f.matches(r), at))
+                let hit = mf
+                    .with_row(i, |r, at| {
+                        f.matches(r)
+                            .then(|| (i, at, r.uid.to_string(), r.community_id.to_string()))
+                    })
                     .map_err(|d| self.bad_block(b.id, d))?;
-                if yes {
-                    hits.push((i, at));
+                if let Some(hit) = hit {
+                    hits.push(hit);
                     if n + hits.len() as u64 >= limit {
                         break;
                     }
@@ -197,14 +201,14 @@ impl Store {
             let data = self.block_part(b.id, Part::Data)?;
             let frames = Frames::parse(&data).map_err(|d| self.bad_block(b.id, d))?;
             let mut open: HashMap<usize, Vec<u8>> = HashMap::new();
-            for (i, at) in hits {
+            for (i, at, uid, community_id) in hits {
                 let fno = i / FRAME_ROWS;
                 if let std::collections::hash_map::Entry::Vacant(e) = open.entry(fno) {
                     e.insert(frames.frame(fno).map_err(|d| self.bad_block(b.id, d))?);
                 }
                 let frame = open.get(&fno).map_or(&[][..], Vec::as_slice);
                 let more = at
-                    .in_frame(frame)
+                    .in_frame(frame, &uid, &community_id)
                     .and_then(&mut each)
                     .map_err(|d| self.bad_block(b.id, format!("record {i}: {d}")))?;
                 n += 1;
@@ -240,7 +244,10 @@ impl Store {
             }
             let packed: Vec<u8> = row.get(2).map_err(err)?;
             let record = blocks::unpack(&packed).map_err(bad)?;
-            let more = at.in_frame(&record).and_then(&mut each).map_err(bad)?;
+            let more = at
+                .in_frame(&record, r.uid, r.community_id)
+                .and_then(&mut each)
+                .map_err(bad)?;
             n += 1;
             if !more || n >= limit {
                 break;
