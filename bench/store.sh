@@ -17,7 +17,9 @@ CORPUS=${CORPUS:-/var/tmp/tunnelwatch-bench/corpus3m.pcap}
 RUNS=${RUNS:-3}
 mkdir -p "$DIR"
 
-cargo build --release -p tunnelwatch -p tunnelwatch-store --example store_bench
+# Two commands: built together with an example, the tunnelwatch binary is not rebuilt.
+cargo build --release -p tunnelwatch
+cargo build --release -p tunnelwatch-store --example store_bench
 T=${CARGO_TARGET_DIR:-target}/release
 
 if [ ! -f "$CORPUS" ]; then

@@ -70,7 +70,7 @@ pub fn run(a: FlowsArgs) -> Result<ExitCode> {
         }
     };
     match a.format {
-        // The stored text is what `read --flows` wrote for this record.
+        // The text `read --flows` writes for the stored record, byte for byte.
         Format::Json => store.flow_texts(&q, |json| {
             write(
                 out.write_all(json.as_bytes())
