@@ -1,5 +1,5 @@
-//! Ingest: batches of flow records → one transaction each (blocks, interim rows, then
-//! rollup deltas).
+//! Ingest: batches of flow records → one transaction each (interim rows, rollup
+//! segments, then blocks; the blocks are built on other threads meanwhile).
 //!
 //! Final records are packed into flow blocks (`blocks.rs`); interim records
 //! (`cause: status`) are one row each, keyed by (capture, `uid`), replaced by a later

@@ -2,8 +2,8 @@
 //!
 //! Three kinds are kept — client → server:port pairs, clients, and server:ports — as
 //! *segments*: each ingest transaction sums its final records per key in memory and
-//! writes, per kind, one segment per hour it touched and one all-time segment (entries
-//! sorted by key, LZ4-compressed) in the transaction that writes the records, so a
+//! writes, per kind, one segment per hour it touched and one all-time segment (compact
+//! varint entries, see `encode`) in the transaction that writes the records, so a
 //! killed store's rollups agree with its flows. An upsert per key and a B-tree index
 //! per access path cost more than the flows themselves (`docs/ARCHITECTURE.md`, "The
 //! store"); appending a segment costs one row. When a (kind, hour) — or the all-time
