@@ -197,15 +197,21 @@ impl Store {
             )
             .map_err(|e| self.sql("tuning", e))?;
         // Checkpoints (copying the WAL into the file, and its fsync) are done by a
-        // thread of their own after each commit, not inside the commit: ingest goes on
-        // meanwhile. Without that thread, SQLite's automatic checkpoints stay on.
+        // thread of their own after each batch of flows, not inside the commit: ingest
+        // goes on meanwhile. SQLite's own checkpoint inside a commit stays as a backstop
+        // (writes that do not poke the thread, a thread that cannot keep up), at 256 MiB
+        // of WAL instead of its default 1,000 pages; without the thread, the default.
         if let Ok(c) = Connection::open_with_flags(
             &self.path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         ) {
             if let Some(cp) = Checkpointer::spawn(c) {
+                let page: i64 = self
+                    .conn
+                    .query_row("PRAGMA page_size", [], |r| r.get(0))
+                    .map_err(|e| self.sql("tuning", e))?;
                 self.conn
-                    .execute_batch("PRAGMA wal_autocheckpoint = 0;")
+                    .pragma_update(None, "wal_autocheckpoint", (256 << 20) / page.max(512))
                     .map_err(|e| self.sql("tuning", e))?;
                 self.checkpointer = Some(cp);
             }
