@@ -22,7 +22,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 // Records are built on the packet thread and freed on the writer thread; mimalloc keeps
-// that cross-thread traffic cheap where glibc's arenas serialize on it.
+// that cross-thread traffic cheap where glibc's arenas serialize on it. Its transparent
+// huge pages are off (`no_thp` in Cargo.toml): zeroing 2 MiB pages on first touch cost
+// ~1.3 CPU s of system time on the 4.2M-packet corpus (`read` ~10 % slower with them).
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
