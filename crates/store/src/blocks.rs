@@ -164,19 +164,6 @@ pub struct Row<'a> {
     pub cause: &'a str,
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    put_varint(out, s.len() as u64);
-    out.extend_from_slice(s.as_bytes());
-}
-
 /// Bytes of a row's fixed part: ts, last_ts, duration (8 each), orig_h, resp_h (16
 /// each), orig_p, resp_p (2 each), flags (1), six counters (8 each), the offset and
 /// length of the record in its data frame, offset of the row's text fields (4 each).
@@ -213,13 +200,18 @@ fn encode_row(fixed: &mut Vec<u8>, var: &mut Vec<u8>, r: &FlowRecord, at: (usize
     fixed.extend_from_slice(&u32_of(at.0));
     fixed.extend_from_slice(&u32_of(at.1));
     fixed.extend_from_slice(&u32_of(var.len()));
-    put_str(var, &r.uid);
-    put_str(var, &r.community_id);
-    put_str(var, &r.proto);
-    put_str(var, r.service.as_deref().unwrap_or(""));
-    put_str(var, r.conn_state.as_str());
-    put_str(var, &r.history);
-    put_str(var, r.cause.as_str());
+    let mut w = codec::W(var);
+    for t in [
+        &r.uid,
+        &r.community_id,
+        &r.proto,
+        r.service.as_deref().unwrap_or(""),
+        r.conn_state.as_str(),
+        &r.history,
+        r.cause.as_str(),
+    ] {
+        w.str(t);
+    }
 }
 
 /// An interim row's uncompressed `meta` and record (its stored form).
@@ -353,18 +345,15 @@ impl<'a> Meta<'a> {
             *v = u64::from_le_bytes(le64(f, AT_COUNTERS + j * 8));
         }
         let (rec_at, rec_len) = (le32(f, AT_RECORD), le32(f, AT_RECORD + 4));
-        let mut rd = TextReader {
-            buf: self.var,
-            at: le32(f, AT_RECORD + 8),
-        };
+        let mut rd = codec::R::at(self.var, le32(f, AT_RECORD + 8));
         let flags = f[AT_FLAGS];
-        let uid = rd.str()?;
-        let community_id = rd.str()?;
-        let proto = rd.str()?;
-        let service = rd.str()?;
-        let conn_state = rd.str()?;
-        let history = rd.str()?;
-        let cause = rd.str()?;
+        let uid = rd.text()?;
+        let community_id = rd.text()?;
+        let proto = rd.text()?;
+        let service = rd.text()?;
+        let conn_state = rd.text()?;
+        let history = rd.text()?;
+        let cause = rd.text()?;
         let range = rec_at
             .checked_add(rec_len)
             .map(|end| rec_at..end)
@@ -398,43 +387,6 @@ impl<'a> Meta<'a> {
                 json: self.json,
             },
         ))
-    }
-}
-
-/// A cursor over the length-prefixed text fields.
-struct TextReader<'a> {
-    buf: &'a [u8],
-    at: usize,
-}
-
-impl<'a> TextReader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        let end = self
-            .at
-            .checked_add(n)
-            .filter(|&e| e <= self.buf.len())
-            .ok_or_else(|| format!("text fields truncated at byte {}", self.at))?;
-        let s = &self.buf[self.at..end];
-        self.at = end;
-        Ok(s)
-    }
-
-    fn varint(&mut self) -> Result<u64, String> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = self.take(1)?[0];
-            v |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        Err(format!("varint too long at byte {}", self.at))
-    }
-
-    fn str(&mut self) -> Result<&'a str, String> {
-        let n = usize::try_from(self.varint()?).map_err(|_| "text length".to_string())?;
-        let at = self.at;
-        std::str::from_utf8(self.take(n)?).map_err(|_| format!("text at byte {at} is not UTF-8"))
     }
 }
 

@@ -276,7 +276,7 @@ impl W<'_> {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
 
-    fn str(&mut self, s: &str) {
+    pub(crate) fn str(&mut self, s: &str) {
         self.uint(s.len() as u64);
         self.0.extend_from_slice(s.as_bytes());
     }
@@ -647,7 +647,8 @@ impl Present {
     }
 }
 
-/// The reader: a cursor that checks every length (also of compact rollup segments).
+/// The reader: a cursor that checks every length (also of compact rollup segments and
+/// of the text fields of meta rows).
 pub(crate) struct R<'a> {
     buf: &'a [u8],
     at: usize,
@@ -656,7 +657,12 @@ pub(crate) struct R<'a> {
 impl<'a> R<'a> {
     /// A reader at the start of `buf`.
     pub(crate) fn new(buf: &'a [u8]) -> R<'a> {
-        R { buf, at: 0 }
+        R::at(buf, 0)
+    }
+
+    /// A reader at byte `at` of `buf` (beyond its end: every read fails).
+    pub(crate) fn at(buf: &'a [u8], at: usize) -> R<'a> {
+        R { buf, at }
     }
 
     /// Whether every byte was read.
@@ -707,7 +713,7 @@ impl<'a> R<'a> {
         let n = self.uint()?;
         usize::try_from(n)
             .ok()
-            .filter(|&n| n <= self.buf.len() - self.at)
+            .filter(|&n| n <= self.buf.len().saturating_sub(self.at))
             .ok_or_else(|| format!("a list of {n} items at byte {} is too long", self.at))
     }
 
@@ -718,11 +724,15 @@ impl<'a> R<'a> {
         Ok(f64::from_le_bytes(a))
     }
 
-    fn str(&mut self) -> Result<String, String> {
+    /// A length-prefixed UTF-8 text, borrowed.
+    pub(crate) fn text(&mut self) -> Result<&'a str, String> {
         let n = self.count()?;
         let at = self.at;
-        let b = self.take(n)?;
-        String::from_utf8(b.to_vec()).map_err(|_| format!("text at byte {at} is not UTF-8"))
+        std::str::from_utf8(self.take(n)?).map_err(|_| format!("text at byte {at} is not UTF-8"))
+    }
+
+    fn str(&mut self) -> Result<String, String> {
+        self.text().map(str::to_string)
     }
 
     fn opt_str(&mut self, p: Present, bit: u32) -> Result<Option<String>, String> {
