@@ -1,4 +1,4 @@
-//! Detection on the writer thread: every record built there goes through the
+//! Detection on its own thread after the writer: every record built there goes through the
 //! detectors; the alerts they raise are written as JSON lines (`--alerts`), handed to
 //! the store with the records, and counted by category and severity for the summary.
 

@@ -4,6 +4,8 @@
 //! records and alerts (JSON, Zeek TSV, the table, IPFIX datagrams) and the write and
 //! send system calls run on a thread of their own, so the packet path never waits
 //! on strings, formatting, the disk or the network.
+//! Detection runs on a third thread after the writer (records are written as soon
+//! as they are built; the detectors see them in the same order).
 //! Records travel in batches over a bounded channel (back-pressure instead of unbounded
 //! memory); each producer's records are written in the order it sent them, and its
 //! emptied batches come back to it, so the packet path allocates nothing per flow.
@@ -244,9 +246,19 @@ impl RecordWriter {
     pub fn spawn(
         mut sinks: Vec<Sink>,
         forward: Option<SyncSender<StoreBatch>>,
-        mut alerting: Option<AlertSink>,
+        alerting: Option<AlertSink>,
     ) -> Result<Self> {
         let (tx, rx) = sync_channel::<Msg>(IN_FLIGHT);
+        // Detection, when on, runs on a thread of its own after this one: the two
+        // stages overlap, and at the end of the input (when most flows of a capture
+        // end at once) both cores work on the last records.
+        let (next, detecting) = match alerting {
+            Some(a) => {
+                let (dtx, handle) = spawn_detection(a, forward)?;
+                (Some(Next::Detect(dtx)), Some(handle))
+            }
+            None => (forward.map(Next::Store), None),
+        };
         let handle = std::thread::Builder::new()
             .name("writer".into())
             .spawn(move || {
@@ -256,23 +268,18 @@ impl RecordWriter {
                     alerts: None,
                     ipfix: None,
                 };
-                let mut raised: Vec<Alert> = Vec::new();
                 for msg in rx {
                     match msg {
                         Msg::Records(open, mut flows, back) => {
                             w.records += flows.len() as u64;
                             // After an error, keep draining so senders never block.
-                            // The store gets the built records of the batch too.
-                            let mut built =
-                                forward.as_ref().map(|_| Vec::with_capacity(flows.len()));
+                            // The next stage gets the built records of the batch too.
+                            let mut built = next.as_ref().map(|_| Vec::with_capacity(flows.len()));
                             for flow in flows.drain(..) {
-                                if w.error.is_some() && built.is_none() && alerting.is_none() {
+                                if w.error.is_some() && built.is_none() {
                                     continue;
                                 }
                                 let r = flow.into_record();
-                                if let Some(a) = alerting.as_mut() {
-                                    a.record(&r, &mut raised);
-                                }
                                 if w.error.is_none() {
                                     for s in sinks.iter_mut() {
                                         if let Err(e) = s.write(&r, open) {
@@ -285,19 +292,20 @@ impl RecordWriter {
                                     b.push(r);
                                 }
                             }
-                            if let (Some(f), Some(b)) = (&forward, built) {
-                                // Fails only if the store thread is gone; it reports why.
-                                let _ = f.send(StoreBatch::Flows(b));
+                            // Fails only if the next stage is gone; it reports why.
+                            match (&next, built) {
+                                (Some(Next::Detect(d)), Some(b)) => {
+                                    let _ = d.send(b);
+                                }
+                                (Some(Next::Store(f)), Some(b)) => {
+                                    let _ = f.send(StoreBatch::Flows(b));
+                                }
+                                _ => {}
                             }
-                            send_alerts(&forward, &mut raised);
                             // The producer may be gone already; then the batch is freed.
                             let _ = back.send(flows);
                         }
                         Msg::Finish(open, close) => {
-                            if let Some(a) = alerting.as_mut() {
-                                a.finish(&mut raised);
-                                send_alerts(&forward, &mut raised);
-                            }
                             for s in sinks.iter_mut() {
                                 if let Err(e) = s.finish(open, close) {
                                     w.error.get_or_insert(e);
@@ -306,7 +314,17 @@ impl RecordWriter {
                         }
                     }
                 }
-                w.alerts = alerting.map(AlertSink::report);
+                // Closing the channel tells detection the input has ended.
+                drop(next);
+                if let Some(h) = detecting {
+                    match h.join() {
+                        Ok(report) => w.alerts = Some(report),
+                        Err(_) => {
+                            w.error
+                                .get_or_insert(io::Error::other("the detection thread panicked"));
+                        }
+                    }
+                }
                 w.ipfix = sinks.iter().find_map(|s| match s {
                     Sink::Ipfix(x) => Some(x.report()),
                     _ => None,
@@ -341,6 +359,44 @@ impl RecordWriter {
             ipfix: None,
         })
     }
+}
+
+/// Where the writer hands its built records.
+enum Next {
+    /// The detection thread (which hands them on to the store).
+    Detect(SyncSender<Vec<FlowRecord>>),
+    /// The store, when detection is off.
+    Store(SyncSender<StoreBatch>),
+}
+
+/// Starts the detection stage: every batch of built records goes through `alerting` in
+/// the order the writer wrote them, then to the store with the alerts it raised. When
+/// the writer drops its sender, pending summaries are raised and the report returned.
+fn spawn_detection(
+    mut alerting: AlertSink,
+    forward: Option<SyncSender<StoreBatch>>,
+) -> Result<(SyncSender<Vec<FlowRecord>>, JoinHandle<AlertReport>)> {
+    let (tx, rx) = sync_channel::<Vec<FlowRecord>>(IN_FLIGHT);
+    let handle = std::thread::Builder::new()
+        .name("detect".into())
+        .spawn(move || {
+            let mut raised: Vec<Alert> = Vec::new();
+            for batch in rx {
+                for r in &batch {
+                    alerting.record(r, &mut raised);
+                }
+                if let Some(f) = &forward {
+                    // Fails only if the store thread is gone; it reports why.
+                    let _ = f.send(StoreBatch::Flows(batch));
+                }
+                send_alerts(&forward, &mut raised);
+            }
+            alerting.finish(&mut raised);
+            send_alerts(&forward, &mut raised);
+            alerting.report()
+        })
+        .context("cannot start the detection thread")?;
+    Ok((tx, handle))
 }
 
 /// Hands the alerts raised so far to the store, when there is one.
