@@ -39,14 +39,14 @@
 //!
 //! Deterministic: time is the records' packet time; state is bounded by `max_keys`.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 use tunnelwatch_model::{Alert, Cause, FlowRecord, Severity, Timestamp};
 
 use crate::net::Net;
-use crate::{round3, AlertBuilder, Detector};
+use crate::{round3, AlertBuilder, Detector, FastMap, FastSet};
 
 /// The metrics, in the order of the value arrays.
 pub const METRICS: [&str; 7] = [
@@ -339,7 +339,7 @@ struct Tally {
     v: [f64; M],
     first: Option<Timestamp>,
     last: Option<Timestamp>,
-    servers: HashSet<IpAddr>,
+    servers: FastSet<IpAddr>,
     bursts: u32,
     window: VecDeque<(Timestamp, u64)>,
     /// Alerted per method (statistical, guess, probability, static).
@@ -365,7 +365,7 @@ pub struct Baseline {
     mode: Mode,
     profiles: Profiles,
     /// Running hours (absolute slot index) → tallies.
-    hours: HashMap<i64, HashMap<ProfileKey, Tally>>,
+    hours: HashMap<i64, FastMap<ProfileKey, Tally>>,
     closed_before: i64,
     stats: BaselineStats,
 }
@@ -789,8 +789,7 @@ impl Detector for Baseline {
         let hour = self.hours.entry(index).or_default();
         // Bounded under floods: an hour tracks at most twice `max_keys` keys.
         let room = hour.len() + 2 <= 2 * self.cfg.max_keys;
-        let known = hour.contains_key(&pair) && hour.contains_key(&client);
-        if !(room || known) {
+        if !room && !(hour.contains_key(&pair) && hour.contains_key(&client)) {
             self.stats.refused += 1;
             return;
         }

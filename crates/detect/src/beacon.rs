@@ -29,13 +29,13 @@
 //! (the latest kept); what does not fit is counted as untracked. Series quiet for a day
 //! of packet time are forgotten.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::IpAddr;
 
 use tunnelwatch_model::{Alert, Cause, FlowRecord, Severity, Timestamp};
 
 use crate::config::{BeaconConfig, Config};
-use crate::{round3, severity_score, AlertBuilder, Detector};
+use crate::{round3, severity_score, AlertBuilder, Detector, FastMap};
 
 /// Seconds in the RITA-style dataset window: at most a day back.
 const WINDOW_MAX: f64 = 86_400.0;
@@ -94,8 +94,8 @@ pub struct Beacon {
     cfg: BeaconConfig,
     max_uids: usize,
     on: [bool; 3],
-    series: HashMap<Key, Series>,
-    pairs: HashMap<(IpAddr, IpAddr, u16), Pair>,
+    series: FastMap<Key, Series>,
+    pairs: FastMap<(IpAddr, IpAddr, u16), Pair>,
     /// Flows already counted from an interim record.
     live: BTreeSet<String>,
     start: Option<f64>,
@@ -117,8 +117,8 @@ impl Beacon {
                 config.enabled("repeated_fetch"),
                 config.enabled("long_connection"),
             ],
-            series: HashMap::new(),
-            pairs: HashMap::new(),
+            series: FastMap::default(),
+            pairs: FastMap::default(),
             live: BTreeSet::new(),
             start: None,
             now: 0.0,
@@ -175,14 +175,19 @@ impl Beacon {
         let size = r.orig_bytes as f64;
         for (kind, name) in Self::keys(r) {
             let key = (kind, r.orig_h, name);
-            if !self.series.contains_key(&key) && self.series.len() >= self.cfg.max_series {
-                self.compact();
+            if !self.series.contains_key(&key) {
                 if self.series.len() >= self.cfg.max_series {
-                    self.untracked += 1;
-                    continue;
+                    self.compact();
+                    if self.series.len() >= self.cfg.max_series {
+                        self.untracked += 1;
+                        continue;
+                    }
                 }
+                self.series.insert(key.clone(), Series::default());
             }
-            let s = self.series.entry(key.clone()).or_default();
+            let Some(s) = self.series.get_mut(&key) else {
+                continue;
+            };
             s.points.push_back((t, size));
             if s.points.len() > self.cfg.max_points.max(4) {
                 s.points.pop_front();

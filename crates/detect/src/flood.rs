@@ -13,14 +13,14 @@
 //! past its end by the TCP filter's lateness, or at the end of the input. State is
 //! bounded by `max_destinations` keys.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use tunnelwatch_model::{Alert, Cause, FlowRecord, Timestamp};
 
 use crate::config::{Config, FloodConfig};
 use crate::summary::{keep_first, split_due, split_first, FirstFlows, LOWEST};
-use crate::{AlertBuilder, Detector};
+use crate::{AlertBuilder, Detector, FastSet};
 
 /// Distinct sources remembered per destination and window.
 const MAX_SOURCES: usize = 65_536;
@@ -29,8 +29,8 @@ const MAX_SOURCES: usize = 65_536;
 struct Count {
     flows: u64,
     attempts: u64,
-    sources: BTreeSet<IpAddr>,
-    attempt_sources: BTreeSet<IpAddr>,
+    sources: FastSet<IpAddr>,
+    attempt_sources: FastSet<IpAddr>,
     attempt_ports: BTreeMap<u16, u64>,
     ports: BTreeMap<u16, u64>,
     first: Option<Timestamp>,

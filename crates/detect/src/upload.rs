@@ -12,14 +12,13 @@
 //! `pair_min_bytes` at the same ratio. Final records only (each flow counted once);
 //! at most `max_pairs` pairs (untracked beyond).
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 
 use tunnelwatch_model::{Alert, Cause, FlowRecord, Severity};
 
 use crate::config::{Config, UploadConfig};
 use crate::once::OncePerFlow;
-use crate::{AlertBuilder, Detector};
+use crate::{AlertBuilder, Detector, FastMap};
 
 /// The detector.
 pub struct Upload {
@@ -27,7 +26,7 @@ pub struct Upload {
     on: bool,
     once: OncePerFlow,
     /// Per (client, server, port, window start).
-    pairs: HashMap<(IpAddr, IpAddr, u16, i64), PairTally>,
+    pairs: FastMap<(IpAddr, IpAddr, u16, i64), PairTally>,
     /// The window packet time is in (pairs of older windows are dropped when it moves).
     slot: i64,
     untracked: u64,
@@ -40,7 +39,7 @@ impl Upload {
             cfg: config.upload.clone(),
             on: config.enabled("upload_volume"),
             once: OncePerFlow::default(),
-            pairs: HashMap::new(),
+            pairs: FastMap::default(),
             slot: i64::MIN,
             untracked: 0,
         }
