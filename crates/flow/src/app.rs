@@ -59,11 +59,14 @@ pub fn subdomain_entropy(name: &str) -> Option<f64> {
     dots.next()?;
     let (cut, _) = dots.next()?;
     let sub = &name.as_bytes()[..cut];
-    let mut counts = [0u32; 256];
+    // Each distinct byte is summed once, at its first occurrence; counts of u16 (a
+    // name from the wire is at most 1,020 characters as text).
+    let mut counts = [0u16; 256];
     let mut n = 0u32;
     for &b in sub {
         if b != b'.' {
-            counts[usize::from(b.to_ascii_lowercase())] += 1;
+            let c = &mut counts[usize::from(b.to_ascii_lowercase())];
+            *c = c.saturating_add(1);
             n += 1;
         }
     }
@@ -71,16 +74,16 @@ pub fn subdomain_entropy(name: &str) -> Option<f64> {
         return None;
     }
     let n = f64::from(n);
-    Some(
-        counts
-            .iter()
-            .filter(|c| **c > 0)
-            .map(|c| {
-                let p = f64::from(*c) / n;
-                -p * p.log2()
-            })
-            .sum(),
-    )
+    let mut h = 0.0;
+    for &b in sub {
+        let c = &mut counts[usize::from(b.to_ascii_lowercase())];
+        if b != b'.' && *c > 0 {
+            let p = f64::from(*c) / n;
+            h -= p * p.log2();
+            *c = 0;
+        }
+    }
+    Some(h)
 }
 
 /// Shannon entropy, bits per byte, of the differences between successive bytes of

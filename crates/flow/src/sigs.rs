@@ -42,6 +42,9 @@ pub struct Signatures {
     /// Largest `offset + depth` of any rule.
     end: u32,
     nocase: bool,
+    /// Whether some rule may match TCP, UDP, ICMP, other protocols (see
+    /// [`Signatures::covers`]).
+    protos: [bool; 4],
 }
 
 impl std::fmt::Debug for Signatures {
@@ -69,6 +72,18 @@ impl Signatures {
             }
             let end = r.offset.saturating_add(r.depth);
             out.end = out.end.max(end);
+            let proto = match r.proto.as_str() {
+                "tcp" => Some("tcp"),
+                "udp" => Some("udp"),
+                "icmp" => Some("icmp"),
+                _ => None,
+            };
+            for (i, name) in ["tcp", "udp", "icmp", "unknown_transport"]
+                .into_iter()
+                .enumerate()
+            {
+                out.protos[i] |= proto.is_none_or(|p| p == name);
+            }
             out.rules.push(Rule {
                 name: r.name.clone(),
                 len: bytes.len(),
@@ -83,15 +98,21 @@ impl Signatures {
                 end,
                 ports: r.ports.clone(),
                 not_ports: r.not_ports.clone(),
-                proto: match r.proto.as_str() {
-                    "tcp" => Some("tcp"),
-                    "udp" => Some("udp"),
-                    "icmp" => Some("icmp"),
-                    _ => None,
-                },
+                proto,
             });
         }
         Ok(out)
+    }
+
+    /// Whether any rule may match a flow of `proto` (a flow of another protocol gets
+    /// no signature state).
+    pub fn covers(&self, proto: IpProto) -> bool {
+        match proto.transport_name() {
+            "tcp" => self.protos[0],
+            "udp" => self.protos[1],
+            "icmp" => self.protos[2],
+            _ => self.protos[3],
+        }
     }
 
     /// No rules: nothing to do.
@@ -261,6 +282,27 @@ mod tests {
             s.observe(set, proto, port, *orig, p, p.len() as u32, &mut scratch);
         }
         s.hits(set)
+    }
+
+    #[test]
+    fn flows_of_a_protocol_no_rule_names_get_no_state() {
+        let mut tcp = rule("ssh", "SSH-2.0-");
+        tcp.proto = "tcp".into();
+        let set = Signatures::compile(&[tcp.clone()]).unwrap();
+        assert!(set.covers(IpProto::TCP));
+        for p in [IpProto::UDP, IpProto::ICMP, IpProto::ICMPV6, IpProto(47)] {
+            assert!(!set.covers(p), "{p:?}");
+        }
+        let mut udp = rule("dns", "x");
+        udp.proto = "udp".into();
+        let set = Signatures::compile(&[tcp.clone(), udp]).unwrap();
+        assert!(set.covers(IpProto::UDP) && !set.covers(IpProto::ICMP));
+        // A rule for any protocol covers them all, also those without ports.
+        let set = Signatures::compile(&[tcp, rule("any", "x")]).unwrap();
+        for p in [IpProto::UDP, IpProto::ICMPV6, IpProto(47)] {
+            assert!(set.covers(p), "{p:?}");
+        }
+        assert!(!Signatures::default().covers(IpProto::TCP));
     }
 
     #[test]

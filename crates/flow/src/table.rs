@@ -996,7 +996,7 @@ impl FlowTable {
                         );
                     }
                 }
-                if !l.payload.is_empty() && !self.config.signatures.is_empty() {
+                if !l.payload.is_empty() && self.config.signatures.covers(f.proto) {
                     let set = &*self.config.signatures;
                     let stream = f.proto == IpProto::TCP;
                     let st = f.sigs.get_or_insert_with(|| {

@@ -120,7 +120,7 @@ enum NameError {
 /// Reads the name starting at `start` in `message`. Returns its text and the offset just
 /// after it in the original byte run (after the first compression pointer, if any).
 fn read_name(message: &[u8], start: usize) -> Result<(String, usize), NameError> {
-    let mut text = String::new();
+    let mut text = String::with_capacity(64);
     let mut pos = start;
     // Start of the label run being read: every pointer must go below it.
     let mut run_start = start;
@@ -168,6 +168,16 @@ fn read_name(message: &[u8], start: usize) -> Result<(String, usize), NameError>
 
 /// Appends one label in presentation form (see the module doc for the escapes).
 fn push_label(text: &mut String, label: &[u8]) {
+    // Most labels are plain: copied at once.
+    if label
+        .iter()
+        .all(|&b| matches!(b, 0x21..=0x7e) && b != b'.' && b != b'\\')
+    {
+        if let Ok(plain) = std::str::from_utf8(label) {
+            text.push_str(plain);
+            return;
+        }
+    }
     for &b in label {
         match b {
             b'.' | b'\\' => {
