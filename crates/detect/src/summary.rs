@@ -156,6 +156,15 @@ pub type FirstFlows = Vec<(Timestamp, String, String)>;
 
 /// Adds `r` to `uids` if it is among the `max` earliest.
 pub fn keep_first(uids: &mut FirstFlows, r: &FlowRecord, max: usize) {
+    // Records come mostly in time order: once the list is full, most are later than
+    // its last entry.
+    if uids.len() >= max
+        && uids
+            .last()
+            .is_none_or(|u| (u.0, u.1.as_str()) < (r.ts, r.uid.as_str()))
+    {
+        return;
+    }
     let at = uids.partition_point(|u| (u.0, u.1.as_str()) < (r.ts, r.uid.as_str()));
     if at < max {
         uids.insert(at, (r.ts, r.uid.clone(), r.community_id.clone()));

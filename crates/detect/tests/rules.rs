@@ -1311,3 +1311,29 @@ fn icmp_tunnel_positive_random_payloads_benign_large_pattern_ping() {
     t.icmp.as_mut().unwrap().payload_entropy = Some(0.1);
     assert!(run(&[t]).is_empty());
 }
+
+#[test]
+fn the_first_flows_kept_for_an_alert_do_not_depend_on_arrival_order() {
+    use tunnelwatch_detect::summary::{keep_first, FirstFlows};
+    let records: Vec<FlowRecord> = (0..40)
+        .map(|i| tcp(ATK, SRV, 80, 100.0 + f64::from(i % 13) * 0.5, &[">S"]))
+        .collect();
+    let mut want: Vec<(Timestamp, String)> =
+        records.iter().map(|r| (r.ts, r.uid.clone())).collect();
+    want.sort();
+    want.truncate(5);
+    // In order, reversed, and interleaved (equal start times and uids included).
+    let orders: [Vec<usize>; 3] = [
+        (0..40).collect(),
+        (0..40).rev().collect(),
+        (0..40).map(|i| (i * 7) % 40).collect(),
+    ];
+    for order in orders {
+        let mut kept = FirstFlows::new();
+        for &i in &order {
+            keep_first(&mut kept, &records[i], 5);
+        }
+        let got: Vec<(Timestamp, String)> = kept.into_iter().map(|k| (k.0, k.1)).collect();
+        assert_eq!(got, want, "{order:?}");
+    }
+}

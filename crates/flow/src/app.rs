@@ -34,8 +34,8 @@ pub struct AppState {
 /// Running DNS counters of one flow (DNS tunnels are many queries in one flow).
 #[derive(Clone, Debug, Default)]
 struct DnsTally {
-    /// Hashes of the names seen, sorted (at most [`MAX_DNS_NAMES`]).
-    names: Vec<u64>,
+    /// Hashes of the names seen (at most [`MAX_DNS_NAMES`]).
+    names: std::collections::HashSet<u64, foldhash::fast::RandomState>,
     entropy_sum: f64,
     entropy_n: u64,
 }
@@ -123,7 +123,7 @@ impl AppState {
             + self.http_buf.as_ref().map_or(0, Vec::capacity)
             + self.facts.text_len()
             + self.dns.as_ref().map_or(0, |d| {
-                std::mem::size_of::<DnsTally>() + 8 * d.names.capacity()
+                std::mem::size_of::<DnsTally>() + 9 * d.names.capacity()
             })
     }
 
@@ -167,7 +167,8 @@ impl AppState {
     }
 
     fn dns(&mut self, payload: &[u8], over_tcp: bool) {
-        let Some(m) = dns::parse(payload, over_tcp) else {
+        let named = self.facts.dns.as_ref().is_none_or(|f| f.query.is_none());
+        let Some(m) = dns::parse_with(payload, over_tcp, named) else {
             return;
         };
         let f = self.facts.dns.get_or_insert_with(DnsFacts::default);
@@ -186,13 +187,10 @@ impl AppState {
             if let Some(name) = &m.query {
                 f.name_bytes += name.len() as u64;
                 let h = name_hash(name);
-                match tally.names.binary_search(&h) {
-                    Ok(_) => {}
-                    Err(at) => {
-                        f.distinct_names += 1;
-                        if tally.names.len() < MAX_DNS_NAMES {
-                            tally.names.insert(at, h);
-                        }
+                if !tally.names.contains(&h) {
+                    f.distinct_names += 1;
+                    if tally.names.len() < MAX_DNS_NAMES {
+                        tally.names.insert(h);
                     }
                 }
                 if let Some(e) = subdomain_entropy(name) {

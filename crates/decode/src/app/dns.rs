@@ -69,6 +69,12 @@ pub struct DnsMessage {
 /// reserved label types (`0x40`/`0x80`), is longer than 255 bytes on the wire, or has a
 /// compression pointer that does not point backwards (see the module doc).
 pub fn parse(payload: &[u8], over_tcp: bool) -> Option<DnsMessage> {
+    parse_with(payload, over_tcp, true)
+}
+
+/// [`parse`], but a response's question name is only checked, not copied (`query` is
+/// `None`) unless `name_responses`: what a flow that already knows its query needs.
+pub fn parse_with(payload: &[u8], over_tcp: bool, name_responses: bool) -> Option<DnsMessage> {
     let message = if over_tcp {
         let (prefix, rest) = payload.split_first_chunk::<2>()?;
         let len = usize::from(u16::from_be_bytes(*prefix));
@@ -87,13 +93,16 @@ pub fn parse(payload: &[u8], over_tcp: bool) -> Option<DnsMessage> {
     let (query, qtype) = if qdcount == 0 {
         (None, None)
     } else {
-        match read_name(message, field::HEADER_LEN) {
-            Ok((name, after)) => {
+        let mut text = (name_responses || !is_response).then(|| Vec::with_capacity(64));
+        match read_name(message, field::HEADER_LEN, text.as_mut()) {
+            Ok(after) => {
                 let qtype = message
                     .get(after..)
                     .and_then(|rest| rest.first_chunk::<2>())
                     .map(|b| u16::from_be_bytes(*b));
-                (Some(name), qtype)
+                // Presentation form is ASCII (see `push_label`).
+                let name = text.map(|t| String::from_utf8(t).unwrap_or_default());
+                (name, qtype)
             }
             Err(NameError::Truncated) => (None, None),
             Err(NameError::Malformed) => return None,
@@ -117,10 +126,14 @@ enum NameError {
     Malformed,
 }
 
-/// Reads the name starting at `start` in `message`. Returns its text and the offset just
-/// after it in the original byte run (after the first compression pointer, if any).
-fn read_name(message: &[u8], start: usize) -> Result<(String, usize), NameError> {
-    let mut text = String::with_capacity(64);
+/// Reads the name starting at `start` in `message`, appending its text to `text` when
+/// given. Returns the offset just after it in the original byte run (after the first
+/// compression pointer, if any).
+fn read_name(
+    message: &[u8],
+    start: usize,
+    mut text: Option<&mut Vec<u8>>,
+) -> Result<usize, NameError> {
     let mut pos = start;
     // Start of the label run being read: every pointer must go below it.
     let mut run_start = start;
@@ -136,18 +149,20 @@ fn read_name(message: &[u8], start: usize) -> Result<(String, usize), NameError>
                     return Err(NameError::Malformed);
                 }
                 if len == 0 {
-                    if text.is_empty() {
-                        text.push('.');
+                    if let Some(t) = text.as_mut().filter(|t| t.is_empty()) {
+                        t.push(b'.');
                     }
-                    return Ok((text, after_first_pointer.unwrap_or(pos + 1)));
+                    return Ok(after_first_pointer.unwrap_or(pos + 1));
                 }
                 let label = message
                     .get(pos + 1..pos + 1 + len)
                     .ok_or(NameError::Truncated)?;
-                if !text.is_empty() {
-                    text.push('.');
+                if let Some(t) = text.as_mut() {
+                    if !t.is_empty() {
+                        t.push(b'.');
+                    }
+                    push_label(t, label);
                 }
-                push_label(&mut text, label);
                 pos += 1 + len;
             }
             0xc0 => {
@@ -166,30 +181,23 @@ fn read_name(message: &[u8], start: usize) -> Result<(String, usize), NameError>
     }
 }
 
-/// Appends one label in presentation form (see the module doc for the escapes).
-fn push_label(text: &mut String, label: &[u8]) {
+/// Appends one label in presentation form (see the module doc for the escapes): only
+/// printable ASCII comes out.
+fn push_label(text: &mut Vec<u8>, label: &[u8]) {
     // Most labels are plain: copied at once.
     if label
         .iter()
         .all(|&b| matches!(b, 0x21..=0x7e) && b != b'.' && b != b'\\')
     {
-        if let Ok(plain) = std::str::from_utf8(label) {
-            text.push_str(plain);
-            return;
-        }
+        text.extend_from_slice(label);
+        return;
     }
     for &b in label {
         match b {
-            b'.' | b'\\' => {
-                text.push('\\');
-                text.push(char::from(b));
-            }
-            0x21..=0x7e => text.push(char::from(b)),
+            b'.' | b'\\' => text.extend_from_slice(&[b'\\', b]),
+            0x21..=0x7e => text.push(b),
             _ => {
-                text.push('\\');
-                text.push(char::from(b'0' + b / 100));
-                text.push(char::from(b'0' + b / 10 % 10));
-                text.push(char::from(b'0' + b % 10));
+                text.extend_from_slice(&[b'\\', b'0' + b / 100, b'0' + b / 10 % 10, b'0' + b % 10])
             }
         }
     }
@@ -363,10 +371,35 @@ mod tests {
         buf.extend_from_slice(&[3, b'c', b'o', b'm', 0]); // offset 0: example.com
         buf.extend_from_slice(&[3, b'w', b'w', b'w', 0xc0, 0]); // offset 13: www.<0>
         buf.extend_from_slice(&[1, b'a', 0xc0, 13]); // offset 19: a.<13>
+        let mut text = Vec::new();
+        assert_eq!(read_name(&buf, 19, Some(&mut text)), Ok(23));
+        assert_eq!(text, b"a.www.example.com");
+        // Checked without a copy: the same end, the same verdicts.
+        assert_eq!(read_name(&buf, 19, None), Ok(23));
+        assert_eq!(read_name(&buf[..20], 19, None), Err(NameError::Truncated));
+    }
+
+    #[test]
+    fn a_response_parsed_without_its_name_says_the_same_otherwise() {
+        let mut response = QUERY_WWW_EXAMPLE_COM_A.to_vec();
+        response[2] |= 0x80; // QR
+        let named = parse(&response, false).unwrap();
+        assert_eq!(named.query.as_deref(), Some("www.example.com"));
+        let unnamed = parse_with(&response, false, false).unwrap();
+        assert_eq!(unnamed.query, None);
         assert_eq!(
-            read_name(&buf, 19),
-            Ok(("a.www.example.com".to_string(), 23))
+            DnsMessage {
+                query: named.query.clone(),
+                ..unnamed
+            },
+            named
         );
+        // A query keeps its name; a malformed name is refused either way.
+        let q = parse_with(QUERY_WWW_EXAMPLE_COM_A, false, false).unwrap();
+        assert_eq!(q.query.as_deref(), Some("www.example.com"));
+        let mut bad = response.clone();
+        bad[12] = 0x41;
+        assert_eq!(parse_with(&bad, false, false), None);
     }
 
     #[test]
