@@ -1,5 +1,6 @@
 //! Any bytes as a frame of any link type (chosen by the first byte): the decoder never
-//! panics, and every layer it reports lies inside the frame.
+//! panics, every layer it reports lies inside the frame, and the shard peek
+//! (`peek::outer_pair`) names the decoder's outer addresses or defers.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -11,6 +12,9 @@ fuzz_target!(|data: &[u8]| {
     let link = LinkType::SUPPORTED[usize::from(sel) % LinkType::SUPPORTED.len()];
     let mut d = Decoded::default();
     Decoder::default().decode(link, frame, &mut d);
+    if let (Some(pair), Some(outer)) = (tunnelwatch_decode::peek::outer_pair(link, frame), d.layers.first()) {
+        assert_eq!(pair, (outer.src, outer.dst));
+    }
     for l in &d.layers {
         assert!(l.frame_offset <= frame.len());
         assert!(l.payload.len() <= l.l4.len());

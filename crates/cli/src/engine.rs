@@ -1,12 +1,14 @@
 //! The packet engines behind `read`: one sensor on the reading thread, or `--threads N`
 //! sensors on worker threads, each owning the flows of its shard.
 //!
-//! Sharding: the reading thread decodes each frame and picks the shard from a
-//! symmetric hash of the outermost IP layer's two addresses. Both directions of a flow,
+//! Sharding: the reading thread picks each frame's shard from a symmetric hash of the
+//! outermost IP layer's two addresses — read straight from the headers of plain
+//! TCP/UDP frames ([`tunnelwatch_decode::peek`]), from a full decode of the others. Both directions of a flow,
 //! every fragment of a datagram and every flow inside a tunnel land on the same shard
 //! as their flow, fragments and tunnel (a 5-tuple hash would split fragmented flows
 //! and tunnels). An ICMP error also goes, for attribution only, to the shard of the
-//! flow it quotes. Frames travel in batches over bounded channels with their position
+//! flow it quotes. Frames travel in batches (returned empty, to be filled again) over
+//! bounded channels with their position
 //! in the whole input and the input's clock before them (the latest packet time so
 //! far); a worker moves its table to that clock before each frame and to the final
 //! clock before its last flush. So timers fire, late packets are clamped and `uid`s are
@@ -14,11 +16,12 @@
 //! eviction under a cap (split evenly across shards) can choose differently.
 
 use std::net::IpAddr;
-use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
 use anyhow::{Context, Result};
 use tunnelwatch_capture::Packet;
+use tunnelwatch_decode::peek::outer_pair;
 use tunnelwatch_decode::{Decoded, Decoder, LinkType, Transport};
 use tunnelwatch_model::Timestamp;
 use tunnelwatch_sensor::{RunStats, Sensor, SensorConfig};
@@ -104,6 +107,8 @@ pub struct Sharded {
     now: Option<Timestamp>,
     batches: Vec<Batch>,
     workers: Vec<(SyncSender<Batch>, JoinHandle<RunStats>)>,
+    /// Batches each worker emptied, to be filled again.
+    returned: Vec<Receiver<Batch>>,
 }
 
 impl Sharded {
@@ -112,14 +117,17 @@ impl Sharded {
         shard.flow.max_flows = (config.flow.max_flows / n).max(1);
         shard.flow.max_memory = config.flow.max_memory / n;
         let mut workers = Vec::with_capacity(n);
+        let mut returned = Vec::with_capacity(n);
         for i in 0..n {
             let (tx, rx) = sync_channel::<Batch>(IN_FLIGHT);
+            let (back, emptied) = channel::<Batch>();
+            returned.push(emptied);
             let mut sensor = Sensor::new(shard.clone());
             let mut out = writer.sender();
             let handle = std::thread::Builder::new()
                 .name(format!("shard-{i}"))
                 .spawn(move || {
-                    for b in rx {
+                    for mut b in rx {
                         for m in &b.frames {
                             let data = &b.data[m.start..m.start + m.len];
                             out.open = m.open;
@@ -133,6 +141,10 @@ impl Sharded {
                         if let Some(end) = b.end {
                             sensor.advance(end, &mut out);
                         }
+                        b.data.clear();
+                        b.frames.clear();
+                        // The reader may be done; then the batch is freed.
+                        let _ = back.send(b);
                     }
                     sensor.finish(&mut out);
                     out.flush();
@@ -146,14 +158,20 @@ impl Sharded {
             now: None,
             batches: (0..n).map(|_| Batch::default()).collect(),
             workers,
+            returned,
         })
     }
 
     fn packet(&mut self, index: u64, p: &Packet<'_>, link: LinkType, open: Timestamp) {
         let n = self.workers.len();
-        let mut d = Decoded::default();
-        self.decoder.decode(link, p.data, &mut d);
-        let (own, quoted) = shards(&d, n);
+        let (own, quoted) = match outer_pair(link, p.data) {
+            Some((a, b)) => ((pair_hash(a, b) % n as u64) as usize, None),
+            None => {
+                let mut d = Decoded::default();
+                self.decoder.decode(link, p.data, &mut d);
+                shards(&d, n)
+            }
+        };
         let now = self.now.map_or(p.ts, |t| t.max(p.ts));
         let before = self.now.unwrap_or(p.ts);
         self.now = Some(now);
@@ -193,7 +211,8 @@ impl Sharded {
     }
 
     fn send(&mut self, shard: usize) {
-        let b = std::mem::take(&mut self.batches[shard]);
+        let next = self.returned[shard].try_recv().unwrap_or_default();
+        let b = std::mem::replace(&mut self.batches[shard], next);
         if !b.frames.is_empty() {
             // A worker only goes away by panicking, which `finish` reports.
             let _ = self.workers[shard].0.send(b);

@@ -13,6 +13,7 @@ pub mod app;
 pub mod checksum;
 mod decoder;
 mod packet;
+pub mod peek;
 pub mod tcp_options;
 
 pub use anomaly::{Anomaly, AnomalyCounts, AnomalyKind};

@@ -5,6 +5,7 @@
 
 use etherparse::PacketBuilder;
 use proptest::prelude::*;
+use tunnelwatch_decode::peek::outer_pair;
 use tunnelwatch_decode::{AnomalyKind, Decoded, Decoder, LinkType, Transport};
 
 const MAC_A: [u8; 6] = [2, 0, 0, 0, 0, 1];
@@ -150,6 +151,41 @@ proptest! {
         for l in &d.layers {
             prop_assert!(l.frame_offset <= bytes.len());
             let _ = tunnelwatch_decode::checksum::transport_ok(l);
+        }
+    }
+
+    #[test]
+    fn the_peeked_outer_pair_is_the_decoded_one(t in tcp_strategy()) {
+        let frame = build_tcp(&t);
+        let d = decode(LinkType::ETHERNET, &frame);
+        let l = &d.layers[0];
+        prop_assert_eq!(outer_pair(LinkType::ETHERNET, &frame), Some((l.src, l.dst)));
+        let ip = &frame[14 + if t.vlan.is_some() { 4 } else { 0 }..];
+        prop_assert_eq!(outer_pair(LinkType::RAW, ip), Some((l.src, l.dst)));
+    }
+
+    #[test]
+    fn a_peek_at_any_bytes_agrees_with_the_decoder_or_defers(sel in 0usize..LinkType::SUPPORTED.len(), bytes in proptest::collection::vec(any::<u8>(), 0..120)) {
+        let link = LinkType::SUPPORTED[sel];
+        if let Some(pair) = outer_pair(link, &bytes) {
+            let d = decode(link, &bytes);
+            if let Some(l) = d.layers.first() {
+                prop_assert_eq!((l.src, l.dst), pair);
+                prop_assert!(!matches!(l.transport, Transport::Icmp(_)));
+            }
+        }
+    }
+
+    #[test]
+    fn a_peek_at_ip_like_garbage_agrees_with_the_decoder_or_defers(v6 in any::<bool>(), low in 0u8..16, udp in any::<bool>(), mut bytes in proptest::collection::vec(any::<u8>(), 40..120)) {
+        // Headers that look like IP carrying TCP/UDP, with any length, flags, options.
+        bytes[0] = if v6 { 0x60 | low } else { 0x40 | low };
+        bytes[if v6 { 6 } else { 9 }] = if udp { 17 } else { 6 };
+        if let Some(pair) = outer_pair(LinkType::RAW, &bytes) {
+            let d = decode(LinkType::RAW, &bytes);
+            if let Some(l) = d.layers.first() {
+                prop_assert_eq!((l.src, l.dst), pair);
+            }
         }
     }
 

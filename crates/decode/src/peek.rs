@@ -1,0 +1,67 @@
+//! A look at a frame's outer IP addresses without decoding it: what `read --threads`
+//! needs to pick the shard of a frame, on the one thread that reads the input.
+//!
+//! Only the common case is read here: Ethernet (with up to two VLAN tags) or raw IP,
+//! carrying IPv4 or IPv6 whose next header is TCP or UDP. Anything else — other link
+//! types, MPLS, PPPoE, IPv6 extension headers, ICMP (whose errors quote a flow that may
+//! live on another shard), a header that does not hold together — returns `None`, and
+//! the caller decodes the frame in full. When this returns addresses they are those of
+//! the outermost layer [`crate::Decoder`] reports for the same frame (a property test
+//! and the fuzz target `decode` check it).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::LinkType;
+
+const ETHERTYPE_IPV4: u16 = 0x0800;
+const ETHERTYPE_IPV6: u16 = 0x86dd;
+const VLAN_TAGS: [u16; 3] = [0x8100, 0x88a8, 0x9100];
+const TCP: u8 = 6;
+const UDP: u8 = 17;
+
+/// The source and destination of the outermost IP layer of a plain TCP or UDP frame,
+/// or `None` when the frame needs a full decode (see the module doc).
+pub fn outer_pair(link: LinkType, frame: &[u8]) -> Option<(IpAddr, IpAddr)> {
+    let (ip, ethertype) = match link {
+        LinkType::ETHERNET => {
+            let mut at = 12;
+            let mut ethertype = be16(frame, at)?;
+            for _ in 0..2 {
+                if !VLAN_TAGS.contains(&ethertype) {
+                    break;
+                }
+                at += 4;
+                ethertype = be16(frame, at)?;
+            }
+            (frame.get(at + 2..)?, Some(ethertype))
+        }
+        LinkType::RAW | LinkType::RAW_DLT12 | LinkType::RAW_DLT14 => (frame, None),
+        _ => return None,
+    };
+    match (ip.first()? >> 4, ethertype) {
+        (4, None | Some(ETHERTYPE_IPV4)) => {
+            let ihl = usize::from(ip[0] & 0x0f) * 4;
+            let h: &[u8; 20] = ip.first_chunk()?;
+            if ihl < 20 || ip.len() < ihl || !matches!(h[9], TCP | UDP) {
+                return None;
+            }
+            let src: [u8; 4] = h[12..16].try_into().ok()?;
+            let dst: [u8; 4] = h[16..20].try_into().ok()?;
+            Some((Ipv4Addr::from(src).into(), Ipv4Addr::from(dst).into()))
+        }
+        (6, None | Some(ETHERTYPE_IPV6)) => {
+            let h: &[u8; 40] = ip.first_chunk()?;
+            if !matches!(h[6], TCP | UDP) {
+                return None;
+            }
+            let src: [u8; 16] = h[8..24].try_into().ok()?;
+            let dst: [u8; 16] = h[24..40].try_into().ok()?;
+            Some((Ipv6Addr::from(src).into(), Ipv6Addr::from(dst).into()))
+        }
+        _ => None,
+    }
+}
+
+fn be16(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes(*b.get(at..)?.first_chunk()?))
+}
