@@ -342,6 +342,8 @@ struct Tally {
     servers: FastSet<IpAddr>,
     bursts: u32,
     window: VecDeque<(Timestamp, u64)>,
+    /// The bytes of `window`.
+    window_bytes: u64,
     /// Alerted per method (statistical, guess, probability, static).
     alerted: [bool; 4],
 }
@@ -809,17 +811,18 @@ impl Detector for Baseline {
             } else {
                 // Burst events (the seed's probabilistic example), then reset.
                 t.window.push_back((r.ts, r.orig_bytes));
-                while t
-                    .window
-                    .front()
-                    .is_some_and(|(ts, _)| r.ts.nanos_since(*ts) > window)
-                {
+                t.window_bytes = t.window_bytes.saturating_add(r.orig_bytes);
+                while let Some(&(ts, b)) = t.window.front() {
+                    if r.ts.nanos_since(ts) <= window {
+                        break;
+                    }
                     t.window.pop_front();
+                    t.window_bytes -= b;
                 }
-                let sent: u64 = t.window.iter().map(|w| w.1).sum();
-                if t.window.len() >= need && sent >= bytes {
+                if t.window.len() >= need && t.window_bytes >= bytes {
                     t.bursts += 1;
                     t.window.clear();
+                    t.window_bytes = 0;
                 }
             }
         }
@@ -832,14 +835,8 @@ impl Detector for Baseline {
     fn advance(&mut self, now: Timestamp, _out: &mut Vec<Alert>) {
         let late = (self.cfg.lateness * 1e9) as i64;
         let open_from = self.slot_index(now.add_nanos(-late));
-        let mut due: Vec<i64> = self
-            .hours
-            .keys()
-            .copied()
-            .filter(|h| *h < open_from)
-            .collect();
-        due.sort_unstable();
-        for h in due {
+        // Oldest first; a few running hours at most, and usually none due.
+        while let Some(h) = self.hours.keys().copied().filter(|h| *h < open_from).min() {
             self.close(h);
         }
         self.closed_before = self.closed_before.max(open_from);

@@ -191,7 +191,13 @@ pub fn split_due<K: Ord, V>(
     first_key: impl Fn(i64) -> K,
 ) -> BTreeMap<K, V> {
     let last_due = (now.as_nanos() - lateness_ns).div_euclid(window_ns) - 1;
-    let keep = map.split_off(&first_key(last_due + 1));
+    let bound = first_key(last_due + 1);
+    // Called for nearly every record: most of the time nothing is due, and splitting
+    // the tree would rebuild it for nothing.
+    if map.first_key_value().is_none_or(|(k, _)| *k >= bound) {
+        return BTreeMap::new();
+    }
+    let keep = map.split_off(&bound);
     std::mem::replace(map, keep)
 }
 
