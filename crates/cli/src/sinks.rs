@@ -1,12 +1,11 @@
-//! Record sinks and the writer thread that feeds them.
+//! Record sinks, and the writer and detection threads that feed them.
 //!
-//! Building records from ended flows, running the detectors over them, serializing
-//! records and alerts (JSON, Zeek TSV, the table, IPFIX datagrams) and the write and
-//! send system calls run on a thread of their own, so the packet path never waits
-//! on strings, formatting, the disk or the network.
-//! Detection runs on a third thread after the writer (records are written as soon
-//! as they are built; the detectors see them in the same order).
-//! Records travel in batches over a bounded channel (back-pressure instead of unbounded
+//! Building records from ended flows, serializing them (JSON, Zeek TSV, the table,
+//! IPFIX datagrams) and the write and send system calls run on the writer thread, so
+//! the packet path never waits on strings, formatting, the disk or the network. The
+//! detectors (and the alerts' output) run on a detection thread after it, over the
+//! writer's built records in the writer's order, and hand records and alerts to the
+//! store; the two stages overlap. Records travel in batches over a bounded channel (back-pressure instead of unbounded
 //! memory); each producer's records are written in the order it sent them, and its
 //! emptied batches come back to it, so the packet path allocates nothing per flow.
 

@@ -1,5 +1,6 @@
-//! The store sink of `tunnelwatch read`: the writer thread hands each batch of records
-//! (after the text outputs have it) to this sink's own thread, which writes them to the
+//! The store sink of `tunnelwatch read`: the detection thread (the writer thread when
+//! detection is off) hands each batch of records (after the text outputs and the
+//! detectors have it) to this sink's own thread, which writes them to the
 //! store in transactions.
 //!
 //! The store is opened, checked and the capture registered in [`StoreSink::start`],
