@@ -27,17 +27,45 @@ pub struct AppState {
     /// A request head split over segments (some clients write each header piece
     /// separately), gathered until its empty line so Host and User-Agent are seen.
     http_buf: Option<Vec<u8>>,
-    /// A DNS flow: every message is counted, not only the first ones.
-    dns: Option<Box<DnsTally>>,
+    /// A DNS flow: every message is counted, not only the first ones. Inline, as are
+    /// its first names: a DNS packet should not chase more pointers than its flow's.
+    dns: Option<DnsTally>,
 }
 
 /// Running DNS counters of one flow (DNS tunnels are many queries in one flow).
 #[derive(Clone, Debug, Default)]
 struct DnsTally {
-    /// Hashes of the names seen (at most [`MAX_DNS_NAMES`]).
-    names: std::collections::HashSet<u64, foldhash::fast::RandomState>,
+    /// Hashes of the first names seen (most DNS flows ask one name).
+    first: [u64; FIRST_NAMES],
+    firsts: u8,
+    /// Hashes of the names seen after those (with them, at most [`MAX_DNS_NAMES`]).
+    more: Option<Box<std::collections::HashSet<u64, foldhash::fast::RandomState>>>,
     entropy_sum: f64,
     entropy_n: u64,
+}
+
+/// Name hashes a DNS flow keeps inline.
+const FIRST_NAMES: usize = 4;
+
+impl DnsTally {
+    /// Remembers name hash `h`; whether it is new (a name past the bound is counted as
+    /// new, as a tunnel's names are).
+    fn add_name(&mut self, h: u64) -> bool {
+        let firsts = usize::from(self.firsts);
+        if self.first[..firsts].contains(&h) || self.more.as_ref().is_some_and(|m| m.contains(&h)) {
+            return false;
+        }
+        if firsts < FIRST_NAMES {
+            self.first[firsts] = h;
+            self.firsts += 1;
+        } else {
+            let more = self.more.get_or_insert_with(Default::default);
+            if FIRST_NAMES + more.len() < MAX_DNS_NAMES {
+                more.insert(h);
+            }
+        }
+        true
+    }
 }
 
 /// Qtypes that carry room for data in answers: CNAME, NULL, MX, TXT, ANY, private use.
@@ -122,9 +150,11 @@ impl AppState {
         self.tls_buf.as_ref().map_or(0, Vec::capacity)
             + self.http_buf.as_ref().map_or(0, Vec::capacity)
             + self.facts.text_len()
-            + self.dns.as_ref().map_or(0, |d| {
-                std::mem::size_of::<DnsTally>() + 9 * d.names.capacity()
-            })
+            + self
+                .dns
+                .as_ref()
+                .and_then(|d| d.more.as_ref())
+                .map_or(0, |m| 9 * m.capacity())
     }
 
     /// True when nothing more will be learnt (a DNS flow keeps counting).
@@ -187,11 +217,8 @@ impl AppState {
             if let Some(name) = &m.query {
                 f.name_bytes += name.len() as u64;
                 let h = name_hash(name);
-                if !tally.names.contains(&h) {
+                if tally.add_name(h) {
                     f.distinct_names += 1;
-                    if tally.names.len() < MAX_DNS_NAMES {
-                        tally.names.insert(h);
-                    }
                 }
                 if let Some(e) = subdomain_entropy(name) {
                     tally.entropy_sum += e;
@@ -493,6 +520,28 @@ mod tests {
         assert_eq!(d.query.as_deref(), Some("aaaa.t.example"));
         // "aaaa": 0 bits, "aaaa": 0, "zq9x": 2 bits → mean 2/3.
         assert_eq!(d.subdomain_entropy, 0.667);
+    }
+
+    #[test]
+    fn distinct_names_are_counted_past_the_inline_ones_and_the_bound() {
+        let mut t = DnsTally::default();
+        // Each name twice: only the first time is new, inline or in the set.
+        for i in 0..20u64 {
+            assert!(t.add_name(i * 7919), "{i}");
+            assert!(!t.add_name(i * 7919), "{i}");
+        }
+        assert_eq!(usize::from(t.firsts), FIRST_NAMES);
+        assert_eq!(t.more.as_ref().map(|m| m.len()), Some(20 - FIRST_NAMES));
+        // Past the bound every other name counts as new and nothing more is kept.
+        for i in 20..(MAX_DNS_NAMES as u64 + 100) {
+            assert!(t.add_name(i * 7919));
+        }
+        assert_eq!(
+            t.more.as_ref().map(|m| m.len()),
+            Some(MAX_DNS_NAMES - FIRST_NAMES)
+        );
+        assert!(!t.add_name(3 * 7919));
+        assert!(t.add_name(u64::MAX));
     }
 
     #[test]
