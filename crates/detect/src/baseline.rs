@@ -315,8 +315,8 @@ impl SlotProfile {
 pub struct Profiles {
     /// Weight of observed hours per slot (the sensor saw traffic in them).
     pub slots: HashMap<u32, f64>,
-    /// Profiles.
-    pub keys: HashMap<ProfileKey, HashMap<u32, SlotProfile>>,
+    /// Profiles (keyed by traffic: foldhash, seeded per map).
+    pub keys: HashMap<ProfileKey, HashMap<u32, SlotProfile>, foldhash::fast::RandomState>,
 }
 
 /// Learning or detecting.

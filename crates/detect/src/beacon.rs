@@ -94,7 +94,7 @@ pub struct Beacon {
     cfg: BeaconConfig,
     max_uids: usize,
     on: [bool; 3],
-    series: FastMap<Key, Series>,
+    series: FastMap<Key, Box<Series>>,
     pairs: FastMap<(IpAddr, IpAddr, u16), Pair>,
     /// Flows already counted from an interim record.
     live: BTreeSet<String>,
@@ -183,7 +183,7 @@ impl Beacon {
                         continue;
                     }
                 }
-                self.series.insert(key.clone(), Series::default());
+                self.series.insert(key.clone(), Box::default());
             }
             let Some(s) = self.series.get_mut(&key) else {
                 continue;
@@ -362,7 +362,13 @@ impl Beacon {
     /// `long_connection`: summed duration per (client, server, port), open flows too.
     fn long(&mut self, r: &FlowRecord, out: &mut Vec<Alert>) {
         let key = (r.orig_h, r.resp_h, r.resp_p);
-        if !self.pairs.contains_key(&key) && self.pairs.len() >= self.cfg.max_series {
+        let known = self.pairs.contains_key(&key);
+        if !known && r.cause != Cause::Status && r.duration < 1.0 {
+            // Short and done, and nothing open on the pair: nothing to remember (the
+            // first bucket is an hour).
+            return;
+        }
+        if !known && self.pairs.len() >= self.cfg.max_series {
             self.untracked += 1;
             return;
         }
