@@ -35,7 +35,8 @@ impl OncePerFlow {
 
     /// Forgets `r`'s flow when `r` is its final record.
     pub fn done(&mut self, r: &FlowRecord) {
-        if r.cause != Cause::Status {
+        // Most runs have no interim records: nothing to forget, nothing to allocate.
+        if r.cause != Cause::Status && !self.alerted.is_empty() {
             let from = (r.uid.clone(), "");
             let gone: Vec<_> = self
                 .alerted

@@ -14,8 +14,10 @@ use std::net::IpAddr;
 
 use tunnelwatch_model::{FlowRecord, Timestamp};
 
-/// Most (period, source, destination, rule) keys queued at once.
-pub const MAX_KEYS: usize = 1 << 20;
+/// Most (period, source, destination, rule) keys queued at once. An entry holds about
+/// 600 bytes (its ports, its first uids): a spoofed flood of distinct sources filled
+/// 2^20 of them, ~650 MB, for findings the flood detector sums up anyway.
+pub const MAX_KEYS: usize = 1 << 18;
 
 /// The key of one queue entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
