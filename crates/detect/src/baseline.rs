@@ -791,7 +791,9 @@ impl Detector for Baseline {
         let hour = self.hours.entry(index).or_default();
         // Bounded under floods: an hour tracks at most twice `max_keys` keys.
         let room = hour.len() + 2 <= 2 * self.cfg.max_keys;
-        if !room && !(hour.contains_key(&pair) && hour.contains_key(&client)) {
+        let known =
+            |h: &FastMap<ProfileKey, Tally>| h.contains_key(&pair) && h.contains_key(&client);
+        if !(room || known(hour)) {
             self.stats.refused += 1;
             return;
         }

@@ -30,6 +30,7 @@
 //! of packet time are forgotten.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 
 use tunnelwatch_model::{Alert, Cause, FlowRecord, Severity, Timestamp};
@@ -66,10 +67,14 @@ impl Kind {
     }
 }
 
-type Key = (Kind, IpAddr, String);
+/// Kind, client, and the seeded hash of the key's text (kept once, in the series): a
+/// record looks its series up without building or cloning a string.
+type Key = (Kind, IpAddr, u64);
 
 #[derive(Default)]
 struct Series {
+    /// The key's text: `server:port/proto`, the name, the fingerprint or the URL.
+    text: String,
     /// Start times (s) and client bytes of the latest connections.
     points: VecDeque<(f64, f64)>,
     /// Connections seen (also those no longer kept).
@@ -95,6 +100,10 @@ pub struct Beacon {
     max_uids: usize,
     on: [bool; 3],
     series: FastMap<Key, Box<Series>>,
+    /// Hashes key texts (seeded at random per run).
+    text_hash: foldhash::fast::RandomState,
+    /// The text of the key being looked up (reused).
+    text: String,
     pairs: FastMap<(IpAddr, IpAddr, u16), Pair>,
     /// Flows already counted from an interim record.
     live: BTreeSet<String>,
@@ -118,6 +127,8 @@ impl Beacon {
                 config.enabled("long_connection"),
             ],
             series: FastMap::default(),
+            text_hash: foldhash::fast::RandomState::default(),
+            text: String::new(),
             pairs: FastMap::default(),
             live: BTreeSet::new(),
             start: None,
@@ -128,42 +139,56 @@ impl Beacon {
         }
     }
 
-    /// The series a record belongs to.
-    fn keys(r: &FlowRecord) -> Vec<(Kind, String)> {
-        let mut v = vec![(Kind::Ip, format!("{}:{}/{}", r.resp_h, r.resp_p, r.proto))];
+    /// Writes the text of `r`'s series of `kind` into `out` (cleared first); false when
+    /// `r` has none of that kind.
+    fn key_text(r: &FlowRecord, kind: Kind, out: &mut String) -> bool {
+        use std::fmt::Write;
+        out.clear();
         let app = r.app.as_ref();
         let http = app.and_then(|a| a.http.as_ref());
         let tls = app.and_then(|a| a.tls.as_ref());
-        let host = http
-            .and_then(|h| h.host.as_deref())
-            .map(|h| strip_port(h).to_ascii_lowercase());
-        let name = host
-            .clone()
-            .or_else(|| tls.and_then(|t| t.sni.clone()))
-            .or_else(|| app.and_then(|a| a.dns.as_ref()?.query.clone()))
-            .map(|n| n.to_ascii_lowercase());
-        // Service discovery (`.local`) and reverse lookups (`.arpa`) repeat by design.
-        let name = name.filter(|n| {
-            let n = n.trim_end_matches('.');
-            !n.is_empty() && !n.ends_with(".local") && !n.ends_with(".arpa")
-        });
-        if let Some(n) = name {
-            v.push((Kind::Name, n));
-        }
-        if let Some(j) = tls.and_then(|t| t.ja4.clone()) {
-            v.push((Kind::Ja4, j));
-        }
-        let method = http.and_then(|h| h.method.as_deref());
-        if let (Some(h), Some(u)) = (host, http.and_then(|h| h.uri.as_deref())) {
-            if method != Some("CONNECT") {
+        let host = http.and_then(|h| h.host.as_deref()).map(strip_port);
+        match kind {
+            Kind::Ip => {
+                let _ = write!(out, "{}:{}/{}", r.resp_h, r.resp_p, r.proto);
+            }
+            Kind::Name => {
+                let Some(n) = host
+                    .or_else(|| tls.and_then(|t| t.sni.as_deref()))
+                    .or_else(|| app.and_then(|a| a.dns.as_ref()?.query.as_deref()))
+                else {
+                    return false;
+                };
+                out.push_str(n);
+                out.make_ascii_lowercase();
+                // Service discovery (`.local`) and reverse lookups (`.arpa`) repeat by
+                // design.
+                let n = out.trim_end_matches('.');
+                if n.is_empty() || n.ends_with(".local") || n.ends_with(".arpa") {
+                    return false;
+                }
+            }
+            Kind::Ja4 => match tls.and_then(|t| t.ja4.as_deref()) {
+                Some(j) => out.push_str(j),
+                None => return false,
+            },
+            Kind::Url => {
+                let (Some(h), Some(u)) = (host, http.and_then(|h| h.uri.as_deref())) else {
+                    return false;
+                };
+                if http.and_then(|h| h.method.as_deref()) == Some("CONNECT") {
+                    return false;
+                }
                 // Proxies see absolute URIs; the path is what was fetched.
                 let path = u
                     .split_once("://")
                     .map_or(u, |(_, rest)| rest.find('/').map_or("/", |i| &rest[i..]));
-                v.push((Kind::Url, format!("{h}{path}")));
+                out.push_str(h);
+                out.make_ascii_lowercase();
+                out.push_str(path);
             }
         }
-        v
+        true
     }
 
     fn add(&mut self, r: &FlowRecord, out: &mut Vec<Alert>) {
@@ -173,8 +198,12 @@ impl Beacon {
         }
         let t = r.ts.as_secs_f64_micros();
         let size = r.orig_bytes as f64;
-        for (kind, name) in Self::keys(r) {
-            let key = (kind, r.orig_h, name);
+        let mut text = std::mem::take(&mut self.text);
+        for kind in [Kind::Ip, Kind::Name, Kind::Ja4, Kind::Url] {
+            if !Self::key_text(r, kind, &mut text) {
+                continue;
+            }
+            let key = (kind, r.orig_h, self.text_hash.hash_one(text.as_str()));
             if !self.series.contains_key(&key) {
                 if self.series.len() >= self.cfg.max_series {
                     self.compact();
@@ -183,7 +212,11 @@ impl Beacon {
                         continue;
                     }
                 }
-                self.series.insert(key.clone(), Box::default());
+                let series = Series {
+                    text: text.clone(),
+                    ..Series::default()
+                };
+                self.series.insert(key, Box::new(series));
             }
             let Some(s) = self.series.get_mut(&key) else {
                 continue;
@@ -211,6 +244,7 @@ impl Beacon {
                 self.score(&key, out);
             }
         }
+        self.text = text;
     }
 
     /// Full: forgets series of one connection (most series are one-off connections)
@@ -260,7 +294,7 @@ impl Beacon {
                 format!(
                     "{} fetched {} {} times in {:.0} s ({:.2}/s): a few resources too often",
                     key.1,
-                    key.2,
+                    s.text,
                     recent.len(),
                     span,
                     rate
@@ -273,7 +307,7 @@ impl Beacon {
             )
             .uids(s.uids.clone(), s.community_id.clone())
             .max_uids(self.max_uids)
-            .evidence("url", key.2.clone())
+            .evidence("url", s.text.clone())
             .evidence("fetches", recent.len())
             .evidence("per_second", round3(rate))
             .build(),
@@ -315,10 +349,9 @@ impl Beacon {
         }
         s.alerted = Some(severity);
         let what = match key.0 {
-            Kind::Ip => key.2.clone(),
-            Kind::Name => format!("the name {}", key.2),
-            Kind::Ja4 => format!("servers with the TLS fingerprint {}", key.2),
-            Kind::Url => key.2.clone(),
+            Kind::Ip | Kind::Url => s.text.clone(),
+            Kind::Name => format!("the name {}", s.text),
+            Kind::Ja4 => format!("servers with the TLS fingerprint {}", s.text),
         };
         out.push(
             AlertBuilder::new(
@@ -345,7 +378,7 @@ impl Beacon {
             .uids(s.uids.clone(), s.community_id.clone())
             .max_uids(self.max_uids)
             .evidence("series", key.0.label())
-            .evidence("key", key.2.clone())
+            .evidence("key", s.text.clone())
             .evidence("connections", times.len())
             .evidence("servers", s.servers.len())
             .evidence("median_interval", round3(sc.median_interval))
@@ -655,13 +688,16 @@ impl Detector for Beacon {
         if !self.on[0] {
             return;
         }
-        let mut keys: Vec<Key> = self
+        // In key order (kind, client, text): the same alerts in the same order on
+        // every run, whatever the hash seed.
+        let mut keys: Vec<(Key, &str)> = self
             .series
             .iter()
             .filter(|(k, s)| k.0 != Kind::Url && s.n >= self.cfg.min_connections)
-            .map(|(k, _)| k.clone())
+            .map(|(k, s)| (*k, s.text.as_str()))
             .collect();
-        keys.sort();
+        keys.sort_by(|a, b| (a.0 .0, a.0 .1, a.1).cmp(&(b.0 .0, b.0 .1, b.1)));
+        let keys: Vec<Key> = keys.into_iter().map(|(k, _)| k).collect();
         for k in keys {
             self.score(&k, out);
         }

@@ -39,6 +39,8 @@ struct DnsTally {
     first: [u64; FIRST_NAMES],
     firsts: u8,
     /// Hashes of the names seen after those (with them, at most [`MAX_DNS_NAMES`]).
+    /// Boxed: 8 bytes in every application state instead of a set's 40.
+    #[allow(clippy::box_collection)]
     more: Option<Box<std::collections::HashSet<u64, foldhash::fast::RandomState>>>,
     entropy_sum: f64,
     entropy_n: u64,
