@@ -3,7 +3,8 @@
 //! records (`tests/golden/*/flows.jsonl`: HTTP, TLS, SSH, DNS, ICMP, tunnels, VLANs),
 //! replicated 1,000 times with distinct client addresses, uids and start times half a
 //! second apart, in end order: many clients, the same servers, as in the benchmark
-//! corpus. `cargo bench -p tunnelwatch-detect`.
+//! corpus. Each run ends with the detector's drop (as `read` ends with it). On mimalloc,
+//! as the CLI. `cargo bench -p tunnelwatch-detect`.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -14,6 +15,9 @@ use tunnelwatch_detect::{
     Detector,
 };
 use tunnelwatch_model::{Alert, FlowRecord};
+
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const COPIES: u32 = 1000;
 
