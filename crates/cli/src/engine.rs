@@ -3,14 +3,13 @@
 //!
 //! Sharding: the reading thread picks each frame's shard from a symmetric hash of the
 //! outermost IP layer's two addresses — read straight from the headers of plain
-//! TCP/UDP frames ([`tunnelwatch_decode::peek`]), from a full decode of the others. Both directions of a flow,
-//! every fragment of a datagram and every flow inside a tunnel land on the same shard
-//! as their flow, fragments and tunnel (a 5-tuple hash would split fragmented flows
-//! and tunnels). An ICMP error also goes, for attribution only, to the shard of the
-//! flow it quotes. Frames travel in batches (returned empty, to be filled again) over
-//! bounded channels with their position
-//! in the whole input and the input's clock before them (the latest packet time so
-//! far); a worker moves its table to that clock before each frame and to the final
+//! TCP/UDP frames ([`tunnelwatch_decode::peek`]), from a full decode of the others.
+//! Both directions of a flow, every fragment of a datagram and every flow inside a
+//! tunnel land on the same shard as their flow, fragments and tunnel (a 5-tuple hash
+//! would split fragmented flows and tunnels). An ICMP error also goes, for attribution
+//! only, to the shard of the flow it quotes. Frames travel in batches (returned empty,
+//! to be filled again) over bounded channels with their position in the whole input
+//! and the input's clock before them (the latest packet time so far); a worker moves its table to that clock before each frame and to the final
 //! clock before its last flush. So timers fire, late packets are clamped and `uid`s are
 //! made exactly as in a single-threaded run, and the records are the same set; only
 //! eviction under a cap (split evenly across shards) can choose differently.

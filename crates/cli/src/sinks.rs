@@ -5,9 +5,10 @@
 //! the packet path never waits on strings, formatting, the disk or the network. The
 //! detectors (and the alerts' output) run on a detection thread after it, over the
 //! writer's built records in the writer's order, and hand records and alerts to the
-//! store; the two stages overlap. Records travel in batches over a bounded channel (back-pressure instead of unbounded
-//! memory); each producer's records are written in the order it sent them, and its
-//! emptied batches come back to it, so the packet path allocates nothing per flow.
+//! store; the two stages overlap. Records travel in batches over bounded channels
+//! (back-pressure instead of unbounded memory); each producer's records are written in
+//! the order it sent them, and its emptied batches come back to it, so the packet path
+//! allocates nothing per flow.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};

@@ -7,7 +7,7 @@
 //!
 //! Searching stops for a direction once it has passed every rule's `offset + depth`,
 //! so a bulk transfer costs its first few packets only. The state is a box per flow
-//! with payload, allocated only when rules are configured.
+//! with payload, allocated only when some rule may match the flow's protocol.
 
 use memchr::memmem::Finder;
 use tunnelwatch_model::{IpProto, SignatureHit, SignatureRule};
@@ -113,11 +113,6 @@ impl Signatures {
             "icmp" => self.protos[2],
             _ => self.protos[3],
         }
-    }
-
-    /// No rules: nothing to do.
-    pub fn is_empty(&self) -> bool {
-        self.rules.is_empty()
     }
 }
 
