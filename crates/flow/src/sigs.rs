@@ -107,10 +107,10 @@ impl Signatures {
     /// Whether any rule may match a flow of `proto` (a flow of another protocol gets
     /// no signature state).
     pub fn covers(&self, proto: IpProto) -> bool {
-        match proto.transport_name() {
-            "tcp" => self.protos[0],
-            "udp" => self.protos[1],
-            "icmp" => self.protos[2],
+        match proto {
+            IpProto::TCP => self.protos[0],
+            IpProto::UDP => self.protos[1],
+            IpProto::ICMP | IpProto::ICMPV6 => self.protos[2],
             _ => self.protos[3],
         }
     }
