@@ -41,6 +41,9 @@ pub(crate) struct TimerQueue {
     lanes: Vec<(i64, VecDeque<Timer>)>,
     heap: BinaryHeap<Reverse<Timer>>,
     seq: u64,
+    /// When the earliest timer is due (`None`: no timers): asked before every packet,
+    /// answered without looking at the lanes.
+    next: Option<Timestamp>,
 }
 
 impl TimerQueue {
@@ -53,6 +56,7 @@ impl TimerQueue {
             lanes: ds.into_iter().map(|d| (d, VecDeque::new())).collect(),
             heap: BinaryHeap::new(),
             seq: 0,
+            next: None,
         }
     }
 
@@ -61,6 +65,7 @@ impl TimerQueue {
         self.seq += 1;
         t.seq = self.seq;
         t.at = base.add_nanos(delay);
+        self.next = Some(self.next.map_or(t.at, |n| n.min(t.at)));
         if let Some((_, q)) = self.lanes.iter_mut().find(|(d, _)| *d == delay) {
             if q.back().is_none_or(|b| b.at <= t.at) {
                 q.push_back(t);
@@ -86,14 +91,16 @@ impl TimerQueue {
     /// Removes and returns the earliest timer if it is due at or before `now`
     /// (`None`: any time).
     pub fn pop_due(&mut self, now: Option<Timestamp>) -> Option<Timer> {
-        let (at, t) = self.earliest()?;
-        if now.is_some_and(|n| t.at > n) {
+        let next = self.next?;
+        if now.is_some_and(|n| next > n) {
             return None;
         }
+        let (at, t) = self.earliest()?;
         match at {
             None => self.heap.pop(),
             Some(i) => self.lanes[i].1.pop_front().map(Reverse),
         };
+        self.next = self.earliest().map(|(_, t)| t.at);
         Some(t)
     }
 
@@ -103,6 +110,7 @@ impl TimerQueue {
         for (_, q) in &mut self.lanes {
             q.clear();
         }
+        self.next = None;
     }
 
     /// Keeps only the timers `keep` accepts (dropping those of ended flows).
@@ -111,6 +119,7 @@ impl TimerQueue {
         for (_, q) in &mut self.lanes {
             q.retain(|t| keep(t));
         }
+        self.next = self.earliest().map(|(_, t)| t.at);
     }
 
     /// Timers pending.
@@ -157,7 +166,12 @@ mod tests {
             .map(|(i, (b, d))| (b + d, i as u32))
             .collect();
         want.sort();
+        assert_eq!(q.pop_due(Some(Timestamp(7))), None);
         assert_eq!(q.pop_due(Some(Timestamp(8))).map(|t| t.slot), Some(2));
+        assert_eq!(q.pop_due(Some(Timestamp(12))), None);
+        // A timer pushed earlier than every pending one is due first.
+        q.push(timer(99), Timestamp(0), 9);
+        assert_eq!(q.pop_due(Some(Timestamp(12))).map(|t| t.slot), Some(99));
         assert_eq!(q.pop_due(Some(Timestamp(12))), None);
         let mut got = vec![(8, 2)];
         while let Some(t) = q.pop_due(None) {
