@@ -98,7 +98,13 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 /// `HH:MM:SS[.frac]` as nanoseconds into the day.
 fn time_of_day(s: &str) -> Option<i64> {
     let (hms, frac) = s.split_once('.').unwrap_or((s, ""));
-    let mut it = hms.split(':').map(|p| p.parse::<i64>().ok());
+    // Digits only: `parse` would take a sign, and `-5555…` seconds overflowed below.
+    let mut it = hms.split(':').map(|p| {
+        p.bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| p.parse::<i64>().ok())
+            .flatten()
+    });
     let (h, m, sec) = (it.next()??, it.next()??, it.next()??);
     if it.next().is_some()
         || h > 23
@@ -342,6 +348,22 @@ mod tests {
             parse_line(SEED[2], Format::Ipmon, 2009).unwrap().flags,
             flag::SYN
         );
+    }
+
+    #[test]
+    fn times_of_day_take_digits_only() {
+        assert_eq!(time_of_day("04:04:31.5"), Some(14_671_500_000_000));
+        // Signs parse as numbers but are no clock: the fuzzer's `-5555…` seconds
+        // overflowed the sum.
+        for t in [
+            "04:04:-5555555555555555",
+            "-1:00:00",
+            "04:+4:31",
+            "04::31",
+            "4:4:4:4",
+        ] {
+            assert_eq!(time_of_day(t), None, "{t}");
+        }
     }
 
     #[test]
