@@ -151,10 +151,7 @@ fn stamp(line: &str, year: i32) -> Option<(Timestamp, &str)> {
             return None;
         }
         let secs = days_from_civil(y, mo, d) * 86_400 - offset;
-        return Some((
-            Timestamp(secs * 1_000_000_000 + tod),
-            words.next().unwrap_or(""),
-        ));
+        return Some((nanos(secs, tod)?, words.next().unwrap_or("")));
     }
     let mo = MONTHS.iter().position(|m| *m == first)? as u32 + 1;
     let rest = words.next()?.trim_start();
@@ -163,7 +160,15 @@ fn stamp(line: &str, year: i32) -> Option<(Timestamp, &str)> {
     let (hms, rest) = rest.split_once(' ')?;
     let tod = time_of_day(hms)?;
     let secs = days_from_civil(i64::from(year), mo, d) * 86_400;
-    Some((Timestamp(secs * 1_000_000_000 + tod), rest))
+    Some((nanos(secs, tod)?, rest))
+}
+
+/// `secs` since the epoch plus `tod` nanoseconds, or `None` past what 64-bit
+/// nanoseconds hold (years before 1677 or after 2262).
+fn nanos(secs: i64, tod: i64) -> Option<Timestamp> {
+    secs.checked_mul(1_000_000_000)?
+        .checked_add(tod)
+        .map(Timestamp)
 }
 
 fn proto_of(name: &str) -> Option<IpProto> {
@@ -364,6 +369,10 @@ mod tests {
         ] {
             assert_eq!(time_of_day(t), None, "{t}");
         }
+        // Stamps past what nanoseconds since 1970 hold are no time either.
+        assert!(stamp("9999-01-01T00:00:00Z fw kernel: x", 0).is_none());
+        assert!(stamp("Jan  1 00:00:00 fw kernel: x", 9999).is_none());
+        assert!(stamp("Jan  1 00:00:00 fw kernel: x", 2026).is_some());
     }
 
     #[test]
