@@ -60,9 +60,29 @@ fn stored(part: &[u8], framed: bool) -> Vec<u8> {
     }
 }
 
+/// libFuzzer ends a run with `exit`, so no run removes its own store (a few hundred MB
+/// of WAL each): the next one removes those whose process is gone.
+fn remove_stale_stores(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("tw-fuzz-store-")) else {
+            continue;
+        };
+        let pid: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        if !pid.is_empty() && !std::path::Path::new("/proc").join(&pid).exists() {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let st = STORE.get_or_init(|| {
-        let p = std::env::temp_dir().join(format!("tw-fuzz-store-{}.db", std::process::id()));
+        let dir = std::env::temp_dir();
+        remove_stale_stores(&dir);
+        let p = dir.join(format!("tw-fuzz-store-{}.db", std::process::id()));
         for ext in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{ext}", p.display()));
         }
@@ -125,7 +145,10 @@ fuzz_target!(|data: &[u8]| {
             ..ViewOptions::default()
         });
     }
-    let _ = st.first_seen(&["10.0.0.1".parse().expect("an address"), "::".parse().expect("an address")]);
+    let _ = st.first_seen(&[
+        "10.0.0.1".parse().expect("an address"),
+        "::".parse().expect("an address"),
+    ]);
     let _ = st.rollup_conns();
     let _ = st.client_count();
     // Resuming the capture loads the uids of its stored records.
