@@ -100,8 +100,6 @@ pub struct Beacon {
     max_uids: usize,
     on: [bool; 3],
     series: FastMap<Key, Box<Series>>,
-    /// Hashes key texts (seeded at random per run).
-    text_hash: foldhash::fast::RandomState,
     /// The text of the key being looked up (reused).
     text: String,
     pairs: FastMap<(IpAddr, IpAddr, u16), Pair>,
@@ -127,7 +125,6 @@ impl Beacon {
                 config.enabled("long_connection"),
             ],
             series: FastMap::default(),
-            text_hash: foldhash::fast::RandomState::default(),
             text: String::new(),
             pairs: FastMap::default(),
             live: BTreeSet::new(),
@@ -203,7 +200,8 @@ impl Beacon {
             if !Self::key_text(r, kind, &mut text) {
                 continue;
             }
-            let key = (kind, r.orig_h, self.text_hash.hash_one(text.as_str()));
+            // The map's own seeded hasher hashes the text too.
+            let key = (kind, r.orig_h, self.series.hasher().hash_one(text.as_str()));
             if !self.series.contains_key(&key) {
                 if self.series.len() >= self.cfg.max_series {
                     self.compact();

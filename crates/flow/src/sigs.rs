@@ -78,11 +78,11 @@ impl Signatures {
                 "icmp" => Some("icmp"),
                 _ => None,
             };
-            for (i, name) in ["tcp", "udp", "icmp", "unknown_transport"]
-                .into_iter()
-                .enumerate()
-            {
-                out.protos[i] |= proto.is_none_or(|p| p == name);
+            match proto {
+                Some("tcp") => out.protos[0] = true,
+                Some("udp") => out.protos[1] = true,
+                Some("icmp") => out.protos[2] = true,
+                _ => out.protos = [true; 4],
             }
             out.rules.push(Rule {
                 name: r.name.clone(),
