@@ -9,10 +9,14 @@
 //! would split fragmented flows and tunnels). An ICMP error also goes, for attribution
 //! only, to the shard of the flow it quotes. Frames travel in batches (returned empty,
 //! to be filled again) over bounded channels with their position in the whole input
-//! and the input's clock before them (the latest packet time so far); a worker moves its table to that clock before each frame and to the final
-//! clock before its last flush. So timers fire, late packets are clamped and `uid`s are
-//! made exactly as in a single-threaded run, and the records are the same set; only
-//! eviction under a cap (split evenly across shards) can choose differently.
+//! and the input's clock before them (the latest packet time so far); a worker moves
+//! its table to that clock before each frame. Every `512 × N` frames every worker is
+//! sent the clock, frames or not, and moves to it; so does the last batch. So timers
+//! fire, late packets are clamped and `uid`s are made exactly as in a single-threaded
+//! run, and the records are the same; after each batch a worker sends the writer its
+//! clock, which lets the writer put the shards' records in the one order of
+//! [`crate::sinks`]. Only eviction under a cap (split evenly across shards) can choose
+//! differently.
 
 use std::net::IpAddr;
 use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
@@ -44,10 +48,9 @@ impl Engine {
     /// `threads` sensors (one: on this thread) writing to `writer`.
     pub fn new(config: SensorConfig, threads: usize, writer: &RecordWriter) -> Result<Self> {
         if threads <= 1 {
-            return Ok(Engine::Single(
-                Box::new(Sensor::new(config)),
-                writer.sender(),
-            ));
+            let out = writer.senders(1).into_iter().next();
+            let out = out.context("the writer gave no sender")?;
+            return Ok(Engine::Single(Box::new(Sensor::new(config)), out));
         }
         Sharded::start(config, threads, writer).map(Engine::Sharded)
     }
@@ -59,6 +62,7 @@ impl Engine {
         match self {
             Engine::Single(sensor, out) => {
                 out.open = open;
+                out.mark = sensor.now();
                 sensor.packet_at(index, p.ts, link, p.data, p.orig_len, out);
             }
             Engine::Sharded(s) => s.packet(index, p, link, open),
@@ -95,8 +99,10 @@ struct Meta {
 struct Batch {
     data: Vec<u8>,
     frames: Vec<Meta>,
-    /// The input's final clock, sent once at the end.
-    end: Option<Timestamp>,
+    /// The input's clock to move to after the frames: sent now and then to every
+    /// worker, with or without frames, so that all of them keep up with the input's time
+    /// and the writer can release records in order (and at the end: the final clock).
+    tick: Option<Timestamp>,
 }
 
 /// Workers and the batches being filled for them.
@@ -108,6 +114,8 @@ pub struct Sharded {
     workers: Vec<(SyncSender<Batch>, JoinHandle<RunStats>)>,
     /// Batches each worker emptied, to be filled again.
     returned: Vec<Receiver<Batch>>,
+    /// Frames since every worker was last sent the clock.
+    since_tick: usize,
 }
 
 impl Sharded {
@@ -117,12 +125,11 @@ impl Sharded {
         shard.flow.max_memory = config.flow.max_memory / n;
         let mut workers = Vec::with_capacity(n);
         let mut returned = Vec::with_capacity(n);
-        for i in 0..n {
+        for (i, mut out) in writer.senders(n).into_iter().enumerate() {
             let (tx, rx) = sync_channel::<Batch>(IN_FLIGHT);
             let (back, emptied) = channel::<Batch>();
             returned.push(emptied);
             let mut sensor = Sensor::new(shard.clone());
-            let mut out = writer.sender();
             let handle = std::thread::Builder::new()
                 .name(format!("shard-{i}"))
                 .spawn(move || {
@@ -130,6 +137,7 @@ impl Sharded {
                         for m in &b.frames {
                             let data = &b.data[m.start..m.start + m.len];
                             out.open = m.open;
+                            out.mark = sensor.now();
                             sensor.advance(m.now, &mut out);
                             if m.attribute_only {
                                 sensor.attribute_quoted(m.index, m.ts, m.link, data, &mut out);
@@ -137,11 +145,14 @@ impl Sharded {
                                 sensor.packet_at(m.index, m.ts, m.link, data, m.orig_len, &mut out);
                             }
                         }
-                        if let Some(end) = b.end {
-                            sensor.advance(end, &mut out);
+                        if let Some(t) = b.tick {
+                            sensor.advance(t, &mut out);
                         }
+                        out.mark = sensor.now();
+                        out.send();
                         b.data.clear();
                         b.frames.clear();
+                        b.tick = None;
                         // The reader may be done; then the batch is freed.
                         let _ = back.send(b);
                     }
@@ -158,6 +169,7 @@ impl Sharded {
             batches: (0..n).map(|_| Batch::default()).collect(),
             workers,
             returned,
+            since_tick: 0,
         })
     }
 
@@ -177,6 +189,14 @@ impl Sharded {
         self.push(own, index, before, p, link, open, false);
         if let Some(q) = quoted.filter(|q| *q != own) {
             self.push(q, index, before, p, link, open, true);
+        }
+        self.since_tick += 1;
+        if self.since_tick >= FRAMES * n {
+            self.since_tick = 0;
+            for shard in 0..n {
+                self.batches[shard].tick = self.now;
+                self.send(shard);
+            }
         }
     }
 
@@ -212,7 +232,7 @@ impl Sharded {
     fn send(&mut self, shard: usize) {
         let next = self.returned[shard].try_recv().unwrap_or_default();
         let b = std::mem::replace(&mut self.batches[shard], next);
-        if !b.frames.is_empty() {
+        if !b.frames.is_empty() || b.tick.is_some() {
             // A worker only goes away by panicking, which `finish` reports.
             let _ = self.workers[shard].0.send(b);
         }
@@ -220,7 +240,7 @@ impl Sharded {
 
     fn finish(mut self) -> RunStats {
         for i in 0..self.workers.len() {
-            self.batches[i].end = self.now;
+            self.batches[i].tick = self.now;
             let b = std::mem::take(&mut self.batches[i]);
             let _ = self.workers[i].0.send(b);
         }

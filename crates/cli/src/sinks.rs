@@ -6,10 +6,17 @@
 //! detectors (and the alerts' output) run on a detection thread after it, over the
 //! writer's built records in the writer's order, and hand records and alerts to the
 //! store; the two stages overlap. Records travel in batches over bounded channels
-//! (back-pressure instead of unbounded memory); each producer's records are written in
-//! the order it sent them, and its emptied batches come back to it, so the packet path
-//! allocates nothing per flow.
+//! (back-pressure instead of unbounded memory), and emptied batches go back to their
+//! producer, so the packet path allocates nothing per flow.
+//!
+//! Order: the writer holds each record until no producer can send one due earlier (each
+//! batch carries its producer's clock, [`RecordSender::mark`]), then writes the records
+//! it can release sorted by the time they were due ([`Ended::at`]), start time and
+//! `uid`. One order for one input, whatever `--threads` is: the files are the same byte
+//! for byte, and the detectors, several of which judge a record by the ones before it,
+//! see the same sequence.
 
+use std::cmp::Ordering;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
@@ -18,7 +25,7 @@ use std::thread::JoinHandle;
 
 use anyhow::{Context, Result};
 use tunnelwatch_flow::{Ended, FlowSink};
-use tunnelwatch_model::{Alert, FlowRecord, Timestamp};
+use tunnelwatch_model::{Alert, Cause, FlowRecord, Timestamp};
 use tunnelwatch_output::ipfix::{IpfixConfig, IpfixExporter};
 use tunnelwatch_output::{jsonl, table, zeek};
 
@@ -208,9 +215,83 @@ pub fn open_out(target: &str) -> Result<Box<dyn Write + Send>> {
 }
 
 enum Msg {
-    /// A batch, and where to return it once emptied.
-    Records(Timestamp, Vec<Ended>, Sender<Vec<Ended>>),
+    /// How many producers there are (sent before any record).
+    Producers(usize),
+    /// A batch of one producer.
+    Records {
+        producer: usize,
+        /// The first packet time of the run so far.
+        open: Timestamp,
+        /// Every record the producer sends later is due at or after this time and, when
+        /// due at the same time, started at or after this start.
+        mark: (Timestamp, Timestamp),
+        flows: Vec<Ended>,
+        /// Where the emptied batch goes back.
+        back: Sender<Vec<Ended>>,
+    },
     Finish(Timestamp, Timestamp),
+}
+
+/// Records held until every producer's clock has passed the time they were due.
+#[derive(Default)]
+struct Reorder {
+    /// Each producer's mark ([`RecordSender::mark`]) and start within it.
+    marks: Vec<(Timestamp, Timestamp)>,
+    pending: Vec<(Timestamp, FlowRecord)>,
+    /// Reused by `release`.
+    kept: Vec<(Timestamp, FlowRecord)>,
+    ready: Vec<Option<FlowRecord>>,
+    order: Vec<(Timestamp, Timestamp, u32)>,
+}
+
+impl Reorder {
+    /// Moves into `out`, in order, every pending record due before every producer's
+    /// mark (all of them when `all`).
+    fn release(&mut self, all: bool, out: &mut Vec<FlowRecord>) {
+        let limit = if all {
+            None
+        } else {
+            let max = (Timestamp::MAX, Timestamp::MAX);
+            Some(self.marks.iter().copied().min().unwrap_or(max))
+        };
+        let due = |at: Timestamp, r: &FlowRecord| limit.is_none_or(|l| (at, r.ts) < l);
+        if !self.pending.iter().any(|(at, r)| due(*at, r)) {
+            return;
+        }
+        self.ready.clear();
+        self.order.clear();
+        for (at, r) in self.pending.drain(..) {
+            if due(at, &r) {
+                self.order.push((at, r.ts, self.ready.len() as u32));
+                self.ready.push(Some(r));
+            } else {
+                self.kept.push((at, r));
+            }
+        }
+        std::mem::swap(&mut self.pending, &mut self.kept);
+        let ready = &self.ready;
+        self.order.sort_unstable_by(|a, b| {
+            (a.0, a.1).cmp(&(b.0, b.1)).then_with(|| {
+                match (&ready[a.2 as usize], &ready[b.2 as usize]) {
+                    (Some(x), Some(y)) => same_time(x, y),
+                    _ => Ordering::Equal,
+                }
+            })
+        });
+        out.reserve_exact(self.order.len());
+        for &(_, _, i) in &self.order {
+            if let Some(r) = self.ready[i as usize].take() {
+                out.push(r);
+            }
+        }
+    }
+}
+
+/// Records due at the same time that started together: by `uid`, a flow's interim
+/// record before its final one.
+fn same_time(a: &FlowRecord, b: &FlowRecord) -> Ordering {
+    let last = |r: &FlowRecord| r.cause != Cause::Status;
+    a.uid.cmp(&b.uid).then(last(a).cmp(&last(b)))
 }
 
 /// What the writer did: records written and the first write error, if any.
@@ -268,48 +349,67 @@ impl RecordWriter {
                     alerts: None,
                     ipfix: None,
                 };
+                let mut order = Reorder::default();
+                let mut ready: Vec<FlowRecord> = Vec::new();
                 for msg in rx {
-                    match msg {
-                        Msg::Records(open, mut flows, back) => {
+                    // The clock's start, and the clock's end at the end of input.
+                    let (open, close) = match msg {
+                        Msg::Producers(n) => {
+                            order.marks = vec![(Timestamp::MIN, Timestamp::MIN); n];
+                            continue;
+                        }
+                        Msg::Records {
+                            producer,
+                            open,
+                            mark,
+                            mut flows,
+                            back,
+                        } => {
                             w.records += flows.len() as u64;
-                            // After an error, keep draining so senders never block.
-                            // The next stage gets the built records of the batch too.
-                            let mut built = next.as_ref().map(|_| Vec::with_capacity(flows.len()));
-                            for flow in flows.drain(..) {
-                                if w.error.is_some() && built.is_none() {
-                                    continue;
-                                }
-                                let r = flow.into_record();
-                                if w.error.is_none() {
-                                    for s in sinks.iter_mut() {
-                                        if let Err(e) = s.write(&r, open) {
-                                            w.error = Some(e);
-                                            break;
-                                        }
-                                    }
-                                }
-                                if let Some(b) = built.as_mut() {
-                                    b.push(r);
+                            // After an error, keep draining so senders never block; the
+                            // next stage still gets the built records.
+                            if w.error.is_none() || next.is_some() {
+                                for flow in flows.drain(..) {
+                                    order.pending.push((flow.at(), flow.into_record()));
                                 }
                             }
-                            // Fails only if the next stage is gone; it reports why.
-                            match (&next, built) {
-                                (Some(Next::Detect(d)), Some(b)) => {
-                                    let _ = d.send(b);
-                                }
-                                (Some(Next::Store(f)), Some(b)) => {
-                                    let _ = f.send(StoreBatch::Flows(b));
-                                }
-                                _ => {}
-                            }
+                            flows.clear();
                             // The producer may be gone already; then the batch is freed.
                             let _ = back.send(flows);
+                            if let Some(m) = order.marks.get_mut(producer) {
+                                *m = mark;
+                            }
+                            (open, None)
                         }
-                        Msg::Finish(open, close) => {
-                            for s in sinks.iter_mut() {
-                                if let Err(e) = s.finish(open, close) {
-                                    w.error.get_or_insert(e);
+                        Msg::Finish(open, close) => (open, Some(close)),
+                    };
+                    order.release(close.is_some(), &mut ready);
+                    if !ready.is_empty() {
+                        if w.error.is_none() {
+                            'write: for r in &ready {
+                                for s in sinks.iter_mut() {
+                                    if let Err(e) = s.write(r, open) {
+                                        w.error = Some(e);
+                                        break 'write;
+                                    }
                                 }
+                            }
+                        }
+                        // Fails only if the next stage is gone; it reports why.
+                        match &next {
+                            Some(Next::Detect(d)) => {
+                                let _ = d.send(std::mem::take(&mut ready));
+                            }
+                            Some(Next::Store(f)) => {
+                                let _ = f.send(StoreBatch::Flows(std::mem::take(&mut ready)));
+                            }
+                            None => ready.clear(),
+                        }
+                    }
+                    if let Some(close) = close {
+                        for s in sinks.iter_mut() {
+                            if let Err(e) = s.finish(open, close) {
+                                w.error.get_or_insert(e);
                             }
                         }
                     }
@@ -335,16 +435,25 @@ impl RecordWriter {
         Ok(RecordWriter { tx, handle })
     }
 
-    /// A batching handle for one producer thread.
-    pub fn sender(&self) -> RecordSender {
-        let (back, returned) = channel();
-        RecordSender {
-            batch: Vec::with_capacity(BATCH),
-            open: Timestamp::default(),
-            tx: self.tx.clone(),
-            back,
-            returned,
-        }
+    /// Batching handles for the `n` producer threads of the run (asked for once, before
+    /// any record is sent).
+    pub fn senders(&self, n: usize) -> Vec<RecordSender> {
+        let _ = self.tx.send(Msg::Producers(n));
+        (0..n)
+            .map(|producer| {
+                let (back, returned) = channel();
+                RecordSender {
+                    producer,
+                    batch: Vec::with_capacity(BATCH),
+                    open: Timestamp::default(),
+                    mark: Timestamp::MIN,
+                    mark_start: Timestamp::MIN,
+                    tx: self.tx.clone(),
+                    back,
+                    returned,
+                }
+            })
+            .collect()
     }
 
     /// Flushes every sink (with the Zeek footer) and waits for the thread. Every
@@ -412,9 +521,18 @@ fn send_alerts(forward: &Option<SyncSender<StoreBatch>>, raised: &mut Vec<Alert>
 
 /// Collects one producer's records into batches for the writer.
 pub struct RecordSender {
+    producer: usize,
     batch: Vec<Ended>,
     /// The first packet time of the run so far (the Zeek header's `#open`).
     pub open: Timestamp,
+    /// The producer's clock: every record it sends from now on is due ([`Ended::at`])
+    /// at or after this. Kept by the producer ([`tunnelwatch_sensor::Sensor::now`]
+    /// before each packet) and sent with each batch; the writer holds records until
+    /// every producer's mark has passed them.
+    pub mark: Timestamp,
+    /// At the end of input (records due at [`Timestamp::MAX`], in order of start): the
+    /// start of the last one sent, so the writer need not hold them all.
+    mark_start: Timestamp,
     tx: SyncSender<Msg>,
     back: Sender<Vec<Ended>>,
     returned: Receiver<Vec<Ended>>,
@@ -424,21 +542,35 @@ impl RecordSender {
     /// Sends what is batched.
     pub fn flush(&mut self) {
         if !self.batch.is_empty() {
-            let next = self
-                .returned
-                .try_recv()
-                .unwrap_or_else(|_| Vec::with_capacity(BATCH));
-            let full = std::mem::replace(&mut self.batch, next);
-            // Fails only if the writer is gone, which `RecordWriter::finish` reports.
-            let _ = self
-                .tx
-                .send(Msg::Records(self.open, full, self.back.clone()));
+            self.send();
         }
+    }
+
+    /// Sends what is batched and the mark, even with no records: lets the writer
+    /// release what other producers sent.
+    pub fn send(&mut self) {
+        let next = self
+            .returned
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(BATCH));
+        let flows = std::mem::replace(&mut self.batch, next);
+        // Fails only if the writer is gone, which `RecordWriter::finish` reports.
+        let _ = self.tx.send(Msg::Records {
+            producer: self.producer,
+            open: self.open,
+            mark: (self.mark, self.mark_start),
+            flows,
+            back: self.back.clone(),
+        });
     }
 }
 
 impl FlowSink for RecordSender {
     fn ended(&mut self, flow: Ended) {
+        if flow.at() == Timestamp::MAX {
+            self.mark = Timestamp::MAX;
+            self.mark_start = flow.start();
+        }
         self.batch.push(flow);
         if self.batch.len() >= BATCH {
             self.flush();

@@ -1,27 +1,33 @@
-//! `--threads N` gives the records of a single-threaded run: the same set, byte for
-//! byte (the order differs), on the demo, every golden capture, and a spread of the
-//! shared captures (tunnels, fragments, ICMP errors, odd link types).
+//! `--threads N` gives the output of a single-threaded run byte for byte: the same flow
+//! records in the same order, and so the same alerts (several detectors judge a record
+//! by those before it), on the demo, every golden capture, and a spread of the shared
+//! captures (tunnels, fragments, ICMP errors, odd link types).
 
 mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn sorted_records(capture: &Path, threads: usize) -> Vec<String> {
+/// The flow records and the alerts of `read capture --threads threads`.
+fn output(capture: &Path, threads: usize) -> (String, String) {
+    let alerts = std::env::temp_dir().join(format!(
+        "tw-threads-{}-{threads}-{}.jsonl",
+        std::process::id(),
+        capture.file_name().unwrap_or_default().to_string_lossy()
+    ));
     let out = Command::new(env!("CARGO_BIN_EXE_tunnelwatch"))
         .env("TUNNELWATCH_NO_STORE", "1") // these tests are about records, not the store
         .arg("read")
         .arg(capture)
-        .args(["--flows", "-", "--no-progress", "--threads"])
+        .args(["--flows", "-", "--no-progress", "--alerts"])
+        .arg(&alerts)
+        .arg("--threads")
         .arg(threads.to_string())
         .output()
         .expect("run tunnelwatch");
-    let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect();
-    lines.sort();
-    lines
+    let raised = std::fs::read_to_string(&alerts).unwrap_or_default();
+    let _ = std::fs::remove_file(&alerts);
+    (String::from_utf8_lossy(&out.stdout).into_owned(), raised)
 }
 
 fn inputs() -> Vec<PathBuf> {
@@ -39,23 +45,32 @@ fn inputs() -> Vec<PathBuf> {
 }
 
 #[test]
-fn threads_give_the_same_records_on_demo_and_golden_captures() {
+fn threads_give_the_same_output_on_demo_and_golden_captures() {
+    let mut alerts = 0;
     for cap in inputs() {
-        let one = sorted_records(&cap, 1);
-        assert!(!one.is_empty(), "{}: no records", cap.display());
+        let one = output(&cap, 1);
+        assert!(!one.0.is_empty(), "{}: no records", cap.display());
+        alerts += one.1.lines().count();
         for n in [2, 3] {
+            let many = output(&cap, n);
+            assert!(
+                many.0 == one.0,
+                "{}: records differ with --threads {n}",
+                cap.display()
+            );
             assert_eq!(
-                sorted_records(&cap, n),
-                one,
-                "{} with --threads {n}",
+                many.1,
+                one.1,
+                "{}: alerts with --threads {n}",
                 cap.display()
             );
         }
     }
+    assert!(alerts > 0, "no capture raised an alert: nothing compared");
 }
 
 #[test]
-fn threads_give_the_same_records_on_shared_captures() {
+fn threads_give_the_same_output_on_shared_captures() {
     let Some(shared) = support::shared_dir("threads::shared") else {
         return;
     };
@@ -82,8 +97,10 @@ fn threads_give_the_same_records_on_shared_captures() {
             eprintln!("threads: {rel} not in this copy of shared/, skipped");
             continue;
         }
-        let one = sorted_records(&cap, 1);
-        assert_eq!(sorted_records(&cap, 2), one, "{rel} with --threads 2");
+        let one = output(&cap, 1);
+        let two = output(&cap, 2);
+        assert!(two.0 == one.0, "{rel}: records differ with --threads 2");
+        assert_eq!(two.1, one.1, "{rel}: alerts with --threads 2");
         compared += 1;
     }
     assert!(compared >= 10, "only {compared} shared captures compared");

@@ -195,7 +195,10 @@ struct Slot {
 /// A flow that ended, or an interim snapshot of a live one. Its record is built by
 /// whoever consumes it ([`Ended::into_record`]), so that a writer thread, not the packet
 /// path, pays for the strings a record holds.
-pub struct Ended(EndedInner);
+pub struct Ended {
+    at: Timestamp,
+    inner: EndedInner,
+}
 
 // The large variant is the common one; the boxed record is the rare interim report.
 #[allow(clippy::large_enum_variant)]
@@ -238,9 +241,29 @@ impl TcpEnd {
 }
 
 impl Ended {
+    /// The packet time the record is due at: the timer's time for a flow that timed
+    /// out, ended after its close or reports while it lasts; the table's clock for a
+    /// flow ended by a packet (port reuse) or evicted; [`Timestamp::MAX`] at the end of
+    /// input, where they come in order of [`Ended::start`]. Whatever else a run does
+    /// (`--threads`), a table that has moved its clock to `t` has handed over every
+    /// record due before `t`; records sorted by this time (then start and `uid`) are in
+    /// one order however the flows were sharded.
+    pub fn at(&self) -> Timestamp {
+        self.at
+    }
+
+    /// The flow's first packet time (records due at once at the end of input come in
+    /// this order).
+    pub fn start(&self) -> Timestamp {
+        match &self.inner {
+            EndedInner::Flow(f, ..) => f.start,
+            EndedInner::Record(r) => r.ts,
+        }
+    }
+
     /// The flow record.
     pub fn into_record(self) -> FlowRecord {
-        match self.0 {
+        match self.inner {
             EndedInner::Flow(f, tcp, app, extras, cause) => {
                 build_record(&f, tcp, app, extras, cause)
             }
@@ -471,6 +494,17 @@ impl FlowTable {
         ts
     }
 
+    /// Packet time so far ([`Timestamp::MIN`] before the first packet): every record due
+    /// before it ([`Ended::at`]) has been handed over, and every later one will be due at
+    /// or after it.
+    pub fn now(&self) -> Timestamp {
+        if self.started {
+            self.now
+        } else {
+            Timestamp::MIN
+        }
+    }
+
     /// Fires every timer due at or before `now` (Zeek runs timers before the packet).
     pub fn advance(&mut self, now: Timestamp, out: &mut dyn FlowSink) {
         self.started = true;
@@ -481,7 +515,8 @@ impl FlowTable {
     }
 
     /// Ends every live flow (end of input) and writes their records, ordered by first
-    /// packet time then `uid` so that output does not depend on hashing.
+    /// packet time then position of the first packet, so that output does not depend on
+    /// hashing.
     pub fn flush(&mut self, out: &mut dyn FlowSink) {
         let mut order: Vec<(Timestamp, u64, u32)> = self
             .map
@@ -493,7 +528,7 @@ impl FlowTable {
             .collect();
         order.sort_unstable();
         for (_, _, s) in order {
-            self.finish(s, Cause::End, out);
+            self.finish(s, Cause::End, Timestamp::MAX, out);
         }
         self.timers.clear();
     }
@@ -547,7 +582,7 @@ impl FlowTable {
             TimerKind::Inactivity => {
                 let (last, inactivity) = (f.last_time, f.inactivity);
                 if last.add_nanos(inactivity) <= t.at {
-                    self.finish(t.slot, Cause::Timeout, out);
+                    self.finish(t.slot, Cause::Timeout, t.at, out);
                 } else {
                     self.schedule(t.slot, last, inactivity, TimerKind::Inactivity);
                 }
@@ -562,7 +597,7 @@ impl FlowTable {
                     } else {
                         Cause::Timeout
                     };
-                    self.finish(t.slot, cause, out);
+                    self.finish(t.slot, cause, t.at, out);
                 } else if tcp.is_active {
                     if tcp.expire_relevant() {
                         f.expire_scheduled = true;
@@ -578,15 +613,15 @@ impl FlowTable {
                     return;
                 };
                 if tcp.attempt_check() {
-                    self.finish(t.slot, Cause::Timeout, out);
+                    self.finish(t.slot, Cause::Timeout, t.at, out);
                 }
             }
-            TimerKind::Delete => self.finish(t.slot, Cause::End, out),
+            TimerKind::Delete => self.finish(t.slot, Cause::End, t.at, out),
             TimerKind::Dns => {
                 // Zeek's DNS analyzer: quiet for (timeout − 1 s) at a check ends it.
                 let timeout = c.dns_session_timeout;
                 if t.at.nanos_since(f.last_time) >= timeout - 1_000_000_000 {
-                    self.finish(t.slot, Cause::Timeout, out);
+                    self.finish(t.slot, Cause::Timeout, t.at, out);
                 } else {
                     self.schedule(t.slot, t.at, timeout, TimerKind::Dns);
                 }
@@ -594,7 +629,10 @@ impl FlowTable {
             TimerKind::Status => {
                 if let Some(r) = self.record(t.slot, Cause::Status) {
                     self.stats.interim_records += 1;
-                    out.ended(Ended(EndedInner::Record(Box::new(r))));
+                    out.ended(Ended {
+                        at: t.at,
+                        inner: EndedInner::Record(Box::new(r)),
+                    });
                 }
                 let every = self.config.active_timeout;
                 self.schedule(t.slot, t.at, every, TimerKind::Status);
@@ -602,8 +640,9 @@ impl FlowTable {
         }
     }
 
-    /// Removes a flow and hands it to `out`, which builds its final record.
-    fn finish(&mut self, slot: u32, cause: Cause, out: &mut dyn FlowSink) {
+    /// Removes a flow and hands it to `out`, which builds its final record; `at` is
+    /// when it is due ([`Ended::at`]).
+    fn finish(&mut self, slot: u32, cause: Cause, at: Timestamp, out: &mut dyn FlowSink) {
         let Some(s) = self.slots.get_mut(slot as usize) else {
             return;
         };
@@ -638,7 +677,10 @@ impl FlowTable {
                 .map(|s| s.hits(&self.config.signatures))
                 .unwrap_or_default(),
         };
-        out.ended(Ended(EndedInner::Flow(f, tcp, app, extras, cause)));
+        out.ended(Ended {
+            at,
+            inner: EndedInner::Flow(f, tcp, app, extras, cause),
+        });
     }
 
     /// Handles one IP layer; returns its flow for the next (inner) layer.
@@ -669,7 +711,8 @@ impl FlowTable {
                 .and_then(|f| f.tcp.as_deref())
                 .is_some_and(|tcp| tcp.is_reuse(seg));
             if reuse {
-                self.finish(s, Cause::End, out);
+                let now = self.now;
+                self.finish(s, Cause::End, now, out);
                 slot = None;
             }
         }
@@ -825,7 +868,8 @@ impl FlowTable {
             let valid = matches!(self.slots.get(t.slot as usize), Some(Slot { flow: Some(_), epoch }) if *epoch == t.epoch);
             if valid {
                 self.stats.evicted += 1;
-                self.finish(t.slot, Cause::Evicted, out);
+                let now = self.now;
+                self.finish(t.slot, Cause::Evicted, now, out);
                 return true;
             }
         }

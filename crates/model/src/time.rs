@@ -13,6 +13,12 @@ impl Timestamp {
     /// Nanoseconds in one second.
     pub const NANOS_PER_SEC: i64 = 1_000_000_000;
 
+    /// The latest time there is (after every packet: the end of input).
+    pub const MAX: Timestamp = Timestamp(i64::MAX);
+
+    /// The earliest time there is (before every packet).
+    pub const MIN: Timestamp = Timestamp(i64::MIN);
+
     /// Builds a timestamp from whole seconds and a nanosecond fraction.
     pub fn from_secs_nanos(secs: i64, nanos: u32) -> Self {
         Timestamp(

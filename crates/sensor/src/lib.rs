@@ -255,6 +255,11 @@ impl Sensor {
         self.table.advance(now, out);
     }
 
+    /// The flow table's packet time so far: see [`FlowTable::now`].
+    pub fn now(&self) -> Timestamp {
+        self.table.now()
+    }
+
     /// All counters of the run so far.
     pub fn stats(&self) -> RunStats {
         RunStats {
