@@ -245,15 +245,36 @@ struct Reorder {
 }
 
 impl Reorder {
+    /// What no producer can precede any more: the least of their marks.
+    fn limit(&self) -> (Timestamp, Timestamp) {
+        let max = (Timestamp::MAX, Timestamp::MAX);
+        self.marks.iter().copied().min().unwrap_or(max)
+    }
+
+    /// Takes `flows` (one producer's batch, its mark already noted), building their
+    /// records, and moves into `out` what can be released, in order. Usually (one
+    /// producer) nothing is pending and the batch is in order and all due: then its
+    /// records go straight to `out`.
+    fn take(&mut self, flows: &mut Vec<Ended>, out: &mut Vec<FlowRecord>) {
+        let limit = self.limit();
+        let key = |e: &Ended| (e.at(), e.start());
+        let in_order = self.pending.is_empty()
+            && flows.windows(2).all(|w| key(&w[0]) < key(&w[1]))
+            && flows.last().is_none_or(|e| key(e) < limit);
+        if in_order {
+            out.extend(flows.drain(..).map(Ended::into_record));
+            return;
+        }
+        for flow in flows.drain(..) {
+            self.pending.push((flow.at(), flow.into_record()));
+        }
+        self.release(false, out);
+    }
+
     /// Moves into `out`, in order, every pending record due before every producer's
     /// mark (all of them when `all`).
     fn release(&mut self, all: bool, out: &mut Vec<FlowRecord>) {
-        let limit = if all {
-            None
-        } else {
-            let max = (Timestamp::MAX, Timestamp::MAX);
-            Some(self.marks.iter().copied().min().unwrap_or(max))
-        };
+        let limit = (!all).then(|| self.limit());
         let due = |at: Timestamp, r: &FlowRecord| limit.is_none_or(|l| (at, r.ts) < l);
         if !self.pending.iter().any(|(at, r)| due(*at, r)) {
             return;
@@ -368,22 +389,22 @@ impl RecordWriter {
                             w.records += flows.len() as u64;
                             // After an error, keep draining so senders never block; the
                             // next stage still gets the built records.
+                            if let Some(m) = order.marks.get_mut(producer) {
+                                *m = mark;
+                            }
                             if w.error.is_none() || next.is_some() {
-                                for flow in flows.drain(..) {
-                                    order.pending.push((flow.at(), flow.into_record()));
-                                }
+                                order.take(&mut flows, &mut ready);
                             }
                             flows.clear();
                             // The producer may be gone already; then the batch is freed.
                             let _ = back.send(flows);
-                            if let Some(m) = order.marks.get_mut(producer) {
-                                *m = mark;
-                            }
                             (open, None)
                         }
-                        Msg::Finish(open, close) => (open, Some(close)),
+                        Msg::Finish(open, close) => {
+                            order.release(true, &mut ready);
+                            (open, Some(close))
+                        }
                     };
-                    order.release(close.is_some(), &mut ready);
                     if !ready.is_empty() {
                         if w.error.is_none() {
                             'write: for r in &ready {
