@@ -598,3 +598,72 @@ impl FlowSink for RecordSender {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(uid: &str, ts: i64, cause: Cause) -> FlowRecord {
+        let line = include_str!("../../../tests/golden/http-get/flows.jsonl");
+        let first = line.lines().next().unwrap_or_default();
+        let mut r: FlowRecord = serde_json::from_str(first).expect("a golden record");
+        r.uid = uid.into();
+        r.ts = Timestamp(ts);
+        r.cause = cause;
+        r
+    }
+
+    fn uids(v: &[FlowRecord]) -> Vec<&str> {
+        v.iter().map(|r| r.uid.as_str()).collect()
+    }
+
+    #[test]
+    fn records_wait_for_every_producer_then_come_in_one_order() {
+        let mut o = Reorder {
+            marks: vec![(Timestamp::MIN, Timestamp::MIN); 2],
+            ..Reorder::default()
+        };
+        let mut out = Vec::new();
+        // Producer 0 is at 100: its records due before are complete, but producer 1
+        // has said nothing yet.
+        o.marks[0] = (Timestamp(100), Timestamp::MIN);
+        o.pending
+            .push((Timestamp(50), record("Cb", 10, Cause::End)));
+        o.pending
+            .push((Timestamp(90), record("Cd", 10, Cause::Timeout)));
+        o.release(false, &mut out);
+        assert!(out.is_empty());
+        // Producer 1 reaches 60 with two records due earlier than producer 0's.
+        o.marks[1] = (Timestamp(60), Timestamp::MIN);
+        o.pending
+            .push((Timestamp(50), record("Ca", 10, Cause::End)));
+        o.pending
+            .push((Timestamp(40), record("Cc", 30, Cause::End)));
+        o.release(false, &mut out);
+        // By due time, then start, then uid; what is due at 90 waits for producer 1.
+        assert_eq!(uids(&out), ["Cc", "Ca", "Cb"]);
+        out.clear();
+        // An interim record comes before its flow's final one due at the same time.
+        o.pending
+            .push((Timestamp(90), record("Cd", 10, Cause::Status)));
+        o.marks[1] = (Timestamp(200), Timestamp::MIN);
+        o.release(false, &mut out);
+        assert_eq!(uids(&out), ["Cd", "Cd"]);
+        assert_eq!(out[0].cause, Cause::Status);
+        out.clear();
+        // The end of input: by start, released as far as every producer has flushed.
+        o.marks = vec![
+            (Timestamp::MAX, Timestamp(20)),
+            (Timestamp::MAX, Timestamp(5)),
+        ];
+        o.pending
+            .push((Timestamp::MAX, record("Cf", 20, Cause::End)));
+        o.pending
+            .push((Timestamp::MAX, record("Ce", 3, Cause::End)));
+        o.release(false, &mut out);
+        assert_eq!(uids(&out), ["Ce"]);
+        o.release(true, &mut out);
+        assert_eq!(uids(&out), ["Ce", "Cf"]);
+        assert!(o.pending.is_empty());
+    }
+}
