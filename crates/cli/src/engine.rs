@@ -10,8 +10,9 @@
 //! only, to the shard of the flow it quotes. Frames travel in batches (returned empty,
 //! to be filled again) over bounded channels with their position in the whole input
 //! and the input's clock before them (the latest packet time so far); a worker moves
-//! its table to that clock before each frame. Every `512 × N` frames every worker is
-//! sent the clock, frames or not, and moves to it; so does the last batch. So timers
+//! its table to that clock before each frame. Every `2048 × N` frames every worker is
+//! sent the clock, frames or not, moves to it and tells the writer; so does the last
+//! batch. So timers
 //! fire, late packets are clamped and `uid`s are made exactly as in a single-threaded
 //! run, and the records are the same; after each batch a worker sends the writer its
 //! clock, which lets the writer put the shards' records in the one order of
@@ -35,6 +36,8 @@ use crate::sinks::{RecordSender, RecordWriter};
 const FRAMES: usize = 512;
 /// Batches in flight per worker.
 const IN_FLIGHT: usize = 16;
+/// Every `TICK × N` frames every worker is sent the input's clock.
+const TICK: usize = 4 * FRAMES;
 
 /// Where packets go.
 pub enum Engine {
@@ -147,9 +150,11 @@ impl Sharded {
                         }
                         if let Some(t) = b.tick {
                             sensor.advance(t, &mut out);
+                            // The writer learns this shard's clock (its records are
+                            // held until every shard's clock has passed them).
+                            out.mark = sensor.now();
+                            out.send();
                         }
-                        out.mark = sensor.now();
-                        out.send();
                         b.data.clear();
                         b.frames.clear();
                         b.tick = None;
@@ -191,7 +196,7 @@ impl Sharded {
             self.push(q, index, before, p, link, open, true);
         }
         self.since_tick += 1;
-        if self.since_tick >= FRAMES * n {
+        if self.since_tick >= TICK * n {
             self.since_tick = 0;
             for shard in 0..n {
                 self.batches[shard].tick = self.now;

@@ -17,6 +17,7 @@
 //! see the same sequence.
 
 use std::cmp::Ordering;
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
@@ -237,72 +238,78 @@ enum Msg {
 struct Reorder {
     /// Each producer's mark ([`RecordSender::mark`]) and start within it.
     marks: Vec<(Timestamp, Timestamp)>,
-    pending: Vec<(Timestamp, FlowRecord)>,
-    /// Reused by `release`.
-    kept: Vec<(Timestamp, FlowRecord)>,
-    ready: Vec<Option<FlowRecord>>,
-    order: Vec<(Timestamp, Timestamp, u32)>,
+    /// Each producer's held records, in order (boxed: a record is large to move).
+    queues: Vec<VecDeque<Held>>,
+}
+
+/// A held record with its due time and start.
+type Held = (Timestamp, Timestamp, Box<FlowRecord>);
+
+/// The one order: due time, start, then [`same_time`].
+fn held_order(a: &Held, b: &Held) -> Ordering {
+    (a.0, a.1)
+        .cmp(&(b.0, b.1))
+        .then_with(|| same_time(&a.2, &b.2))
 }
 
 impl Reorder {
+    /// For `n` producers.
+    fn new(n: usize) -> Self {
+        Reorder {
+            marks: vec![(Timestamp::MIN, Timestamp::MIN); n],
+            queues: (0..n).map(|_| VecDeque::new()).collect(),
+        }
+    }
+
     /// What no producer can precede any more: the least of their marks.
     fn limit(&self) -> (Timestamp, Timestamp) {
         let max = (Timestamp::MAX, Timestamp::MAX);
         self.marks.iter().copied().min().unwrap_or(max)
     }
 
-    /// Takes `flows` (one producer's batch, its mark already noted), building their
-    /// records, and moves into `out` what can be released, in order. Usually (one
-    /// producer) nothing is pending and the batch is in order and all due: then its
-    /// records go straight to `out`.
-    fn take(&mut self, flows: &mut Vec<Ended>, out: &mut Vec<FlowRecord>) {
-        let limit = self.limit();
-        let key = |e: &Ended| (e.at(), e.start());
-        let in_order = self.pending.is_empty()
-            && flows.windows(2).all(|w| key(&w[0]) < key(&w[1]))
-            && flows.last().is_none_or(|e| key(e) < limit);
-        if in_order {
-            out.extend(flows.drain(..).map(Ended::into_record));
-            return;
+    /// Takes `flows`, a batch of `producer` (its mark already noted), building their
+    /// records, and moves into `out` what can be released, in order.
+    fn take(&mut self, producer: usize, flows: &mut Vec<Ended>, out: &mut Vec<FlowRecord>) {
+        if producer >= self.queues.len() {
+            self.queues.resize_with(producer + 1, VecDeque::new);
         }
+        let q = &mut self.queues[producer];
         for flow in flows.drain(..) {
-            self.pending.push((flow.at(), flow.into_record()));
+            let held = (flow.at(), flow.start(), Box::new(flow.into_record()));
+            // A producer hands its records over in order of due time: only records due
+            // at the same time can need a place further back.
+            let mut i = q.len();
+            while i > 0 && held_order(&q[i - 1], &held) == Ordering::Greater {
+                i -= 1;
+            }
+            q.insert(i, held);
         }
         self.release(false, out);
     }
 
-    /// Moves into `out`, in order, every pending record due before every producer's
-    /// mark (all of them when `all`).
+    /// Moves into `out`, in order, every held record due before every producer's mark
+    /// (all of them when `all`): a merge of the producers' queues.
     fn release(&mut self, all: bool, out: &mut Vec<FlowRecord>) {
-        let limit = (!all).then(|| self.limit());
-        let due = |at: Timestamp, r: &FlowRecord| limit.is_none_or(|l| (at, r.ts) < l);
-        if !self.pending.iter().any(|(at, r)| due(*at, r)) {
-            return;
-        }
-        self.ready.clear();
-        self.order.clear();
-        for (at, r) in self.pending.drain(..) {
-            if due(at, &r) {
-                self.order.push((at, r.ts, self.ready.len() as u32));
-                self.ready.push(Some(r));
-            } else {
-                self.kept.push((at, r));
-            }
-        }
-        std::mem::swap(&mut self.pending, &mut self.kept);
-        let ready = &self.ready;
-        self.order.sort_unstable_by(|a, b| {
-            (a.0, a.1).cmp(&(b.0, b.1)).then_with(|| {
-                match (&ready[a.2 as usize], &ready[b.2 as usize]) {
-                    (Some(x), Some(y)) => same_time(x, y),
-                    _ => Ordering::Equal,
+        let limit = self.limit();
+        loop {
+            let mut best: Option<usize> = None;
+            for (i, q) in self.queues.iter().enumerate() {
+                let Some(h) = q.front() else { continue };
+                let better = match best.and_then(|b| self.queues[b].front()) {
+                    Some(b) => held_order(h, b) == Ordering::Less,
+                    None => true,
+                };
+                if better {
+                    best = Some(i);
                 }
-            })
-        });
-        out.reserve_exact(self.order.len());
-        for &(_, _, i) in &self.order {
-            if let Some(r) = self.ready[i as usize].take() {
-                out.push(r);
+            }
+            let Some(b) = best else { break };
+            let q = &mut self.queues[b];
+            if !all && q.front().is_some_and(|h| (h.0, h.1) >= limit) {
+                break;
+            }
+            if let Some((_, _, r)) = q.pop_front() {
+                out.push(*r);
             }
         }
     }
@@ -371,12 +378,15 @@ impl RecordWriter {
                     ipfix: None,
                 };
                 let mut order = Reorder::default();
+                // Records released: written to the sinks up to `written`, handed on in
+                // batches.
                 let mut ready: Vec<FlowRecord> = Vec::new();
+                let mut written = 0;
                 for msg in rx {
                     // The clock's start, and the clock's end at the end of input.
                     let (open, close) = match msg {
                         Msg::Producers(n) => {
-                            order.marks = vec![(Timestamp::MIN, Timestamp::MIN); n];
+                            order = Reorder::new(n);
                             continue;
                         }
                         Msg::Records {
@@ -393,7 +403,7 @@ impl RecordWriter {
                                 *m = mark;
                             }
                             if w.error.is_none() || next.is_some() {
-                                order.take(&mut flows, &mut ready);
+                                order.take(producer, &mut flows, &mut ready);
                             }
                             flows.clear();
                             // The producer may be gone already; then the batch is freed.
@@ -405,27 +415,34 @@ impl RecordWriter {
                             (open, Some(close))
                         }
                     };
-                    if !ready.is_empty() {
-                        if w.error.is_none() {
-                            'write: for r in &ready {
-                                for s in sinks.iter_mut() {
-                                    if let Err(e) = s.write(r, open) {
-                                        w.error = Some(e);
-                                        break 'write;
-                                    }
+                    if w.error.is_none() {
+                        'write: for r in &ready[written..] {
+                            for s in sinks.iter_mut() {
+                                if let Err(e) = s.write(r, open) {
+                                    w.error = Some(e);
+                                    break 'write;
                                 }
                             }
                         }
-                        // Fails only if the next stage is gone; it reports why.
+                    }
+                    written = ready.len();
+                    // The next stage gets whole batches (`--threads` producers send
+                    // small ones often).
+                    if written >= BATCH || (close.is_some() && written > 0) {
+                        // Fails only if the next stage is gone; it reports why. The
+                        // next batch is made at its size (growing it copies records).
+                        let mut batch =
+                            || std::mem::replace(&mut ready, Vec::with_capacity(2 * BATCH));
                         match &next {
                             Some(Next::Detect(d)) => {
-                                let _ = d.send(std::mem::take(&mut ready));
+                                let _ = d.send(batch());
                             }
                             Some(Next::Store(f)) => {
-                                let _ = f.send(StoreBatch::Flows(std::mem::take(&mut ready)));
+                                let _ = f.send(StoreBatch::Flows(batch()));
                             }
                             None => ready.clear(),
                         }
+                        written = 0;
                     }
                     if let Some(close) = close {
                         for s in sinks.iter_mut() {
@@ -588,8 +605,9 @@ impl RecordSender {
 
 impl FlowSink for RecordSender {
     fn ended(&mut self, flow: Ended) {
+        // A table hands over its records in order of due time: none later is due earlier.
+        self.mark = self.mark.max(flow.at());
         if flow.at() == Timestamp::MAX {
-            self.mark = Timestamp::MAX;
             self.mark_start = flow.start();
         }
         self.batch.push(flow);
@@ -613,39 +631,38 @@ mod tests {
         r
     }
 
+    /// What `Reorder::take` does with one built record of `producer`.
+    fn hold(o: &mut Reorder, producer: usize, at: Timestamp, r: FlowRecord) {
+        let q = &mut o.queues[producer];
+        q.push_back((at, r.ts, Box::new(r)));
+        q.make_contiguous().sort_by(held_order);
+    }
+
     fn uids(v: &[FlowRecord]) -> Vec<&str> {
         v.iter().map(|r| r.uid.as_str()).collect()
     }
 
     #[test]
     fn records_wait_for_every_producer_then_come_in_one_order() {
-        let mut o = Reorder {
-            marks: vec![(Timestamp::MIN, Timestamp::MIN); 2],
-            ..Reorder::default()
-        };
+        let mut o = Reorder::new(2);
         let mut out = Vec::new();
         // Producer 0 is at 100: its records due before are complete, but producer 1
         // has said nothing yet.
         o.marks[0] = (Timestamp(100), Timestamp::MIN);
-        o.pending
-            .push((Timestamp(50), record("Cb", 10, Cause::End)));
-        o.pending
-            .push((Timestamp(90), record("Cd", 10, Cause::Timeout)));
+        hold(&mut o, 0, Timestamp(50), record("Cb", 10, Cause::End));
+        hold(&mut o, 0, Timestamp(90), record("Cd", 10, Cause::Timeout));
         o.release(false, &mut out);
         assert!(out.is_empty());
         // Producer 1 reaches 60 with two records due earlier than producer 0's.
         o.marks[1] = (Timestamp(60), Timestamp::MIN);
-        o.pending
-            .push((Timestamp(50), record("Ca", 10, Cause::End)));
-        o.pending
-            .push((Timestamp(40), record("Cc", 30, Cause::End)));
+        hold(&mut o, 1, Timestamp(50), record("Ca", 10, Cause::End));
+        hold(&mut o, 1, Timestamp(40), record("Cc", 30, Cause::End));
         o.release(false, &mut out);
         // By due time, then start, then uid; what is due at 90 waits for producer 1.
         assert_eq!(uids(&out), ["Cc", "Ca", "Cb"]);
         out.clear();
         // An interim record comes before its flow's final one due at the same time.
-        o.pending
-            .push((Timestamp(90), record("Cd", 10, Cause::Status)));
+        hold(&mut o, 0, Timestamp(90), record("Cd", 10, Cause::Status));
         o.marks[1] = (Timestamp(200), Timestamp::MIN);
         o.release(false, &mut out);
         assert_eq!(uids(&out), ["Cd", "Cd"]);
@@ -656,14 +673,12 @@ mod tests {
             (Timestamp::MAX, Timestamp(20)),
             (Timestamp::MAX, Timestamp(5)),
         ];
-        o.pending
-            .push((Timestamp::MAX, record("Cf", 20, Cause::End)));
-        o.pending
-            .push((Timestamp::MAX, record("Ce", 3, Cause::End)));
+        hold(&mut o, 0, Timestamp::MAX, record("Cf", 20, Cause::End));
+        hold(&mut o, 1, Timestamp::MAX, record("Ce", 3, Cause::End));
         o.release(false, &mut out);
         assert_eq!(uids(&out), ["Ce"]);
         o.release(true, &mut out);
         assert_eq!(uids(&out), ["Ce", "Cf"]);
-        assert!(o.pending.is_empty());
+        assert!(o.queues.iter().all(VecDeque::is_empty));
     }
 }

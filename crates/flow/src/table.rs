@@ -242,12 +242,13 @@ impl TcpEnd {
 
 impl Ended {
     /// The packet time the record is due at: the timer's time for a flow that timed
-    /// out, ended after its close or reports while it lasts; the table's clock for a
-    /// flow ended by a packet (port reuse) or evicted; [`Timestamp::MAX`] at the end of
-    /// input, where they come in order of [`Ended::start`]. Whatever else a run does
-    /// (`--threads`), a table that has moved its clock to `t` has handed over every
-    /// record due before `t`; records sorted by this time (then start and `uid`) are in
-    /// one order however the flows were sharded.
+    /// out, ended after its close or reports while it lasts (the clock, if a late
+    /// packet set the timer before it); the table's clock for a flow ended by a packet
+    /// (port reuse) or evicted; [`Timestamp::MAX`] at the end of input, where they come
+    /// in order of [`Ended::start`]. A table hands over its records in order of this
+    /// time, never later than its clock: one that has moved its clock to `t` has handed
+    /// over every record due before `t`. Records sorted by this time (then start and
+    /// `uid`) are in one order however the flows were sharded (`--threads`).
     pub fn at(&self) -> Timestamp {
         self.at
     }
@@ -507,10 +508,13 @@ impl FlowTable {
 
     /// Fires every timer due at or before `now` (Zeek runs timers before the packet).
     pub fn advance(&mut self, now: Timestamp, out: &mut dyn FlowSink) {
+        // A timer set by a late packet can be due before the clock: its record is due
+        // at the clock ([`Ended::at`] never goes back).
+        let floor = self.now();
         self.started = true;
         self.now = self.now.max(now);
         while let Some(t) = self.timers.pop_due(Some(now)) {
-            self.fire(t, out);
+            self.fire(t, floor, out);
         }
     }
 
@@ -558,7 +562,8 @@ impl FlowTable {
         self.timers.push(t, base, delay);
     }
 
-    fn fire(&mut self, t: Timer, out: &mut dyn FlowSink) {
+    fn fire(&mut self, t: Timer, floor: Timestamp, out: &mut dyn FlowSink) {
+        let at = t.at.max(floor);
         let Some(Slot {
             flow: Some(f),
             epoch,
@@ -582,7 +587,7 @@ impl FlowTable {
             TimerKind::Inactivity => {
                 let (last, inactivity) = (f.last_time, f.inactivity);
                 if last.add_nanos(inactivity) <= t.at {
-                    self.finish(t.slot, Cause::Timeout, t.at, out);
+                    self.finish(t.slot, Cause::Timeout, at, out);
                 } else {
                     self.schedule(t.slot, last, inactivity, TimerKind::Inactivity);
                 }
@@ -597,7 +602,7 @@ impl FlowTable {
                     } else {
                         Cause::Timeout
                     };
-                    self.finish(t.slot, cause, t.at, out);
+                    self.finish(t.slot, cause, at, out);
                 } else if tcp.is_active {
                     if tcp.expire_relevant() {
                         f.expire_scheduled = true;
@@ -613,15 +618,15 @@ impl FlowTable {
                     return;
                 };
                 if tcp.attempt_check() {
-                    self.finish(t.slot, Cause::Timeout, t.at, out);
+                    self.finish(t.slot, Cause::Timeout, at, out);
                 }
             }
-            TimerKind::Delete => self.finish(t.slot, Cause::End, t.at, out),
+            TimerKind::Delete => self.finish(t.slot, Cause::End, at, out),
             TimerKind::Dns => {
                 // Zeek's DNS analyzer: quiet for (timeout − 1 s) at a check ends it.
                 let timeout = c.dns_session_timeout;
                 if t.at.nanos_since(f.last_time) >= timeout - 1_000_000_000 {
-                    self.finish(t.slot, Cause::Timeout, t.at, out);
+                    self.finish(t.slot, Cause::Timeout, at, out);
                 } else {
                     self.schedule(t.slot, t.at, timeout, TimerKind::Dns);
                 }
@@ -630,7 +635,7 @@ impl FlowTable {
                 if let Some(r) = self.record(t.slot, Cause::Status) {
                     self.stats.interim_records += 1;
                     out.ended(Ended {
-                        at: t.at,
+                        at,
                         inner: EndedInner::Record(Box::new(r)),
                     });
                 }
