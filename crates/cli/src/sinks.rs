@@ -10,9 +10,9 @@
 //! producer, so the packet path allocates nothing per flow.
 //!
 //! Order: the writer holds each record until no producer can send one due earlier (each
-//! batch carries its producer's clock, [`RecordSender::mark`]), then writes the records
-//! it can release sorted by the time they were due ([`Ended::at`]), start time and
-//! `uid`. One order for one input, whatever `--threads` is: the files are the same byte
+//! batch carries its producer's [`RecordSender::mark`]), then writes the records it can
+//! release, merged from the producers' queues, by the time they were due
+//! ([`Ended::at`]), start time and `uid`. One order for one input, whatever `--threads` is: the files are the same byte
 //! for byte, and the detectors, several of which judge a record by the ones before it,
 //! see the same sequence.
 
@@ -563,10 +563,11 @@ pub struct RecordSender {
     batch: Vec<Ended>,
     /// The first packet time of the run so far (the Zeek header's `#open`).
     pub open: Timestamp,
-    /// The producer's clock: every record it sends from now on is due ([`Ended::at`])
-    /// at or after this. Kept by the producer ([`tunnelwatch_sensor::Sensor::now`]
-    /// before each packet) and sent with each batch; the writer holds records until
-    /// every producer's mark has passed them.
+    /// Every record the producer sends from now on is due ([`Ended::at`]) at or after
+    /// this: its table's clock ([`tunnelwatch_sensor::Sensor::now`], set before each
+    /// packet) or the due time of the last record it sent, whichever is later (a table
+    /// hands records over in due order). Sent with each batch; the writer holds records
+    /// until every producer's mark has passed them.
     pub mark: Timestamp,
     /// At the end of input (records due at [`Timestamp::MAX`], in order of start): the
     /// start of the last one sent, so the writer need not hold them all.
