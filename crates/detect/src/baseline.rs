@@ -831,7 +831,10 @@ impl Detector for Baseline {
                 }
             }
         }
-        if !learning {
+        // Nothing to judge against (no key has a profile, no static limit is set): no
+        // lookups per record.
+        let statics = self.on[3] && !self.cfg.statics.is_empty();
+        if !learning && (statics || !self.profiles.keys.is_empty()) {
             self.judge(index, pair, r, out);
             self.judge(index, client, r, out);
         }

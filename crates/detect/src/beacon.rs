@@ -67,8 +67,9 @@ impl Kind {
     }
 }
 
-/// Kind, client, and the seeded hash of the key's text (kept once, in the series): a
-/// record looks its series up without building or cloning a string.
+/// Kind, client, and the seeded hash of the key (of its text, kept once in the series;
+/// for `Ip`, of server, port and protocol): a record looks its series up without
+/// cloning a string, and its address key without writing one.
 type Key = (Kind, IpAddr, u64);
 
 #[derive(Default)]
@@ -197,11 +198,18 @@ impl Beacon {
         let size = r.orig_bytes as f64;
         let mut text = std::mem::take(&mut self.text);
         for kind in [Kind::Ip, Kind::Name, Kind::Ja4, Kind::Url] {
-            if !Self::key_text(r, kind, &mut text) {
+            // The map's own seeded hasher hashes the key too: the address key's parts
+            // (every record has one: its text is written only for a new series), the
+            // other kinds' text.
+            let hash = if kind == Kind::Ip {
+                let h = self.series.hasher();
+                h.hash_one((r.resp_h, r.resp_p, r.proto.as_str()))
+            } else if Self::key_text(r, kind, &mut text) {
+                self.series.hasher().hash_one(text.as_str())
+            } else {
                 continue;
-            }
-            // The map's own seeded hasher hashes the text too.
-            let key = (kind, r.orig_h, self.series.hasher().hash_one(text.as_str()));
+            };
+            let key = (kind, r.orig_h, hash);
             if !self.series.contains_key(&key) {
                 if self.series.len() >= self.cfg.max_series {
                     self.compact();
@@ -209,6 +217,9 @@ impl Beacon {
                         self.untracked += 1;
                         continue;
                     }
+                }
+                if kind == Kind::Ip {
+                    Self::key_text(r, kind, &mut text);
                 }
                 let series = Series {
                     text: text.clone(),
