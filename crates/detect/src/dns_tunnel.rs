@@ -11,14 +11,13 @@
 //! queries). Long-lived flows add what is new since their last interim record, so a
 //! tunnel alerts while it runs. State is bounded by `max_keys`.
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use tunnelwatch_model::{Alert, Cause, FlowRecord, Severity, Timestamp};
 
 use crate::config::{Config, DnsTunnelConfig};
-use crate::summary::{keep_first, split_due, split_first, FirstFlows, LOWEST};
-use crate::{AlertBuilder, Detector};
+use crate::summary::{keep_first, split_first, FirstFlows};
+use crate::{AlertBuilder, Detector, FastMap};
 
 /// Counters of one key (or what a flow added so far).
 #[derive(Clone, Copy, Debug, Default)]
@@ -77,9 +76,13 @@ pub struct DnsTunnel {
     window_ns: i64,
     lateness_ns: i64,
     max_uids: usize,
-    windows: BTreeMap<(i64, IpAddr, String), Window>,
+    /// Open windows by their index (a few at a time), each by client and domain
+    /// (hashed: a tree keyed by strings was most of this detector's time).
+    windows: FastMap<i64, FastMap<(IpAddr, String), Window>>,
+    /// Keys in `windows`.
+    keys: usize,
     /// What live flows added so far (their interim records).
-    live: BTreeMap<String, Tally>,
+    live: FastMap<String, Tally>,
     untracked: u64,
 }
 
@@ -95,6 +98,29 @@ pub fn registered_domain(name: &str) -> String {
 }
 
 impl DnsTunnel {
+    /// Judges and forgets the windows up to `last` (all of them when `None`), in order
+    /// of window, client and domain.
+    fn judge_windows(&mut self, last: Option<i64>, out: &mut Vec<Alert>) {
+        let mut due: Vec<i64> = self
+            .windows
+            .keys()
+            .copied()
+            .filter(|w| last.is_none_or(|l| *w <= l))
+            .collect();
+        due.sort_unstable();
+        for index in due {
+            let Some(window) = self.windows.remove(&index) else {
+                continue;
+            };
+            self.keys -= window.len();
+            let mut keys: Vec<((IpAddr, String), Window)> = window.into_iter().collect();
+            keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            for ((client, domain), w) in keys {
+                self.judge((index, client, domain), w, out);
+            }
+        }
+    }
+
     /// The detector with `config`'s settings.
     pub fn new(config: &Config) -> Self {
         DnsTunnel {
@@ -103,8 +129,9 @@ impl DnsTunnel {
             window_ns: ((config.dns_tunnel.window * 1e9) as i64).max(1),
             lateness_ns: (config.tcp_filter.lateness * 1e9) as i64,
             max_uids: config.alerts.max_uids,
-            windows: BTreeMap::new(),
-            live: BTreeMap::new(),
+            windows: FastMap::default(),
+            keys: 0,
+            live: FastMap::default(),
             untracked: 0,
         }
     }
@@ -205,16 +232,21 @@ impl Detector for DnsTunnel {
             let total = Tally::of(r).unwrap_or_default();
             self.live.insert(r.uid.clone(), total);
         }
-        let key = (
-            r.ts.as_nanos().div_euclid(self.window_ns),
-            r.orig_h,
-            registered_domain(query),
-        );
-        if self.windows.len() >= self.cfg.max_keys && !self.windows.contains_key(&key) {
-            self.untracked += 1;
-            return;
-        }
-        let w = self.windows.entry(key).or_default();
+        let index = r.ts.as_nanos().div_euclid(self.window_ns);
+        let key = (r.orig_h, registered_domain(query));
+        let full = self.keys >= self.cfg.max_keys;
+        let window = self.windows.entry(index).or_default();
+        let w = match window.get_mut(&key) {
+            Some(w) => w,
+            None if full => {
+                self.untracked += 1;
+                return;
+            }
+            None => {
+                self.keys += 1;
+                window.entry(key).or_default()
+            }
+        };
         w.t.add(&t, 1.0);
         w.flows += 1;
         w.first = Some(w.first.map_or(r.ts, |x| x.min(r.ts)));
@@ -223,23 +255,17 @@ impl Detector for DnsTunnel {
     }
 
     fn advance(&mut self, now: Timestamp, out: &mut Vec<Alert>) {
-        let first = |w| (w, LOWEST, String::new());
-        let due = split_due(
-            &mut self.windows,
-            now,
-            self.window_ns,
-            self.lateness_ns,
-            first,
-        );
-        for (k, w) in due {
-            self.judge(k, w, out);
+        // As `summary::split_due`: a window is judged once `lateness` has passed its
+        // end.
+        let last_due = (now.as_nanos() - self.lateness_ns).div_euclid(self.window_ns) - 1;
+        if self.windows.keys().all(|w| *w > last_due) {
+            return;
         }
+        self.judge_windows(Some(last_due), out);
     }
 
     fn finish(&mut self, out: &mut Vec<Alert>) {
-        for (k, w) in std::mem::take(&mut self.windows) {
-            self.judge(k, w, out);
-        }
+        self.judge_windows(None, out);
     }
 
     fn untracked(&self) -> u64 {
