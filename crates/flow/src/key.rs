@@ -13,7 +13,7 @@ use sha1::{Digest, Sha1};
 use tunnelwatch_model::{IpProto, Timestamp};
 
 /// A direction-free flow key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Eq)]
 pub struct Key {
     /// Lower endpoint address (IPv4 as an IPv4-mapped IPv6 address).
     pub a: [u8; 16],
@@ -45,6 +45,16 @@ impl std::hash::Hash for Key {
                 | u64::from(self.proto) << 8
                 | u64::from(self.one_way),
         );
+    }
+}
+
+/// Field by field, the addresses as two 128-bit words (the flow index compares a key
+/// for every packet; the derived comparison went through `memcmp`).
+impl PartialEq for Key {
+    fn eq(&self, o: &Self) -> bool {
+        u128::from_ne_bytes(self.a) == u128::from_ne_bytes(o.a)
+            && u128::from_ne_bytes(self.b) == u128::from_ne_bytes(o.b)
+            && (self.pa, self.pb, self.proto, self.one_way) == (o.pa, o.pb, o.proto, o.one_way)
     }
 }
 
@@ -82,7 +92,9 @@ impl Endpoints {
     pub fn key(&self) -> (Key, bool) {
         let s = addr16(self.src);
         let d = addr16(self.dst);
-        let src_first = self.one_way || (s, self.sport) <= (d, self.dport);
+        // Byte order of the addresses, as numbers (no `memcmp`).
+        let (sn, dn) = (u128::from_be_bytes(s), u128::from_be_bytes(d));
+        let src_first = self.one_way || (sn, self.sport) <= (dn, self.dport);
         let (a, pa, b, pb) = if src_first {
             (s, self.sport, d, self.dport)
         } else {
