@@ -240,6 +240,8 @@ struct Reorder {
     marks: Vec<(Timestamp, Timestamp)>,
     /// Each producer's held records, in order (boxed: a record is large to move).
     queues: Vec<VecDeque<Held>>,
+    /// For `take`: the least key after each record of a batch (reused).
+    after: Vec<(Timestamp, Timestamp)>,
 }
 
 /// A held record with its due time and start.
@@ -258,6 +260,7 @@ impl Reorder {
         Reorder {
             marks: vec![(Timestamp::MIN, Timestamp::MIN); n],
             queues: (0..n).map(|_| VecDeque::new()).collect(),
+            after: Vec::new(),
         }
     }
 
@@ -273,9 +276,28 @@ impl Reorder {
         if producer >= self.queues.len() {
             self.queues.resize_with(producer + 1, VecDeque::new);
         }
+        // A record goes straight out when nothing is held (by any producer), it is due
+        // before every mark, and every later record of the batch sorts after it: with
+        // one producer, nearly all of them (boxing and queueing costs moves).
+        let limit = self.limit();
+        let mut direct = self.queues.iter().all(VecDeque::is_empty);
+        let mut after = std::mem::take(&mut self.after);
+        after.clear();
+        let mut least = (Timestamp::MAX, Timestamp::MAX);
+        for f in flows.iter().rev() {
+            after.push(least);
+            least = least.min((f.at(), f.start()));
+        }
         let q = &mut self.queues[producer];
         for flow in flows.drain(..) {
-            let held = (flow.at(), flow.start(), Box::new(flow.into_record()));
+            let key = (flow.at(), flow.start());
+            let later = after.pop().unwrap_or(least);
+            if direct && key < limit && key < later {
+                out.push(flow.into_record());
+                continue;
+            }
+            direct = false;
+            let held = (key.0, key.1, Box::new(flow.into_record()));
             // A producer hands its records over in order of due time: only records due
             // at the same time can need a place further back.
             let mut i = q.len();
@@ -284,6 +306,7 @@ impl Reorder {
             }
             q.insert(i, held);
         }
+        self.after = after;
         self.release(false, out);
     }
 
