@@ -247,6 +247,28 @@ struct Reorder {
 /// A held record with its due time and start.
 type Held = (Timestamp, Timestamp, Box<FlowRecord>);
 
+/// What the writer orders: an ended flow ([`Ended`]; in tests, a built record).
+trait Due {
+    /// When it was due ([`Ended::at`]).
+    fn at(&self) -> Timestamp;
+    /// The flow's first packet time.
+    fn start(&self) -> Timestamp;
+    /// Its record.
+    fn into_record(self) -> FlowRecord;
+}
+
+impl Due for Ended {
+    fn at(&self) -> Timestamp {
+        Ended::at(self)
+    }
+    fn start(&self) -> Timestamp {
+        Ended::start(self)
+    }
+    fn into_record(self) -> FlowRecord {
+        Ended::into_record(self)
+    }
+}
+
 /// The one order: due time, start, then [`same_time`].
 fn held_order(a: &Held, b: &Held) -> Ordering {
     (a.0, a.1)
@@ -272,7 +294,7 @@ impl Reorder {
 
     /// Takes `flows`, a batch of `producer` (its mark already noted), building their
     /// records, and moves into `out` what can be released, in order.
-    fn take(&mut self, producer: usize, flows: &mut Vec<Ended>, out: &mut Vec<FlowRecord>) {
+    fn take<D: Due>(&mut self, producer: usize, flows: &mut Vec<D>, out: &mut Vec<FlowRecord>) {
         if producer >= self.queues.len() {
             self.queues.resize_with(producer + 1, VecDeque::new);
         }
@@ -644,6 +666,20 @@ impl FlowSink for RecordSender {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// A built record and the time it was due.
+    impl Due for (Timestamp, FlowRecord) {
+        fn at(&self) -> Timestamp {
+            self.0
+        }
+        fn start(&self) -> Timestamp {
+            self.1.ts
+        }
+        fn into_record(self) -> FlowRecord {
+            self.1
+        }
+    }
 
     fn record(uid: &str, ts: i64, cause: Cause) -> FlowRecord {
         let line = include_str!("../../../tests/golden/http-get/flows.jsonl");
@@ -704,5 +740,59 @@ mod tests {
         o.release(true, &mut out);
         assert_eq!(uids(&out), ["Ce", "Cf"]);
         assert!(o.queues.iter().all(VecDeque::is_empty));
+    }
+
+    proptest! {
+        /// Producers each hand over records in due order with a mark after each batch
+        /// (nothing later is due before it), in any interleaving: what comes out is
+        /// every record once, in (due time, start, uid) order.
+        #[test]
+        fn any_interleaving_gives_the_one_order(
+            streams in prop::collection::vec(
+                prop::collection::vec(
+                    (prop::collection::vec((0i64..3, 0i64..4), 0..6), 0i64..3),
+                    0..8,
+                ),
+                1..4,
+            ),
+            picks in prop::collection::vec(0usize..3, 0..64),
+        ) {
+            // Per producer: batches of (due-time step, start) and a mark step.
+            let mut uid = 0u32;
+            let mut batches: Vec<VecDeque<(Vec<(Timestamp, FlowRecord)>, Timestamp)>> = Vec::new();
+            let mut all = Vec::new();
+            for stream in &streams {
+                let mut clock = 0i64;
+                let mut q = VecDeque::new();
+                for (recs, mark_step) in stream {
+                    let mut batch = Vec::new();
+                    for (step, start) in recs {
+                        clock += step;
+                        uid += 1;
+                        let r = record(&format!("C{uid:05}"), *start, Cause::End);
+                        all.push((clock, r.ts.0, r.uid.clone()));
+                        batch.push((Timestamp(clock), r));
+                    }
+                    clock += mark_step;
+                    q.push_back((batch, Timestamp(clock)));
+                }
+                batches.push(q);
+            }
+            let mut o = Reorder::new(streams.len());
+            let mut out = Vec::new();
+            let mut next = picks.into_iter();
+            while batches.iter().any(|q| !q.is_empty()) {
+                let live: Vec<usize> = (0..batches.len()).filter(|p| !batches[*p].is_empty()).collect();
+                let p = live[next.next().unwrap_or(0) % live.len()];
+                if let Some((mut batch, mark)) = batches[p].pop_front() {
+                    o.marks[p] = (mark, Timestamp::MIN);
+                    o.take(p, &mut batch, &mut out);
+                }
+            }
+            o.release(true, &mut out);
+            all.sort();
+            let want: Vec<&str> = all.iter().map(|a| a.2.as_str()).collect();
+            prop_assert_eq!(uids(&out), want);
+        }
     }
 }
