@@ -668,6 +668,9 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// A producer's batch in the property test, and its mark after it.
+    type TestBatch = (Vec<(Timestamp, FlowRecord)>, Timestamp);
+
     /// A built record and the time it was due.
     impl Due for (Timestamp, FlowRecord) {
         fn at(&self) -> Timestamp {
@@ -759,7 +762,7 @@ mod tests {
         ) {
             // Per producer: batches of (due-time step, start) and a mark step.
             let mut uid = 0u32;
-            let mut batches: Vec<VecDeque<(Vec<(Timestamp, FlowRecord)>, Timestamp)>> = Vec::new();
+            let mut batches: Vec<VecDeque<TestBatch>> = Vec::new();
             let mut all = Vec::new();
             for stream in &streams {
                 let mut clock = 0i64;
