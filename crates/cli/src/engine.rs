@@ -10,14 +10,13 @@
 //! only, to the shard of the flow it quotes. Frames travel in batches (returned empty,
 //! to be filled again) over bounded channels with their position in the whole input
 //! and the input's clock before them (the latest packet time so far); a worker moves
-//! its table to that clock before each frame. Every `2048 × N` frames every worker is
-//! sent the clock, frames or not, moves to it and tells the writer; so does the last
-//! batch. So timers
-//! fire, late packets are clamped and `uid`s are made exactly as in a single-threaded
-//! run, and the records are the same; after each batch a worker sends the writer its
-//! clock, which lets the writer put the shards' records in the one order of
-//! [`crate::sinks`]. Only eviction under a cap (split evenly across shards) can choose
-//! differently.
+//! its table to that clock before each frame. So timers fire, late packets are clamped
+//! and `uid`s are made exactly as in a single-threaded run, and the records are the
+//! same. Every `2048 × N` frames every worker is also sent the clock, frames or not,
+//! moves to it and tells the writer (as does the last batch), which lets the writer put
+//! the shards' records in the one order of [`crate::sinks`]. Only eviction under a cap
+//! (split evenly across shards) and a connection seen under different outer addresses
+//! (two tunnels, or tunnelled and direct: two shards) can differ.
 
 use std::net::IpAddr;
 use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
