@@ -168,41 +168,55 @@ impl AppState {
     }
 
     /// Offers one payload of direction `orig` (true: originator).
-    pub fn offer(&mut self, orig: bool, payload: &[u8], carrier: Carrier, ports: (u16, u16)) {
+    pub fn offer(
+        &mut self,
+        orig: bool,
+        payload: &[u8],
+        carrier: Carrier,
+        ports: (u16, u16),
+    ) -> bool {
         let d = usize::from(!orig);
         if payload.is_empty() {
-            return;
+            return false;
         }
         if self.dns.is_some() {
-            self.dns(payload, carrier == Carrier::Tcp);
-            return;
+            return self.dns(payload, carrier == Carrier::Tcp);
         }
         if orig && self.http_buf.is_some() {
             self.http_head(payload);
-            return;
+            return true;
         }
         if self.tries[d] >= MAX_TRIES {
-            return;
+            return false;
         }
         self.tries[d] += 1;
         match carrier {
             Carrier::Udp => {
-                if is_dns_port(ports.0) || is_dns_port(ports.1) {
-                    self.dns(payload, false);
-                }
+                let grew =
+                    (is_dns_port(ports.0) || is_dns_port(ports.1)) && self.dns(payload, false);
                 // One datagram per direction says what it is.
                 self.tries[d] = MAX_TRIES;
+                grew
             }
-            Carrier::Tcp if orig => self.tcp_orig(payload, ports),
-            Carrier::Tcp => self.tcp_resp(payload, ports),
+            Carrier::Tcp if orig => {
+                self.tcp_orig(payload, ports);
+                true
+            }
+            Carrier::Tcp => {
+                self.tcp_resp(payload, ports);
+                true
+            }
         }
     }
 
-    fn dns(&mut self, payload: &[u8], over_tcp: bool) {
+    /// Tallies one DNS message; whether the state may have grown on the heap (facts
+    /// begun, the query name kept, a name hash past the inline ones).
+    fn dns(&mut self, payload: &[u8], over_tcp: bool) -> bool {
         let named = self.facts.dns.as_ref().is_none_or(|f| f.query.is_none());
         let Some(m) = dns::parse_with(payload, over_tcp, named) else {
-            return;
+            return false;
         };
+        let mut grew = self.facts.dns.is_none() || named;
         let f = self.facts.dns.get_or_insert_with(DnsFacts::default);
         let tally = self.dns.get_or_insert_with(Default::default);
         if m.is_response {
@@ -219,6 +233,7 @@ impl AppState {
             if let Some(name) = &m.query {
                 f.name_bytes += name.len() as u64;
                 let h = name_hash(name);
+                grew |= usize::from(tally.firsts) >= FIRST_NAMES;
                 if tally.add_name(h) {
                     f.distinct_names += 1;
                 }
@@ -237,6 +252,7 @@ impl AppState {
             f.query = m.query;
             f.qtype = m.qtype;
         }
+        grew
     }
 
     fn tcp_orig(&mut self, payload: &[u8], ports: (u16, u16)) {

@@ -1072,10 +1072,12 @@ impl FlowTable {
                         _ => None,
                     };
                     if let Some(carrier) = carrier {
+                        grew |= f.app.is_none();
                         let app = f.app.get_or_insert_with(|| self.app_boxes.get());
                         if !app.done() {
-                            app.offer(is_orig, l.payload, carrier, (f.orig_p, f.resp_p));
-                            grew = true;
+                            // A DNS flow offers every message: re-count its bytes only
+                            // when its state may have grown.
+                            grew |= app.offer(is_orig, l.payload, carrier, (f.orig_p, f.resp_p));
                         }
                     }
                 }
