@@ -442,11 +442,11 @@ impl RecordWriter {
                             back,
                         } => {
                             w.records += flows.len() as u64;
-                            // After an error, keep draining so senders never block; the
-                            // next stage still gets the built records.
                             if let Some(m) = order.marks.get_mut(producer) {
                                 *m = mark;
                             }
+                            // After an error, keep draining so senders never block; the
+                            // next stage still gets the built records.
                             if w.error.is_none() || next.is_some() {
                                 order.take(producer, &mut flows, &mut ready);
                             }
