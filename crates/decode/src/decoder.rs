@@ -108,9 +108,18 @@ impl Default for DecoderConfig {
 }
 
 /// Decodes frames into [`Decoded`] views.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Decoder {
     config: DecoderConfig,
+    /// Every UDP port of any tunnel list, one bit each: most datagrams carry none, and
+    /// one bit test each way answers that instead of a scan of six lists.
+    tunnel_ports: Box<[u64]>,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Decoder::new(DecoderConfig::default())
+    }
 }
 
 #[inline]
@@ -128,6 +137,8 @@ fn be32(d: &[u8], off: usize) -> Option<u32> {
 struct Walk<'a, 'o> {
     out: &'o mut Decoded<'a>,
     config: &'o DecoderConfig,
+    /// [`Decoder`]'s bit set of tunnel ports.
+    tunnel_ports: &'o [u64],
     /// Link-level nesting (tags, labels, inner Ethernet headers) — bounded.
     link_depth: u8,
 }
@@ -137,7 +148,24 @@ const MAX_LINK_DEPTH: u8 = 16;
 impl Decoder {
     /// A decoder with the given settings.
     pub fn new(config: DecoderConfig) -> Self {
-        Decoder { config }
+        let mut tunnel_ports = vec![0u64; 65536 / 64].into_boxed_slice();
+        for &p in [
+            &config.vxlan_ports,
+            &config.geneve_ports,
+            &config.teredo_ports,
+            &config.gtpu_ports,
+            &config.ayiya_ports,
+            &config.gre_udp_ports,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            tunnel_ports[usize::from(p / 64)] |= 1 << (p % 64);
+        }
+        Decoder {
+            config,
+            tunnel_ports,
+        }
     }
 
     /// The settings in use.
@@ -153,6 +181,7 @@ impl Decoder {
         let mut walk = Walk {
             out,
             config: &self.config,
+            tunnel_ports: &self.tunnel_ports,
             link_depth: 0,
         };
         walk.ip(data, 0, encap, version);
@@ -164,6 +193,7 @@ impl Decoder {
         let mut walk = Walk {
             out,
             config: &self.config,
+            tunnel_ports: &self.tunnel_ports,
             link_depth: 0,
         };
         walk.link(link, frame);
@@ -949,6 +979,13 @@ impl<'a> Walk<'a, '_> {
 
     fn udp_tunnel(&mut self, sp: u16, dp: u16, d: &'a [u8], off: usize) {
         let cfg = self.config;
+        let listed = |p: u16| self.tunnel_ports[usize::from(p / 64)] >> (p % 64) & 1 != 0;
+        if !listed(sp) && !listed(dp) {
+            if cfg.teredo_any_port {
+                self.teredo(d, off, true);
+            }
+            return;
+        }
         let on = |ports: &[u16]| ports.contains(&sp) || ports.contains(&dp);
         if on(&cfg.vxlan_ports) {
             // 8-byte header; flags byte with the I bit (0x08), then Ethernet.
