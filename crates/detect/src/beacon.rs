@@ -210,26 +210,23 @@ impl Beacon {
                 continue;
             };
             let key = (kind, r.orig_h, hash);
-            if !self.series.contains_key(&key) {
+            // One lookup finds or adds the series, unless the map is full.
+            if self.series.len() >= self.cfg.max_series && !self.series.contains_key(&key) {
+                self.compact();
                 if self.series.len() >= self.cfg.max_series {
-                    self.compact();
-                    if self.series.len() >= self.cfg.max_series {
-                        self.untracked += 1;
-                        continue;
-                    }
+                    self.untracked += 1;
+                    continue;
                 }
+            }
+            let s = self.series.entry(key).or_insert_with(|| {
                 if kind == Kind::Ip {
                     Self::key_text(r, kind, &mut text);
                 }
-                let series = Series {
+                Box::new(Series {
                     text: text.clone(),
                     ..Series::default()
-                };
-                self.series.insert(key, Box::new(series));
-            }
-            let Some(s) = self.series.get_mut(&key) else {
-                continue;
-            };
+                })
+            });
             s.points.push_back((t, size));
             if s.points.len() > self.cfg.max_points.max(4) {
                 s.points.pop_front();

@@ -106,7 +106,7 @@ impl Detector for HttpChecks {
         let http = app.and_then(|a| a.http.as_ref());
         let ssh = app.and_then(|a| a.ssh.as_ref());
         let tls = app.and_then(|a| a.tls.as_ref());
-        let dst = format!("{}:{}", r.resp_h, r.resp_p);
+        let dst = crate::HostPort(r.resp_h, r.resp_p);
         let method = http.and_then(|h| h.method.as_deref());
         if let Some(h) = http.filter(|_| method == Some("CONNECT")) {
             let target = h.uri.clone().unwrap_or_default();

@@ -93,7 +93,7 @@ fn pct(x: f64) -> String {
 impl Detector for Interactive {
     fn record(&mut self, r: &FlowRecord, out: &mut Vec<Alert>) {
         let (o, q) = (&r.dynamics.orig, &r.dynamics.resp);
-        let dst = format!("{}:{}", r.resp_h, r.resp_p);
+        let dst = crate::HostPort(r.resp_h, r.resp_p);
         let tcp = r.ip_proto == 6;
         // A typist: enough keys, and most of what that side sent.
         let types = |d: &DirectionStats| {

@@ -149,6 +149,16 @@ pub fn excess_severity(value: f64, threshold: f64) -> Severity {
     }
 }
 
+/// A server's `address:port` as alert text shows it, written only when an alert is:
+/// detectors build it for every record.
+pub(crate) struct HostPort(pub std::net::IpAddr, pub u16);
+
+impl std::fmt::Display for HostPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.0, self.1)
+    }
+}
+
 /// Rounded to 3 decimals (scores and evidence read as text).
 pub(crate) fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
