@@ -85,10 +85,11 @@ fn name_hash(name: &str) -> u64 {
 /// Shannon entropy (bits per character) of the part of `name` left of its last two
 /// labels, or `None` when there is no such part.
 pub fn subdomain_entropy(name: &str) -> Option<f64> {
-    let mut dots = name.trim_end_matches('.').rmatch_indices('.');
-    dots.next()?;
-    let (cut, _) = dots.next()?;
-    let sub = &name.as_bytes()[..cut];
+    let bytes = name.as_bytes();
+    let end = bytes.iter().rposition(|&b| b != b'.').map_or(0, |i| i + 1);
+    let last = bytes[..end].iter().rposition(|&b| b == b'.')?;
+    let cut = bytes[..last].iter().rposition(|&b| b == b'.')?;
+    let sub = &bytes[..cut];
     // Each distinct byte is summed once, at its first occurrence; counts of u16 (a
     // name from the wire is at most 1,020 characters as text).
     let mut counts = [0u16; 256];

@@ -80,26 +80,26 @@ pub struct Endpoints {
     pub one_way: bool,
 }
 
-fn addr16(a: IpAddr) -> [u8; 16] {
+/// An address as a number (IPv4 as IPv4-mapped IPv6), by arithmetic: the octet arrays'
+/// path was copied byte by byte into place.
+fn addr_number(a: IpAddr) -> u128 {
     match a {
-        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
-        IpAddr::V6(v6) => v6.octets(),
+        IpAddr::V4(v4) => 0xffff_0000_0000 | u128::from(u32::from(v4)),
+        IpAddr::V6(v6) => u128::from(v6),
     }
 }
 
 impl Endpoints {
     /// The table key, and whether the sender is the key's `a` side.
     pub fn key(&self) -> (Key, bool) {
-        let s = addr16(self.src);
-        let d = addr16(self.dst);
-        // Byte order of the addresses, as numbers (no `memcmp`).
-        let (sn, dn) = (u128::from_be_bytes(s), u128::from_be_bytes(d));
+        let (sn, dn) = (addr_number(self.src), addr_number(self.dst));
         let src_first = self.one_way || (sn, self.sport) <= (dn, self.dport);
         let (a, pa, b, pb) = if src_first {
-            (s, self.sport, d, self.dport)
+            (sn, self.sport, dn, self.dport)
         } else {
-            (d, self.dport, s, self.sport)
+            (dn, self.dport, sn, self.sport)
         };
+        let (a, b) = (a.to_be_bytes(), b.to_be_bytes());
         (
             Key {
                 a,
@@ -244,6 +244,30 @@ mod tests {
             dport,
             proto,
             one_way: false,
+        }
+    }
+
+    #[test]
+    fn key_holds_addresses_as_their_ipv6_octets() {
+        let octets = |a: IpAddr| match a {
+            IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+            IpAddr::V6(v6) => v6.octets(),
+        };
+        for (s, d) in [
+            ("10.0.0.2", "10.0.0.1"),
+            ("192.0.2.1", "::ffff:192.0.2.2"),
+            ("2001:db8::2", "2001:db8::1"),
+            ("255.255.255.255", "::"),
+        ] {
+            let e = ep(s, 1, d, 2, IpProto::UDP);
+            let (k, src_first) = e.key();
+            let (lo, hi) = if src_first {
+                (e.src, e.dst)
+            } else {
+                (e.dst, e.src)
+            };
+            assert_eq!((k.a, k.b), (octets(lo), octets(hi)), "{s} {d}");
+            assert!(k.a <= k.b, "{s} {d}");
         }
     }
 

@@ -124,6 +124,11 @@ struct Flow {
     tcp: Option<Box<TcpConn>>,
     timing: TcpTiming,
     app: Option<Box<AppState>>,
+    /// What the application state says, kept here so that a payload packet does not
+    /// load its box for it (a cache miss per packet): it saw an SSH banner (for the
+    /// keystroke state), and it will learn nothing more ([`AppState::done`]).
+    app_ssh: bool,
+    app_done: bool,
     icmp: Option<Box<IcmpFacts>>,
     /// Keystroke and burst state, from the first payload of the third packet on.
     keys: Option<Box<Keys>>,
@@ -781,6 +786,8 @@ impl FlowTable {
             tcp,
             timing: TcpTiming::default(),
             app: None,
+            app_ssh: false,
+            app_done: false,
             icmp: None,
             keys: None,
             sigs: None,
@@ -1033,7 +1040,7 @@ impl FlowTable {
                         grew = true;
                     }
                     if let Some(k) = f.keys.as_deref_mut() {
-                        let ssh = f.app.as_ref().is_some_and(|a| a.facts.ssh.is_some());
+                        let ssh = f.app_ssh;
                         k.observe(
                             &self.config.keystrokes,
                             f.start,
@@ -1071,14 +1078,14 @@ impl FlowTable {
                         Transport::Udp(_) => Some(Carrier::Udp),
                         _ => None,
                     };
-                    if let Some(carrier) = carrier {
+                    if let Some(carrier) = carrier.filter(|_| !f.app_done) {
                         grew |= f.app.is_none();
                         let app = f.app.get_or_insert_with(|| self.app_boxes.get());
-                        if !app.done() {
-                            // A DNS flow offers every message: re-count its bytes only
-                            // when its state may have grown.
-                            grew |= app.offer(is_orig, l.payload, carrier, (f.orig_p, f.resp_p));
-                        }
+                        // A DNS flow offers every message: re-count its bytes only when
+                        // its state may have grown.
+                        grew |= app.offer(is_orig, l.payload, carrier, (f.orig_p, f.resp_p));
+                        f.app_ssh = app.facts.ssh.is_some();
+                        f.app_done = app.done();
                     }
                 }
             }
@@ -1458,5 +1465,53 @@ fn build_record(
         }),
         app,
         export: None,
+    }
+}
+#[cfg(test)]
+mod tmp_layout {
+    #[test]
+    fn layout() {
+        use super::{Flow, Slot};
+        use std::mem::offset_of;
+        macro_rules! o { ($($f:ident),*) => { $( eprintln!("{:>5} {}", offset_of!(Flow, $f), stringify!($f)); )* } }
+        o!(
+            key,
+            first_index,
+            one_way,
+            orig_h,
+            orig_p,
+            resp_h,
+            resp_p,
+            proto,
+            start,
+            last_time,
+            dirs,
+            history,
+            udp_chk,
+            tcp,
+            timing,
+            app,
+            app_ssh,
+            app_done,
+            icmp,
+            keys,
+            sigs,
+            tunnel_parents,
+            parent_ref,
+            vlan,
+            inner_vlan,
+            inactivity,
+            gen,
+            inact_gen,
+            expire_dormant,
+            expire_scheduled,
+            accounted
+        );
+        eprintln!(
+            "slot.flow {} slot.epoch {} size {}",
+            offset_of!(Slot, flow),
+            offset_of!(Slot, epoch),
+            std::mem::size_of::<Slot>()
+        );
     }
 }
