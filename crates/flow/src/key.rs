@@ -184,10 +184,10 @@ pub fn community_id(e: &Endpoints) -> String {
         h.update(dp.to_be_bytes());
     }
     let digest = h.finalize();
-    format!(
-        "1:{}",
-        base64::engine::general_purpose::STANDARD.encode(digest)
-    )
+    let mut out = String::with_capacity(30);
+    out.push_str("1:");
+    base64::engine::general_purpose::STANDARD.encode_string(digest, &mut out);
+    out
 }
 
 /// The address bytes (4 or 16) in a fixed buffer: `(bytes, length)`.
