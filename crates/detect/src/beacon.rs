@@ -33,7 +33,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::hash::BuildHasher;
 use std::net::IpAddr;
 
-use tunnelwatch_model::{Alert, Cause, FlowRecord, Severity, Timestamp};
+use tunnelwatch_model::{Alert, Cause, FlowRecord, IpText, Severity, Timestamp};
 
 use crate::config::{BeaconConfig, Config};
 use crate::{round3, severity_score, AlertBuilder, Detector, FastMap};
@@ -140,7 +140,6 @@ impl Beacon {
     /// Writes the text of `r`'s series of `kind` into `out` (cleared first); false when
     /// `r` has none of that kind.
     fn key_text(r: &FlowRecord, kind: Kind, out: &mut String) -> bool {
-        use std::fmt::Write;
         out.clear();
         let app = r.app.as_ref();
         let http = app.and_then(|a| a.http.as_ref());
@@ -148,7 +147,12 @@ impl Beacon {
         let host = http.and_then(|h| h.host.as_deref()).map(strip_port);
         match kind {
             Kind::Ip => {
-                let _ = write!(out, "{}:{}/{}", r.resp_h, r.resp_p, r.proto);
+                // `server:port/proto`, without `core::fmt` (most series are new).
+                out.push_str(IpText::new(r.resp_h).as_str());
+                out.push(':');
+                out.push_str(itoa::Buffer::new().format(r.resp_p));
+                out.push('/');
+                out.push_str(&r.proto);
             }
             Kind::Name => {
                 let Some(n) = host

@@ -11,6 +11,7 @@ mod alert;
 mod keys;
 mod record;
 mod signature;
+mod text;
 mod time;
 
 pub use alert::{Alert, Category, Severity};
@@ -21,6 +22,7 @@ pub use record::{
     TlsFacts,
 };
 pub use signature::{SignatureHit, SignatureRule};
+pub use text::IpText;
 pub use time::Timestamp;
 
 /// Where finished flow records go. Producers (the flow table, the sensor) push each
