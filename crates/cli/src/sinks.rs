@@ -298,11 +298,11 @@ impl Reorder {
         if producer >= self.queues.len() {
             self.queues.resize_with(producer + 1, VecDeque::new);
         }
-        // A record goes straight out when nothing is held (by any producer), it is due
-        // before every mark, and every later record of the batch sorts after it: with
-        // one producer, nearly all of them (boxing and queueing costs moves).
+        // A record goes straight out when it is due before every mark and every later
+        // record of the batch sorts after it, once what is held and sorts before it
+        // has gone out: with one producer, nearly all of them (boxing and queueing
+        // costs moves). Only ties with the mark or the batch wait.
         let limit = self.limit();
-        let mut direct = self.queues.iter().all(VecDeque::is_empty);
         let mut after = std::mem::take(&mut self.after);
         after.clear();
         let mut least = (Timestamp::MAX, Timestamp::MAX);
@@ -310,18 +310,22 @@ impl Reorder {
             after.push(least);
             least = least.min((f.at(), f.start()));
         }
-        let q = &mut self.queues[producer];
         for flow in flows.drain(..) {
             let key = (flow.at(), flow.start());
             let later = after.pop().unwrap_or(least);
-            if direct && key < limit && key < later {
-                out.push(flow.into_record());
+            let record = flow.into_record();
+            if key < limit && key < later {
+                // What is held and sorts before it is due before every mark too.
+                self.release_while(out, |h| {
+                    (h.0, h.1).cmp(&key).then_with(|| same_time(&h.2, &record)) == Ordering::Less
+                });
+                out.push(record);
                 continue;
             }
-            direct = false;
-            let held = (key.0, key.1, Box::new(flow.into_record()));
+            let held = (key.0, key.1, Box::new(record));
             // A producer hands its records over in order of due time: only records due
             // at the same time can need a place further back.
+            let q = &mut self.queues[producer];
             let mut i = q.len();
             while i > 0 && held_order(&q[i - 1], &held) == Ordering::Greater {
                 i -= 1;
@@ -332,10 +336,12 @@ impl Reorder {
         self.release(false, out);
     }
 
-    /// Moves into `out`, in order, every held record due before every producer's mark
-    /// (all of them when `all`): a merge of the producers' queues.
-    fn release(&mut self, all: bool, out: &mut Vec<FlowRecord>) {
-        let limit = self.limit();
+    /// Moves into `out`, in order, the held records that `release` accepts, while it
+    /// does: a merge of the producers' queues.
+    fn release_while(&mut self, out: &mut Vec<FlowRecord>, release: impl Fn(&Held) -> bool) {
+        if self.queues.iter().all(VecDeque::is_empty) {
+            return;
+        }
         loop {
             let mut best: Option<usize> = None;
             for (i, q) in self.queues.iter().enumerate() {
@@ -350,13 +356,20 @@ impl Reorder {
             }
             let Some(b) = best else { break };
             let q = &mut self.queues[b];
-            if !all && q.front().is_some_and(|h| (h.0, h.1) >= limit) {
+            if !q.front().is_some_and(&release) {
                 break;
             }
             if let Some((_, _, r)) = q.pop_front() {
                 out.push(*r);
             }
         }
+    }
+
+    /// Moves into `out`, in order, every held record due before every producer's mark
+    /// (all of them when `all`).
+    fn release(&mut self, all: bool, out: &mut Vec<FlowRecord>) {
+        let limit = self.limit();
+        self.release_while(out, |h| all || (h.0, h.1) < limit);
     }
 }
 
