@@ -56,13 +56,41 @@ struct Pair {
     index: u32,
 }
 
+/// ON-period starts, at most [`MAX_ONSETS`]: the first few in place (most flows have
+/// no more; a vector for each would be an allocation per flow on the packet path).
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Onsets {
+    head: [u32; 4],
+    len: u8,
+    rest: Vec<u32>,
+}
+
+impl Onsets {
+    fn push(&mut self, t: u32) {
+        let len = usize::from(self.len);
+        if len >= MAX_ONSETS {
+            return;
+        }
+        match self.head.get_mut(len) {
+            Some(slot) => *slot = t,
+            None => self.rest.push(t),
+        }
+        self.len += 1;
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &u32> {
+        let head = usize::from(self.len).min(self.head.len());
+        self.head[..head].iter().chain(&self.rest)
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq)]
 struct Side {
     open: Option<Burst>,
     /// When this side's last burst ended, and the starts of its bursts after a silence
     /// of at least [`IDLE`] (ON periods, for stepping-stone correlation).
     last_end: Option<u32>,
-    onsets: Vec<u32>,
+    onsets: Onsets,
     bursts: u32,
     small: u32,
     typed: u32,
@@ -149,7 +177,7 @@ impl Keys {
                 }
                 let side = &mut self.sides[s];
                 let quiet = side.last_end.is_none_or(|e| t.saturating_sub(e) >= IDLE);
-                if quiet && side.onsets.len() < MAX_ONSETS {
+                if quiet {
                     side.onsets.push(t);
                 }
                 side.open = Some(Burst {
@@ -358,6 +386,18 @@ impl Side {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn onsets_keep_the_first_ones_in_order() {
+        for n in [0u32, 3, 4, 5, 31, 32, 33, 100] {
+            let mut o = Onsets::default();
+            for t in 0..n {
+                o.push(t * 10);
+            }
+            let want: Vec<u32> = (0..n.min(MAX_ONSETS as u32)).map(|t| t * 10).collect();
+            assert_eq!(o.iter().copied().collect::<Vec<_>>(), want, "{n}");
+        }
+    }
 
     const MS: i64 = 1_000_000;
     const P: KeystrokeParams = KeystrokeParams::DEFAULT;

@@ -104,49 +104,57 @@ struct TcpTiming {
     resp_wscale: Option<u8>,
 }
 
+// In the order a packet uses them (C layout keeps it): the key the index compares with
+// the epoch and flags on the first line, the endpoints and boxes on the second, then the
+// history and TCP timing, then the packet's direction; what only the record reads comes
+// last. A packet of a flow not in cache loads fewer lines (the compiler's order had the
+// key on the flow's last two lines and the slot's epoch alone on a line of its own).
+#[repr(C)]
 struct Flow {
     key: Key,
-    /// Position of the first packet in the input (with `key` and `start`: the `uid`).
-    first_index: u64,
-    /// Whether the key is one-way ICMP (the Community ID does not order it).
-    one_way: bool,
-    orig_h: IpAddr,
     orig_p: u16,
-    resp_h: IpAddr,
     resp_p: u16,
     proto: IpProto,
-    start: Timestamp,
-    /// Zeek's `last_time`: the last packet that counts towards the duration.
-    last_time: Timestamp,
-    dirs: [Direction; 2],
-    history: History,
-    udp_chk: [Scaled; 2],
-    tcp: Option<Box<TcpConn>>,
-    timing: TcpTiming,
-    app: Option<Box<AppState>>,
+    /// Whether the key is one-way ICMP (the Community ID does not order it).
+    one_way: bool,
+    /// The slot's epoch while this flow holds it ([`Slot::epoch`]).
+    epoch: u32,
     /// What the application state says, kept here so that a payload packet does not
     /// load its box for it (a cache miss per packet): it saw an SSH banner (for the
     /// keystroke state), and it will learn nothing more ([`AppState::done`]).
     app_ssh: bool,
     app_done: bool,
-    icmp: Option<Box<IcmpFacts>>,
-    /// Keystroke and burst state, from the first payload of the third packet on.
+    expire_scheduled: bool,
+    // Cold, in what would be padding.
+    vlan: Option<u16>,
+    /// Zeek's `last_time`: the last packet that counts towards the duration.
+    last_time: Timestamp,
+    orig_h: IpAddr,
+    resp_h: IpAddr,
+    inner_vlan: Option<u16>,
+    tcp: Option<Box<TcpConn>>,
     keys: Option<Box<Keys>>,
+    app: Option<Box<AppState>>,
     /// Content-signature state (when rules are configured).
     sigs: Option<Box<SigState>>,
-    /// `uid`s of the flows that carried this one (rarely more than one).
-    tunnel_parents: Vec<String>,
-    parent_ref: Option<(u32, u32)>,
-    vlan: Option<u16>,
-    inner_vlan: Option<u16>,
+    icmp: Option<Box<IcmpFacts>>,
+    start: Timestamp,
     inactivity: i64,
     /// Generation of all timers (bumped by Zeek's CancelTimers).
     gen: u32,
     /// Generation of the inactivity timer alone.
     inact_gen: u32,
+    history: History,
+    timing: TcpTiming,
+    dirs: [Direction; 2],
+    udp_chk: [Scaled; 2],
     /// Next expire-check tick that was not scheduled because no check could act.
     expire_dormant: Option<Timestamp>,
-    expire_scheduled: bool,
+    /// Position of the first packet in the input (with `key` and `start`: the `uid`).
+    first_index: u64,
+    /// `uid`s of the flows that carried this one (rarely more than one).
+    tunnel_parents: Vec<String>,
+    parent_ref: Option<(u32, u32)>,
     /// Bytes counted for this flow in the table's memory total.
     accounted: u32,
 }
@@ -194,6 +202,8 @@ impl Flow {
 
 struct Slot {
     flow: Option<Flow>,
+    /// Bumped when a flow ends, so that its timers and references go stale; a packet
+    /// reads the live flow's copy ([`Flow::epoch`]).
     epoch: u32,
 }
 
@@ -309,6 +319,7 @@ pub struct FlowTable {
     memory: usize,
     tcp_boxes: Recycler<TcpConn>,
     app_boxes: Recycler<AppState>,
+    keys_boxes: Recycler<Keys>,
     /// Reused buffer for signature matching.
     scratch: Vec<u8>,
 }
@@ -364,6 +375,7 @@ impl FlowTable {
             memory: 0,
             tcp_boxes: Recycler::new(RECYCLED),
             app_boxes: Recycler::new(RECYCLED),
+            keys_boxes: Recycler::new(RECYCLED),
             scratch: Vec::new(),
         }
     }
@@ -544,11 +556,7 @@ impl FlowTable {
 
     /// Sets a timer of `slot` at `base + delay` (the delay picks the timer lane).
     fn schedule(&mut self, slot: u32, base: Timestamp, delay: i64, kind: TimerKind) {
-        let Some(Slot {
-            flow: Some(f),
-            epoch,
-        }) = self.slots.get(slot as usize)
-        else {
+        let Some(f) = self.slots.get(slot as usize).and_then(|s| s.flow.as_ref()) else {
             return;
         };
         let gen = if kind == TimerKind::Inactivity {
@@ -560,7 +568,7 @@ impl FlowTable {
             at: base,
             seq: 0,
             slot,
-            epoch: *epoch,
+            epoch: f.epoch,
             gen,
             kind,
         };
@@ -569,16 +577,14 @@ impl FlowTable {
 
     fn fire(&mut self, t: Timer, floor: Timestamp, out: &mut dyn FlowSink) {
         let at = t.at.max(floor);
-        let Some(Slot {
-            flow: Some(f),
-            epoch,
-        }) = self.slots.get_mut(t.slot as usize)
+        let Some(f) = self
+            .slots
+            .get_mut(t.slot as usize)
+            .and_then(|s| s.flow.as_mut())
+            .filter(|f| f.epoch == t.epoch)
         else {
             return;
         };
-        if *epoch != t.epoch {
-            return;
-        }
         let gen = if t.kind == TimerKind::Inactivity {
             f.inact_gen
         } else {
@@ -677,10 +683,11 @@ impl FlowTable {
             Some(facts).filter(|a| !a.is_empty())
         });
         let extras = Extras {
-            keys: f
-                .keys
-                .take()
-                .map(|k| k.summary(&self.config.keystrokes, f.start)),
+            keys: f.keys.take().map(|k| {
+                let summary = k.summary(&self.config.keystrokes, f.start);
+                self.keys_boxes.put(k);
+                summary
+            }),
             signatures: f
                 .sigs
                 .take()
@@ -730,7 +737,7 @@ impl FlowTable {
             Some(s) => s,
             None => self.create(frame, key, &ep, l, out),
         };
-        let epoch = self.slots[slot as usize].epoch;
+        let epoch = self.slots[slot as usize].flow.as_ref()?.epoch;
 
         self.update(slot, frame, l, &ep, parent);
         Some(LayerRef { slot, epoch })
@@ -769,7 +776,7 @@ impl FlowTable {
             Transport::Icmp(_) => (self.config.icmp_inactivity, None),
             Transport::Other => (self.config.other_inactivity, None),
         };
-        let flow = Flow {
+        let mut flow = Flow {
             key,
             first_index: frame.index,
             one_way: ep.one_way,
@@ -801,10 +808,13 @@ impl FlowTable {
             expire_dormant: None,
             expire_scheduled: false,
             accounted: 0,
+            epoch: 0,
         };
         let slot = match self.free.pop() {
             Some(s) => {
-                self.slots[s as usize].flow = Some(flow);
+                let free = &mut self.slots[s as usize];
+                flow.epoch = free.epoch;
+                free.flow = Some(flow);
                 s
             }
             None => self.slots.push(Slot {
@@ -1036,7 +1046,7 @@ impl FlowTable {
                 if l.payload_len > 0 {
                     let pkts = f.dirs[0].pkts + f.dirs[1].pkts;
                     if f.keys.is_none() && pkts >= 3 {
-                        f.keys = Some(Box::default());
+                        f.keys = Some(self.keys_boxes.get());
                         grew = true;
                     }
                     if let Some(k) = f.keys.as_deref_mut() {
@@ -1465,53 +1475,5 @@ fn build_record(
         }),
         app,
         export: None,
-    }
-}
-#[cfg(test)]
-mod tmp_layout {
-    #[test]
-    fn layout() {
-        use super::{Flow, Slot};
-        use std::mem::offset_of;
-        macro_rules! o { ($($f:ident),*) => { $( eprintln!("{:>5} {}", offset_of!(Flow, $f), stringify!($f)); )* } }
-        o!(
-            key,
-            first_index,
-            one_way,
-            orig_h,
-            orig_p,
-            resp_h,
-            resp_p,
-            proto,
-            start,
-            last_time,
-            dirs,
-            history,
-            udp_chk,
-            tcp,
-            timing,
-            app,
-            app_ssh,
-            app_done,
-            icmp,
-            keys,
-            sigs,
-            tunnel_parents,
-            parent_ref,
-            vlan,
-            inner_vlan,
-            inactivity,
-            gen,
-            inact_gen,
-            expire_dormant,
-            expire_scheduled,
-            accounted
-        );
-        eprintln!(
-            "slot.flow {} slot.epoch {} size {}",
-            offset_of!(Slot, flow),
-            offset_of!(Slot, epoch),
-            std::mem::size_of::<Slot>()
-        );
     }
 }
