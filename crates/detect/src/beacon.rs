@@ -80,11 +80,55 @@ struct Series {
     points: VecDeque<(f64, f64)>,
     /// Connections seen (also those no longer kept).
     n: u64,
-    servers: BTreeSet<IpAddr>,
-    uids: Vec<String>,
+    servers: Servers,
+    /// The first connections' `uid`s, one per line (one allocation for all).
+    uids: String,
+    uid_count: usize,
     community_id: Option<String>,
     /// The severity last raised (a beacon that goes on is raised again, higher).
     alerted: Option<Severity>,
+}
+
+/// Up to 16 distinct servers of a series, the least in place: an address series has
+/// only one, and most series are one connection (a set would allocate for each).
+#[derive(Default)]
+struct Servers {
+    least: Option<IpAddr>,
+    /// The others, in order.
+    rest: Vec<IpAddr>,
+}
+
+impl Servers {
+    fn len(&self) -> usize {
+        usize::from(self.least.is_some()) + self.rest.len()
+    }
+
+    fn insert(&mut self, a: IpAddr) {
+        let add = match self.least {
+            None => {
+                self.least = Some(a);
+                return;
+            }
+            Some(l) if a == l => return,
+            Some(l) if a < l => {
+                self.least = Some(a);
+                l
+            }
+            Some(_) => a,
+        };
+        if let Err(i) = self.rest.binary_search(&add) {
+            self.rest.insert(i, add);
+        }
+    }
+}
+
+impl Series {
+    fn uid_list(&self) -> Vec<String> {
+        if self.uid_count == 0 {
+            return Vec::new();
+        }
+        self.uids.split('\n').map(String::from).collect()
+    }
 }
 
 /// Summed durations of one (client, server, port).
@@ -239,8 +283,12 @@ impl Beacon {
             if s.servers.len() < 16 {
                 s.servers.insert(r.resp_h);
             }
-            if s.uids.len() < self.max_uids {
-                s.uids.push(r.uid.clone());
+            if s.uid_count < self.max_uids {
+                if s.uid_count > 0 {
+                    s.uids.push('\n');
+                }
+                s.uids.push_str(&r.uid);
+                s.uid_count += 1;
             }
             if s.community_id.is_none() {
                 s.community_id = Some(r.community_id.clone());
@@ -310,12 +358,12 @@ impl Beacon {
                     rate
                 ),
             )
-            .hosts(Some(key.1), s.servers.iter().next().copied())
+            .hosts(Some(key.1), s.servers.least)
             .span(
                 Timestamp::from_secs_f64(first),
                 Timestamp::from_secs_f64(last),
             )
-            .uids(s.uids.clone(), s.community_id.clone())
+            .uids(s.uid_list(), s.community_id.clone())
             .max_uids(self.max_uids)
             .evidence("url", s.text.clone())
             .evidence("fetches", recent.len())
@@ -383,9 +431,9 @@ impl Beacon {
                     sc.dur
                 ),
             )
-            .hosts(Some(key.1), (s.servers.len() == 1).then(|| s.servers.iter().next().copied()).flatten())
+            .hosts(Some(key.1), s.servers.least.filter(|_| s.servers.len() == 1))
             .span(Timestamp::from_secs_f64(first), Timestamp::from_secs_f64(last))
-            .uids(s.uids.clone(), s.community_id.clone())
+            .uids(s.uid_list(), s.community_id.clone())
             .max_uids(self.max_uids)
             .evidence("series", key.0.label())
             .evidence("key", s.text.clone())
@@ -732,6 +780,30 @@ mod tests {
             .collect();
         exp.sort_by(f64::total_cmp);
         assert!(skew_mad(&exp) < 0.7, "{}", skew_mad(&exp));
+    }
+
+    #[test]
+    fn servers_are_a_set_with_the_least_first() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..500 {
+            let (mut ours, mut set) = (Servers::default(), BTreeSet::new());
+            for _ in 0..(x % 24) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let a: IpAddr = if x % 3 == 0 {
+                    IpAddr::V6(std::net::Ipv6Addr::from(u128::from(x % 5)))
+                } else {
+                    IpAddr::V4(std::net::Ipv4Addr::from((x % 7) as u32))
+                };
+                ours.insert(a);
+                set.insert(a);
+                assert_eq!(ours.len(), set.len());
+                assert_eq!(ours.least, set.first().copied());
+                let all: Vec<IpAddr> = ours.least.into_iter().chain(ours.rest.clone()).collect();
+                assert_eq!(all, set.iter().copied().collect::<Vec<_>>());
+            }
+        }
     }
 
     #[test]
