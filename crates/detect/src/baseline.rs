@@ -45,7 +45,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 use tunnelwatch_model::{Alert, Cause, FlowRecord, Severity, Timestamp};
 
-use crate::net::Net;
+use crate::net::{addr_order, Net};
 use crate::{round3, AlertBuilder, Detector, FastMap, FastSet};
 
 /// The metrics, in the order of the value arrays.
@@ -236,14 +236,12 @@ pub struct ProfileKey {
 
 impl ProfileKey {
     /// Numbers in the keys' order (`Ord`: IPv4 before IPv6, `None` first).
-    fn order(&self) -> (u8, u128, u8, u128, u32) {
-        let addr = |a: IpAddr| match a {
-            IpAddr::V4(v4) => (1, u128::from(u32::from(v4))),
-            IpAddr::V6(v6) => (2, u128::from(v6)),
-        };
-        let (ct, c) = addr(self.client);
-        let (st, s) = self.server.map_or((0, 0), addr);
-        (ct, c, st, s, self.port.map_or(0, |p| u32::from(p) + 1))
+    fn order(&self) -> ((u8, u128), Option<(u8, u128)>, Option<u16>) {
+        (
+            addr_order(self.client),
+            self.server.map(addr_order),
+            self.port,
+        )
     }
 }
 
@@ -487,10 +485,9 @@ impl Baseline {
         }
         // In key order; sorting references, not the tallies (~200 bytes each), by
         // numbers that order as the keys do (comparing addresses is slow).
-        let mut order: Vec<(ProfileKey, &Tally)> =
-            tallies.iter().map(|(k, t)| (*k, &**t)).collect();
-        order.sort_unstable_by_key(|(k, _)| k.order());
-        for (key, t) in order {
+        let mut order: Vec<_> = tallies.iter().map(|(k, t)| (k.order(), *k, &**t)).collect();
+        order.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for (_, key, t) in order {
             if t.alerted[..3].iter().any(|a| *a) && !learning {
                 // An hour that alarmed is not learnt: no absorbing a tunnel. Its
                 // slot weight still grew, so it counts as an unknown hour.

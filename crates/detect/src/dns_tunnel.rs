@@ -16,6 +16,7 @@ use std::net::IpAddr;
 use tunnelwatch_model::{Alert, Cause, FlowRecord, Severity, Timestamp};
 
 use crate::config::{Config, DnsTunnelConfig};
+use crate::net::addr_order;
 use crate::summary::{keep_first, split_first, FirstFlows};
 use crate::{AlertBuilder, Detector, FastMap};
 
@@ -113,9 +114,13 @@ impl DnsTunnel {
                 continue;
             };
             self.keys -= window.len();
-            let mut keys: Vec<((IpAddr, String), Window)> = window.into_iter().collect();
-            keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-            for ((client, domain), w) in keys {
+            // By client then domain, the client compared as numbers.
+            let mut keys: Vec<_> = window
+                .into_iter()
+                .map(|(k, w)| (addr_order(k.0), k, w))
+                .collect();
+            keys.sort_unstable_by(|a, b| (a.0, &a.1 .1).cmp(&(b.0, &b.1 .1)));
+            for (_, (client, domain), w) in keys {
                 self.judge((index, client, domain), w, out);
             }
         }
