@@ -45,7 +45,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 use tunnelwatch_model::{Alert, Cause, FlowRecord, Severity, Timestamp};
 
-use crate::net::{addr_order, Net};
+use crate::net::{addr_order, AddrOrder, Net};
 use crate::{round3, AlertBuilder, Detector, FastMap, FastSet};
 
 /// The metrics, in the order of the value arrays.
@@ -236,7 +236,7 @@ pub struct ProfileKey {
 
 impl ProfileKey {
     /// Numbers in the keys' order (`Ord`: IPv4 before IPv6, `None` first).
-    fn order(&self) -> ((u8, u128), Option<(u8, u128)>, Option<u16>) {
+    fn order(&self) -> (AddrOrder, Option<AddrOrder>, Option<u16>) {
         (
             addr_order(self.client),
             self.server.map(addr_order),

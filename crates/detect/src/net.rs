@@ -72,7 +72,10 @@ impl<'de> Deserialize<'de> for Net {
 
 /// Numbers that order as addresses do (`IpAddr`'s `Ord`: IPv4 before IPv6, then by
 /// value): sorting many keys by these is much cheaper than comparing addresses.
-pub(crate) fn addr_order(a: IpAddr) -> (u8, u128) {
+pub(crate) type AddrOrder = (u8, u128);
+
+/// An address's [`AddrOrder`].
+pub(crate) fn addr_order(a: IpAddr) -> AddrOrder {
     match a {
         IpAddr::V4(v4) => (0, u128::from(u32::from(v4))),
         IpAddr::V6(v6) => (1, u128::from(v6)),
