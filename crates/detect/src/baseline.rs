@@ -486,7 +486,7 @@ impl Baseline {
         // In key order; sorting references, not the tallies (~200 bytes each), by
         // numbers that order as the keys do (comparing addresses is slow).
         let mut order: Vec<_> = tallies.iter().map(|(k, t)| (k.order(), *k, &**t)).collect();
-        order.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        order.sort_unstable_by_key(|a| a.0);
         for (_, key, t) in order {
             if t.alerted[..3].iter().any(|a| *a) && !learning {
                 // An hour that alarmed is not learnt: no absorbing a tunnel. Its
