@@ -89,13 +89,10 @@ pub struct DnsTunnel {
 
 /// The last two labels of `name` (the whole name when it has fewer).
 pub fn registered_domain(name: &str) -> String {
-    let n = name.trim_end_matches('.').to_ascii_lowercase();
-    let mut it = n.rmatch_indices('.');
-    it.next();
-    match it.next() {
-        Some((i, _)) => n[i + 1..].to_string(),
-        None => n,
-    }
+    // Cut first, then lower-case only what is kept (one string, not two).
+    let n = name.trim_end_matches('.');
+    let start = n.rmatch_indices('.').nth(1).map_or(0, |(i, _)| i + 1);
+    n[start..].to_ascii_lowercase()
 }
 
 impl DnsTunnel {
@@ -275,5 +272,26 @@ impl Detector for DnsTunnel {
 
     fn untracked(&self) -> u64 {
         self.untracked
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registered_domain_is_the_last_two_labels_lower_cased() {
+        for (name, want) in [
+            ("a.B.Example.COM", "example.com"),
+            ("x.example.com.", "example.com"),
+            ("example.com..", "example.com"),
+            ("Localhost", "localhost"),
+            ("", ""),
+            (".", ""),
+            ("a.b", "a.b"),
+            ("aB4x.T.Example", "t.example"),
+        ] {
+            assert_eq!(registered_domain(name), want, "{name}");
+        }
     }
 }
