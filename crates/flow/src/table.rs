@@ -131,8 +131,10 @@ struct Flow {
     last_time: Timestamp,
     orig_h: IpAddr,
     resp_h: IpAddr,
+    // Cold, in what would be padding.
     inner_vlan: Option<u16>,
     tcp: Option<Box<TcpConn>>,
+    /// Keystroke and burst state, from the first payload of the third packet on.
     keys: Option<Box<Keys>>,
     app: Option<Box<AppState>>,
     /// Content-signature state (when rules are configured).
