@@ -13,7 +13,7 @@ use crate::packet::{IpPacket, Transport};
 /// Adds `data` as big-endian 16-bit words to a running 64-bit sum.
 ///
 /// The one's complement sum does not depend on byte order but for a final swap
-/// (RFC 1071 §2(B)), so whole 32-byte blocks are summed as native 32-bit words in four
+/// (RFC 1071 §2(B)), so whole 32-byte blocks are summed as native 32-bit words in eight
 /// lanes (which the compiler turns into vector adds), folded to 16 bits and swapped
 /// into network order. The folded value is congruent to the word sum modulo 0xffff and
 /// zero only for all-zero data, which is all [`fold`] keeps.

@@ -243,9 +243,7 @@ impl ProfileKey {
             self.port,
         )
     }
-}
 
-impl ProfileKey {
     fn describe(&self) -> String {
         match (self.server, self.port) {
             (Some(s), Some(p)) => format!("{} -> {s}:{p}", self.client),
