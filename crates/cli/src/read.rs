@@ -249,6 +249,7 @@ pub fn run(args: ReadArgs) -> Result<ExitCode> {
             if let Some(p) = profiles {
                 d.baseline().set_profiles(p);
             }
+            d.baseline().set_keep_profiles(uses_profiles);
             d.baseline().set_mode(if args.learn {
                 BaselineMode::Learn
             } else if let Some(h) = args.learning_period {

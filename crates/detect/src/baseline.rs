@@ -380,6 +380,8 @@ pub struct Baseline {
     hours: HashMap<i64, FastMap<ProfileKey, Box<Tally>>>,
     closed_before: i64,
     stats: BaselineStats,
+    /// Whether the profiles are wanted after the run (see [`Baseline::set_keep_profiles`]).
+    keep_profiles: bool,
 }
 
 const RULE: [&str; 4] = [
@@ -400,7 +402,16 @@ impl Baseline {
             hours: HashMap::new(),
             closed_before: i64::MIN,
             stats: BaselineStats::default(),
+            keep_profiles: true,
         }
+    }
+
+    /// Whether the profiles are wanted after the run (the default). When they are not
+    /// (`read --no-store` throws them away), the last hour still running at the end is
+    /// counted as closed — hours, keys refused — but not folded into profiles nobody
+    /// reads: at the end of a large capture that fold is most of detection's tail.
+    pub fn set_keep_profiles(&mut self, keep: bool) {
+        self.keep_profiles = keep;
     }
 
     /// Learn or detect from now on.
@@ -513,6 +524,23 @@ impl Baseline {
             let v = values(t);
             p.fold(&v, weight(p.weight), t.v[0], f64::from(t.bursts));
         }
+    }
+
+    /// What [`Baseline::close`] would count for hour `index`, without folding it: the
+    /// hour, and its new keys beyond `max_keys` (refused; which of them would be learnt
+    /// does not matter when no hour closes after it). A tally that alarmed is skipped
+    /// by `close`, but only keys with a profile can alarm, and those are not new.
+    fn count_close(&mut self, index: i64) {
+        let Some(tallies) = self.hours.remove(&index) else {
+            return;
+        };
+        self.stats.hours += 1;
+        let new = tallies
+            .keys()
+            .filter(|k| !self.profiles.keys.contains_key(k))
+            .count();
+        let room = self.cfg.max_keys.saturating_sub(self.profiles.keys.len());
+        self.stats.refused += new.saturating_sub(room) as u64;
     }
 
     fn reference(&self, key: &ProfileKey, slot: u32) -> Option<&SlotProfile> {
@@ -862,8 +890,14 @@ impl Detector for Baseline {
     fn finish(&mut self, _out: &mut Vec<Alert>) {
         let mut due: Vec<i64> = self.hours.keys().copied().collect();
         due.sort_unstable();
+        let last = due.pop();
         for h in due {
             self.close(h);
+        }
+        match last {
+            Some(h) if !self.keep_profiles => self.count_close(h),
+            Some(h) => self.close(h),
+            None => {}
         }
     }
 

@@ -407,3 +407,53 @@ fn a_flood_of_new_clients_is_bounded_and_counted() {
     assert!(b.stats().refused >= 480, "{:?}", b.stats());
     assert!(b.profiles().keys.len() <= 10);
 }
+
+#[test]
+fn the_end_counts_the_same_when_profiles_are_not_kept() {
+    // Learnt keys, then on day 5 the routine (known keys), a tunnel (an alarmed hour is
+    // not learnt) and a flood of new clients beyond `max_keys` from 09:50 on, cut at
+    // 11:00 (one hour running at the end) or at 10:08 (two: 09:00 is not closed until
+    // 10:10). `read --no-store` does not fold the last one, but must count the same.
+    let day = 5;
+    let ten = T0 + f64::from(day) * DAY + 10.0 * 3600.0;
+    let end = |cut: f64, keep: bool| {
+        let mut c = config();
+        c.baseline.max_keys = 40;
+        let mut run = Run::new(c);
+        run.learn(0..day);
+        let mut last = routine(day);
+        last.extend(tunnel(day, SERVER));
+        last.extend((0..120u32).map(|i| {
+            let src = format!("198.18.0.{i}");
+            conn(
+                &src,
+                SERVER,
+                443,
+                ten - 600.0 + f64::from(i) * 35.0,
+                1.0,
+                100,
+                100,
+            )
+        }));
+        last.retain(|r| r.last_ts.as_secs_f64_micros() < cut);
+        run.d.baseline().set_keep_profiles(keep);
+        run.feed(&last);
+        run.d.finish(&mut run.alerts);
+        let stats = run.d.baseline().stats().clone();
+        (stats, run.alerts)
+    };
+    for cut in [ten + 3600.0, ten + 480.0] {
+        let (kept, kept_alerts) = end(cut, true);
+        let (counted, counted_alerts) = end(cut, false);
+        assert!(kept.refused > 0, "{kept:?}");
+        assert_eq!(kept, counted, "cut {cut}");
+        assert!(kept_alerts == counted_alerts);
+        let alarmed = kept_alerts
+            .iter()
+            .filter(|a| a.detector.starts_with("baseline_"));
+        assert!(
+            alarmed.count() >= 2,
+            "the tunnel's hour alarmed (cut {cut})"
+        );
+    }
+}
