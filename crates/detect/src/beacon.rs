@@ -27,8 +27,10 @@
 //!
 //! State is bounded: at most `max_series` series of at most `max_points` points each
 //! (the latest kept); what does not fit is counted as untracked. Series quiet for a day
-//! of packet time are forgotten.
+//! of packet time are forgotten. Most series are one connection: a series' first is
+//! kept in place, without the allocations of a full series, until a second comes.
 
+use std::collections::hash_map::Entry as MapEntry;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::hash::BuildHasher;
 use std::net::IpAddr;
@@ -131,6 +133,75 @@ impl Series {
     }
 }
 
+/// A series as the map keeps it. Most series never see a second connection: their
+/// first is kept in place (one allocation, for its ids) and becomes a [`Series`] at the
+/// second — when the first connection alone cannot raise anything
+/// ([`Beacon::lazy`]).
+enum Entry {
+    /// The first connection: its start, its client bytes, its server, and its `uid`
+    /// then its Community ID in one string (`uid_len` bytes of `uid`).
+    One {
+        t: f64,
+        size: f64,
+        server: IpAddr,
+        ids: String,
+        uid_len: usize,
+    },
+    Many(Box<Series>),
+}
+
+impl Entry {
+    /// Connections seen.
+    fn n(&self) -> u64 {
+        match self {
+            Entry::One { .. } => 1,
+            Entry::Many(s) => s.n,
+        }
+    }
+
+    /// Start of the latest connection kept.
+    fn last_start(&self) -> Option<f64> {
+        match self {
+            Entry::One { t, .. } => Some(*t),
+            Entry::Many(s) => s.points.back().map(|p| p.0),
+        }
+    }
+
+    fn series(&mut self) -> Option<&mut Series> {
+        match self {
+            Entry::One { .. } => None,
+            Entry::Many(s) => Some(s),
+        }
+    }
+
+    /// Becomes the full series of `text`, with the first connection added as
+    /// [`Beacon::add`] adds one.
+    fn grow(&mut self, text: &str, max_uids: usize) {
+        if let Entry::One {
+            t,
+            size,
+            server,
+            ids,
+            uid_len,
+        } = self
+        {
+            let mut s = Series {
+                text: text.to_owned(),
+                n: 1,
+                ..Series::default()
+            };
+            s.points.push_back((*t, *size));
+            s.servers.insert(*server);
+            if max_uids > 0 {
+                s.uids.push_str(&ids[..*uid_len]);
+                s.uid_count = 1;
+            }
+            s.community_id = Some(ids[*uid_len..].to_owned());
+            *self = Entry::Many(Box::new(s));
+        }
+    }
+}
+
 /// Summed durations of one (client, server, port).
 #[derive(Default)]
 struct Pair {
@@ -144,7 +215,7 @@ pub struct Beacon {
     cfg: BeaconConfig,
     max_uids: usize,
     on: [bool; 3],
-    series: FastMap<Key, Box<Series>>,
+    series: FastMap<Key, Entry>,
     /// The text of the key being looked up (reused).
     text: String,
     pairs: FastMap<(IpAddr, IpAddr, u16), Pair>,
@@ -237,6 +308,14 @@ impl Beacon {
         true
     }
 
+    /// Whether a new series of `kind` may wait for its second connection to be one:
+    /// its first alone can raise nothing (`beacon` scores from `min_connections`,
+    /// `repeated_fetch` from `min_fetches`).
+    fn lazy(&self, kind: Kind) -> bool {
+        self.cfg.min_connections > 1
+            && (kind != Kind::Url || !self.on[1] || self.cfg.min_fetches > 1)
+    }
+
     fn add(&mut self, r: &FlowRecord, out: &mut Vec<Alert>) {
         if !unicast(r.resp_h) {
             // mDNS, SSDP, NetBIOS and DHCP announce themselves on timers by design.
@@ -266,15 +345,42 @@ impl Beacon {
                     continue;
                 }
             }
-            let s = self.series.entry(key).or_insert_with(|| {
+            let (lazy, max_uids) = (self.lazy(kind), self.max_uids);
+            let e = match self.series.entry(key) {
+                MapEntry::Vacant(v) if lazy => {
+                    let mut ids = String::with_capacity(r.uid.len() + r.community_id.len());
+                    ids.push_str(&r.uid);
+                    ids.push_str(&r.community_id);
+                    v.insert(Entry::One {
+                        t,
+                        size,
+                        server: r.resp_h,
+                        ids,
+                        uid_len: r.uid.len(),
+                    });
+                    continue;
+                }
+                MapEntry::Vacant(v) => {
+                    // The key's text (an address key's is written only for a series).
+                    if kind == Kind::Ip {
+                        Self::key_text(r, kind, &mut text);
+                    }
+                    v.insert(Entry::Many(Box::new(Series {
+                        text: text.clone(),
+                        ..Series::default()
+                    })))
+                }
+                MapEntry::Occupied(o) => o.into_mut(),
+            };
+            if let Entry::One { .. } = e {
                 if kind == Kind::Ip {
                     Self::key_text(r, kind, &mut text);
                 }
-                Box::new(Series {
-                    text: text.clone(),
-                    ..Series::default()
-                })
-            });
+                e.grow(&text, max_uids);
+            }
+            let Some(s) = e.series() else {
+                continue;
+            };
             s.points.push_back((t, size));
             if s.points.len() > self.cfg.max_points.max(4) {
                 s.points.pop_front();
@@ -315,15 +421,15 @@ impl Beacon {
         self.compacted = self.now;
         let old = self.now - 30.0;
         self.series
-            .retain(|_, s| s.n > 1 || s.points.back().is_some_and(|p| p.0 >= old));
+            .retain(|_, s| s.n() > 1 || s.last_start().is_some_and(|t| t >= old));
         if self.series.len() * 10 > self.cfg.max_series * 9 {
-            self.series.retain(|_, s| s.n > 1);
+            self.series.retain(|_, s| s.n() > 1);
         }
     }
 
     /// `repeated_fetch`: one URL fetched too often.
     fn fetches(&mut self, key: &Key, out: &mut Vec<Alert>) {
-        let Some(s) = self.series.get_mut(key) else {
+        let Some(s) = self.series.get_mut(key).and_then(Entry::series) else {
             return;
         };
         if s.alerted.is_some() {
@@ -375,7 +481,7 @@ impl Beacon {
     /// `beacon`: scores a series and alerts once when it is a beacon.
     fn score(&mut self, key: &Key, out: &mut Vec<Alert>) {
         let window_start = self.start.unwrap_or(self.now).max(self.now - WINDOW_MAX);
-        let Some(s) = self.series.get_mut(key) else {
+        let Some(s) = self.series.get_mut(key).and_then(Entry::series) else {
             return;
         };
         if s.alerted == Some(Severity::High) {
@@ -720,7 +826,7 @@ impl Detector for Beacon {
         self.pruned = now;
         let horizon = now - WINDOW_MAX;
         self.series
-            .retain(|_, s| s.points.back().is_some_and(|p| p.0 >= horizon));
+            .retain(|_, s| s.last_start().is_some_and(|t| t >= horizon));
         self.pairs.retain(|_, p| !p.live.is_empty() || p.bucket > 0);
     }
 
@@ -751,8 +857,12 @@ impl Detector for Beacon {
         let mut keys: Vec<(Key, &str)> = self
             .series
             .iter()
-            .filter(|(k, s)| k.0 != Kind::Url && s.n >= self.cfg.min_connections)
-            .map(|(k, s)| (*k, s.text.as_str()))
+            .filter_map(|(k, e)| match e {
+                Entry::Many(s) if k.0 != Kind::Url && s.n >= self.cfg.min_connections => {
+                    Some((*k, s.text.as_str()))
+                }
+                _ => None,
+            })
             .collect();
         keys.sort_by(|a, b| (a.0 .0, a.0 .1, a.1).cmp(&(b.0 .0, b.0 .1, b.1)));
         let keys: Vec<Key> = keys.into_iter().map(|(k, _)| k).collect();

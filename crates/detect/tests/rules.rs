@@ -1013,6 +1013,42 @@ fn beacon_keys_by_name_across_addresses_and_ignores_multicast() {
 }
 
 #[test]
+fn beacon_alerts_keep_the_first_connection() {
+    // A series' first connection is kept compactly until the second arrives (most
+    // never get one): its uid, Community ID and server must still be in the alert.
+    let mut recs = series(
+        &(0..40)
+            .map(|i| 1000.0 + 30.0 * f64::from(i))
+            .collect::<Vec<_>>(),
+        |_| 90,
+    );
+    for (i, r) in recs.iter_mut().enumerate() {
+        r.community_id = format!("1:c{i}");
+    }
+    recs[0].resp_h = "203.0.113.1".parse().unwrap();
+    let a = run_series(&recs);
+    let b = beacons(&a);
+    let name = b
+        .iter()
+        .find(|x| x.evidence["series"] == "name")
+        .unwrap_or_else(|| panic!("name series missed: {a:#?}"));
+    assert_eq!(name.uids[0], recs[0].uid);
+    assert_eq!(name.uids[1], recs[1].uid);
+    assert_eq!(name.community_id.as_deref(), Some("1:c0"));
+    assert_eq!(name.evidence["servers"], 2, "{name:#?}");
+    assert_eq!(name.resp_h, None, "two servers: none named");
+    // The address series of SRV starts at the second record.
+    let ip = b
+        .iter()
+        .find(|x| x.evidence["series"] == "ip")
+        .unwrap_or_else(|| panic!("ip series missed: {a:#?}"));
+    assert_eq!(ip.uids[0], recs[1].uid);
+    assert_eq!(ip.community_id.as_deref(), Some("1:c1"));
+    assert_eq!(ip.resp_h, Some(SRV.parse().unwrap()));
+    assert_eq!(ip.evidence["key"], format!("{SRV}:443/tcp"));
+}
+
+#[test]
 fn repeated_fetch_positive_one_url_too_often_benign_many_urls() {
     let same: Vec<FlowRecord> = (0..25)
         .map(|i| {
