@@ -85,14 +85,26 @@ pub struct DnsTunnel {
     /// What live flows added so far (their interim records).
     live: FastMap<String, Tally>,
     untracked: u64,
+    /// The key being looked up (reused: a client's queries mostly fall under domains
+    /// its window already holds, and need no string of their own).
+    probe: (IpAddr, String),
 }
 
 /// The last two labels of `name` (the whole name when it has fewer).
 pub fn registered_domain(name: &str) -> String {
-    // Cut first, then lower-case only what is kept (one string, not two).
+    let mut out = String::new();
+    registered_domain_into(name, &mut out);
+    out
+}
+
+/// [`registered_domain`] written into `out` (cleared first).
+fn registered_domain_into(name: &str, out: &mut String) {
+    // Cut first, then lower-case only what is kept.
     let n = name.trim_end_matches('.');
     let start = n.rmatch_indices('.').nth(1).map_or(0, |(i, _)| i + 1);
-    n[start..].to_ascii_lowercase()
+    out.clear();
+    out.push_str(&n[start..]);
+    out.make_ascii_lowercase();
 }
 
 impl DnsTunnel {
@@ -135,6 +147,7 @@ impl DnsTunnel {
             keys: 0,
             live: FastMap::default(),
             untracked: 0,
+            probe: (IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), String::new()),
         }
     }
 
@@ -235,10 +248,11 @@ impl Detector for DnsTunnel {
             self.live.insert(r.uid.clone(), total);
         }
         let index = r.ts.as_nanos().div_euclid(self.window_ns);
-        let key = (r.orig_h, registered_domain(query));
+        self.probe.0 = r.orig_h;
+        registered_domain_into(query, &mut self.probe.1);
         let full = self.keys >= self.cfg.max_keys;
         let window = self.windows.entry(index).or_default();
-        let w = match window.get_mut(&key) {
+        let w = match window.get_mut(&self.probe) {
             Some(w) => w,
             None if full => {
                 self.untracked += 1;
@@ -246,7 +260,7 @@ impl Detector for DnsTunnel {
             }
             None => {
                 self.keys += 1;
-                window.entry(key).or_default()
+                window.entry(self.probe.clone()).or_default()
             }
         };
         w.t.add(&t, 1.0);
