@@ -837,8 +837,18 @@ impl Detector for Baseline {
             self.stats.refused += 1;
             return;
         }
+        // Whether the pair is new to this hour: only then can its server be new to the
+        // client's (the pair's tally is made first, by the record that adds its server
+        // unless the set is full, and sets only grow within an hour).
+        let mut new_pair = false;
         for key in [pair, client] {
-            let t = hour.entry(key).or_default();
+            let t = match hour.entry(key) {
+                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    new_pair |= key.server.is_some();
+                    v.insert(Box::default())
+                }
+            };
             t.v[0] += 1.0;
             t.v[1] += r.orig_bytes as f64;
             t.v[2] += r.resp_bytes as f64;
@@ -847,7 +857,7 @@ impl Detector for Baseline {
             t.first = Some(t.first.map_or(r.ts, |f| f.min(r.ts)));
             t.last = Some(t.last.map_or(r.last_ts, |l| l.max(r.last_ts)));
             if key.server.is_none() {
-                if t.servers.len() < 4096 {
+                if new_pair && t.servers.len() < 4096 {
                     t.servers.insert(r.resp_h);
                 }
             } else {

@@ -4,7 +4,7 @@
 //! a sudden tunnel; profiles need history before they may alarm; static limits work
 //! without learning.
 
-use tunnelwatch_detect::baseline::{Mode, Profiles};
+use tunnelwatch_detect::baseline::{Mode, ProfileKey, Profiles};
 use tunnelwatch_detect::{Config, Detection};
 use tunnelwatch_model::{Alert, Cause, ConnState, Dynamics, FlowRecord, Timestamp};
 
@@ -455,5 +455,41 @@ fn the_end_counts_the_same_when_profiles_are_not_kept() {
             alarmed.count() >= 2,
             "the tunnel's hour alarmed (cut {cut})"
         );
+    }
+}
+
+#[test]
+fn distinct_servers_are_counted_once_each_up_to_the_cap() {
+    // Servers reached on several ports and again and again within the hour; past the
+    // cap of 4,096 the count stops.
+    for (servers, records, want) in [(120u32, 600u32, 120.0), (5000, 9000, 4096.0)] {
+        let mut run = Run::new(config());
+        run.d.baseline().set_mode(Mode::Learn);
+        let ten = T0 + 10.0 * 3600.0;
+        let recs: Vec<FlowRecord> = (0..records)
+            .map(|i| {
+                let s = (i * 7919) % servers;
+                let server = format!("10.{}.{}.{}", s >> 16, (s >> 8) & 255, s & 255);
+                let port = 443 + (i % 3) as u16;
+                conn(
+                    CLIENT,
+                    &server,
+                    port,
+                    ten + f64::from(i) * 0.3,
+                    0.1,
+                    100,
+                    100,
+                )
+            })
+            .collect();
+        run.feed(&recs);
+        run.d.finish(&mut run.alerts);
+        let client = ProfileKey {
+            client: CLIENT.parse().unwrap(),
+            server: None,
+            port: None,
+        };
+        let learnt = &run.d.baseline().profiles().keys[&client][&10];
+        assert_eq!(learnt.mean[6], want, "{servers} servers");
     }
 }
