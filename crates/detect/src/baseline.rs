@@ -39,6 +39,7 @@
 //!
 //! Deterministic: time is the records' packet time; state is bounded by `max_keys`.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 
@@ -843,8 +844,8 @@ impl Detector for Baseline {
         let mut new_pair = false;
         for key in [pair, client] {
             let t = match hour.entry(key) {
-                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                std::collections::hash_map::Entry::Vacant(v) => {
+                Entry::Occupied(o) => o.into_mut(),
+                Entry::Vacant(v) => {
                     new_pair |= key.server.is_some();
                     v.insert(Box::default())
                 }

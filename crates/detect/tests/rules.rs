@@ -980,16 +980,17 @@ fn beacon_positive_jitter_and_sleep_schedule_benign_browsing_updates_bursts() {
     assert!(beacons(&run_series(&series(&page, |_| 400))).is_empty());
 }
 
+/// Forty fetches of one name 30 s apart, 90 bytes each: a beacon.
+fn check_ins() -> Vec<FlowRecord> {
+    let times: Vec<f64> = (0..40).map(|i| 1000.0 + 30.0 * f64::from(i)).collect();
+    series(&times, |_| 90)
+}
+
 #[test]
 fn beacon_keys_by_name_across_addresses_and_ignores_multicast() {
     // One name, a different server address for every check-in: the ip series never
     // fill, the name series does.
-    let mut recs = series(
-        &(0..40)
-            .map(|i| 1000.0 + 30.0 * f64::from(i))
-            .collect::<Vec<_>>(),
-        |_| 90,
-    );
+    let mut recs = check_ins();
     for (i, r) in recs.iter_mut().enumerate() {
         r.resp_h = format!("203.0.113.{}", i + 1).parse().unwrap();
     }
@@ -1016,12 +1017,7 @@ fn beacon_keys_by_name_across_addresses_and_ignores_multicast() {
 fn beacon_alerts_keep_the_first_connection() {
     // A series' first connection is kept compactly until the second arrives (most
     // never get one): its uid, Community ID and server must still be in the alert.
-    let mut recs = series(
-        &(0..40)
-            .map(|i| 1000.0 + 30.0 * f64::from(i))
-            .collect::<Vec<_>>(),
-        |_| 90,
-    );
+    let mut recs = check_ins();
     for (i, r) in recs.iter_mut().enumerate() {
         r.community_id = format!("1:c{i}");
     }
