@@ -61,7 +61,7 @@ impl Upload {
         let w = self.cfg.pair_window.max(1.0);
         let slot = (r.ts.as_secs_f64_micros() / w).floor() as i64;
         let key = (r.orig_h, r.resp_h, r.resp_p, slot);
-        if !self.pairs.contains_key(&key) && self.pairs.len() >= self.cfg.max_pairs {
+        if self.pairs.len() >= self.cfg.max_pairs && !self.pairs.contains_key(&key) {
             self.untracked += 1;
             return;
         }
