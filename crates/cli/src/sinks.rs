@@ -585,7 +585,7 @@ enum Next {
 
 /// The detection stage's ends: where the writer sends batches of built records, where
 /// seen batches come back (without a store), and the thread.
-type Detection = (
+type DetectionStage = (
     SyncSender<Vec<FlowRecord>>,
     Receiver<Vec<FlowRecord>>,
     JoinHandle<AlertReport>,
@@ -600,7 +600,7 @@ type Detection = (
 fn spawn_detection(
     mut alerting: AlertSink,
     forward: Option<SyncSender<StoreBatch>>,
-) -> Result<Detection> {
+) -> Result<DetectionStage> {
     let (tx, rx) = sync_channel::<Vec<FlowRecord>>(IN_FLIGHT);
     let (back, returned) = channel::<Vec<FlowRecord>>();
     let handle = std::thread::Builder::new()
