@@ -4,24 +4,25 @@
 use tunnelwatch_decode::TcpFlags;
 use tunnelwatch_model::{DirectionStats, Stats, Timestamp};
 
-/// Streaming mean / min / max / variance (Welford's algorithm).
+/// Streaming mean / variance (Welford's algorithm) and range of values counted by the
+/// caller, which passes the count with each value: a direction counts its packets
+/// once for both its sizes and its gaps. Sizes keep their range as `u32`, gaps as `f64`.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Running {
-    n: u64,
+pub struct Moments<T> {
     mean: f64,
     m2: f64,
-    min: f64,
-    max: f64,
+    min: T,
+    max: T,
 }
 
-impl Running {
-    /// Adds one value.
-    pub fn push(&mut self, x: f64) {
-        self.n += 1;
-        if self.n == 1 {
+impl<T: Copy + PartialOrd + Into<f64>> Moments<T> {
+    /// Adds one value, the `n`th.
+    pub fn push(&mut self, n: u64, x: T) {
+        let v: f64 = x.into();
+        if n <= 1 {
             self.min = x;
             self.max = x;
-            self.mean = x;
+            self.mean = v;
             self.m2 = 0.0;
             return;
         }
@@ -31,31 +32,22 @@ impl Running {
         if x > self.max {
             self.max = x;
         }
-        let d = x - self.mean;
-        self.mean += d / self.n as f64;
-        self.m2 += d * (x - self.mean);
+        let d = v - self.mean;
+        self.mean += d / n as f64;
+        self.m2 += d * (v - self.mean);
     }
 
-    /// Values seen.
-    pub fn count(&self) -> u64 {
-        self.n
-    }
-
-    /// The summary, `None` when empty. Values are rounded to 6 decimals so that output
-    /// is stable text.
-    pub fn summary(&self) -> Option<Stats> {
-        if self.n == 0 {
+    /// The summary of the `n` values pushed, `None` when there are none. Values are
+    /// rounded to 6 decimals so that output is stable text.
+    pub fn summary(&self, n: u64) -> Option<Stats> {
+        if n == 0 {
             return None;
         }
-        let var = if self.n > 1 {
-            self.m2 / self.n as f64
-        } else {
-            0.0
-        };
+        let var = if n > 1 { self.m2 / n as f64 } else { 0.0 };
         Some(Stats {
             mean: round6(self.mean),
-            min: round6(self.min),
-            max: round6(self.max),
+            min: round6(self.min.into()),
+            max: round6(self.max.into()),
             stddev: round6(var.max(0.0).sqrt()),
         })
     }
@@ -84,18 +76,22 @@ pub struct Direction {
     flags: u16,
     first_flags: [u16; 4],
     n_first: u8,
-    iat: Running,
-    size: Running,
-    last_ts: Option<Timestamp>,
+    /// Packets observed ([`Direction::observe`]): the sizes pushed, one more than the
+    /// gaps.
+    observed: u64,
+    iat: Moments<f64>,
+    size: Moments<u32>,
+    /// The latest packet's time (when `observed > 0`).
+    last_ts: Timestamp,
     /// Idle periods (inter-arrival above the idle threshold).
     pub idle_periods: u64,
     /// Zero-window advertisements.
     pub zero_windows: u64,
     /// Retransmitted payload packets.
     pub retransmissions: u64,
+    /// TTL range (when `observed > 0`).
     ttl_min: u8,
     ttl_max: u8,
-    ttl_seen: bool,
     /// IP fragments merged into this direction's packets by reassembly.
     pub fragments: u64,
     /// Snap-length truncated packets.
@@ -105,19 +101,19 @@ pub struct Direction {
 impl Direction {
     /// Records one packet's timing, size and TTL.
     pub fn observe(&mut self, ts: Timestamp, payload_len: u32, ttl: u8, idle_threshold: i64) {
-        if let Some(prev) = self.last_ts {
-            let gap = ts.nanos_since(prev).max(0);
-            self.iat.push(gap as f64 / 1e9);
+        if self.observed > 0 {
+            let gap = ts.nanos_since(self.last_ts).max(0);
+            self.iat.push(self.observed, gap as f64 / 1e9);
             if gap > idle_threshold {
                 self.idle_periods += 1;
             }
         }
-        self.last_ts = Some(ts);
-        self.size.push(f64::from(payload_len));
-        if !self.ttl_seen {
+        self.last_ts = ts;
+        self.observed += 1;
+        self.size.push(self.observed, payload_len);
+        if self.observed == 1 {
             self.ttl_min = ttl;
             self.ttl_max = ttl;
-            self.ttl_seen = true;
         } else {
             self.ttl_min = self.ttl_min.min(ttl);
             self.ttl_max = self.ttl_max.max(ttl);
@@ -135,7 +131,7 @@ impl Direction {
 
     /// Time of this direction's latest packet.
     pub fn last_seen(&self) -> Option<Timestamp> {
-        self.last_ts
+        (self.observed > 0).then_some(self.last_ts)
     }
 
     /// The TCP flags union.
@@ -166,13 +162,13 @@ impl Direction {
             } else {
                 Vec::new()
             },
-            iat: self.iat.summary(),
-            size: self.size.summary(),
+            iat: self.iat.summary(self.observed.saturating_sub(1)),
+            size: self.size.summary(self.observed),
             idle_periods: self.idle_periods,
             zero_windows: self.zero_windows,
             retransmissions: self.retransmissions,
-            ttl_min: self.ttl_seen.then_some(self.ttl_min),
-            ttl_max: self.ttl_seen.then_some(self.ttl_max),
+            ttl_min: (self.observed > 0).then_some(self.ttl_min),
+            ttl_max: (self.observed > 0).then_some(self.ttl_max),
             fragments: self.fragments,
             truncated: self.truncated,
             keystrokes: 0,
@@ -187,13 +183,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn running_matches_textbook_values() {
-        let mut r = Running::default();
-        for x in [2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0] {
-            r.push(x);
+    fn moments_match_textbook_values() {
+        let mut r = Moments::<f64>::default();
+        let mut s = Moments::<u32>::default();
+        for (i, x) in [2, 4, 4, 4, 5, 5, 7, 9].into_iter().enumerate() {
+            r.push(i as u64 + 1, f64::from(x));
+            s.push(i as u64 + 1, x);
         }
-        let s = r.summary().unwrap();
-        assert_eq!((s.mean, s.min, s.max, s.stddev), (5.0, 2.0, 9.0, 2.0));
+        for m in [r.summary(8).unwrap(), s.summary(8).unwrap()] {
+            assert_eq!((m.mean, m.min, m.max, m.stddev), (5.0, 2.0, 9.0, 2.0));
+        }
+        assert_eq!(r.summary(0), None);
+        let mut one = Moments::<u32>::default();
+        one.push(1, 7);
+        let m = one.summary(1).unwrap();
+        assert_eq!((m.mean, m.min, m.max, m.stddev), (7.0, 7.0, 7.0, 0.0));
     }
 
     #[test]
