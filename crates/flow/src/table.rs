@@ -39,7 +39,7 @@ use crate::watch::Watch;
 /// Boxes of each kind kept for reuse by ended flows' successors.
 const RECYCLED: usize = 4096;
 use crate::stats::Direction;
-use crate::tcp::{Effects, SegmentInput, TcpConn};
+use crate::tcp::{Effects, SegmentInput, TcpConn, TcpTiming};
 use crate::timers::{Timer, TimerKind, TimerQueue};
 
 /// Counters of the table's own work, reported in `read`'s summary.
@@ -91,19 +91,6 @@ impl TableStats {
     }
 }
 
-/// TCP timing facts collected alongside the state machine.
-#[derive(Clone, Copy, Debug, Default)]
-struct TcpTiming {
-    syn: Option<Timestamp>,
-    synack: Option<Timestamp>,
-    ack: Option<Timestamp>,
-    close_start: Option<Timestamp>,
-    orig_mss: Option<u16>,
-    resp_mss: Option<u16>,
-    orig_wscale: Option<u8>,
-    resp_wscale: Option<u8>,
-}
-
 // In the order a packet uses them (C layout keeps it): the key the index compares with
 // the epoch and flags on the first line, the endpoints and boxes on the second, then the
 // history and TCP timing, then the packet's direction; what only the record reads comes
@@ -147,7 +134,6 @@ struct Flow {
     /// Generation of the inactivity timer alone.
     inact_gen: u32,
     history: History,
-    timing: TcpTiming,
     dirs: [Direction; 2],
     udp_chk: [Scaled; 2],
     /// Next expire-check tick that was not scheduled because no check could act.
@@ -242,6 +228,7 @@ struct TcpEnd {
     resp_bytes: u64,
     missed_bytes: u64,
     watch: Watch,
+    timing: TcpTiming,
 }
 
 impl TcpEnd {
@@ -253,6 +240,7 @@ impl TcpEnd {
             resp_bytes,
             missed_bytes: t.missed_bytes,
             watch: t.watch,
+            timing: t.timing,
         }
     }
 }
@@ -796,7 +784,6 @@ impl FlowTable {
             history,
             udp_chk: [Scaled::default(), Scaled::default()],
             tcp,
-            timing: TcpTiming::default(),
             app: None,
             app_ssh: false,
             app_done: false,
@@ -1255,7 +1242,10 @@ fn tcp_packet(
     } else {
         None
     };
-    let t = &mut f.timing;
+    let Some(tcp) = f.tcp.as_deref_mut() else {
+        return Effects::default();
+    };
+    let t = &mut tcp.timing;
     if seg.flags.syn() {
         if !seg.flags.ack() && is_orig && t.syn.is_none() {
             t.syn = Some(ts);
@@ -1279,9 +1269,6 @@ fn tcp_packet(
         payload_captured: l.payload.len() as u64 >= u64::from(l.payload_len),
         syn_wscale: opts.and_then(|o| o.wscale),
     };
-    let Some(tcp) = f.tcp.as_deref_mut() else {
-        return Effects::default();
-    };
     let before = tcp.retransmissions_total();
     let fx = tcp.process(input, &mut f.history);
     let after = tcp.retransmissions_total();
@@ -1296,6 +1283,9 @@ fn flip_flow(f: &mut Flow) {
     f.dirs.swap(0, 1);
     if let Some(tcp) = f.tcp.as_deref_mut() {
         tcp.watch.flip();
+        let t = &mut tcp.timing;
+        std::mem::swap(&mut t.orig_mss, &mut t.resp_mss);
+        std::mem::swap(&mut t.orig_wscale, &mut t.resp_wscale);
     }
     if let Some(k) = f.keys.as_deref_mut() {
         k.flip();
@@ -1304,9 +1294,6 @@ fn flip_flow(f: &mut Flow) {
         s.flip();
     }
     f.history.add(b'^');
-    let t = &mut f.timing;
-    std::mem::swap(&mut t.orig_mss, &mut t.resp_mss);
-    std::mem::swap(&mut t.orig_wscale, &mut t.resp_wscale);
 }
 
 /// Timers one packet asks for (at most three: attempt, inactivity and expire, or
@@ -1401,27 +1388,29 @@ fn build_record(
             (state, o.datagram_bytes, r.datagram_bytes, 0)
         }
     };
-    let is_tcp = tcp.is_some();
-    let ti = &f.timing;
     let secs = |a: Option<Timestamp>, b: Option<Timestamp>| match (a, b) {
         (Some(a), Some(b)) => Some(FlowRecord::duration_of(a, b)),
         _ => None,
     };
-    let tcp_facts = is_tcp.then(|| TcpFacts {
-        syn_synack: secs(ti.syn, ti.synack),
-        synack_ack: secs(ti.synack, ti.ack),
-        teardown: ti
-            .close_start
-            .map(|s| FlowRecord::duration_of(s, f.last_time)),
-        orig_mss: ti.orig_mss,
-        resp_mss: ti.resp_mss,
-        orig_wscale: ti.orig_wscale,
-        resp_wscale: ti.resp_wscale,
-        first_packets: tcp.map(|t| t.watch.first_packets()).unwrap_or_default(),
-        orig_header: tcp.map(|t| t.watch.header(true)).unwrap_or_default(),
-        resp_header: tcp.map(|t| t.watch.header(false)).unwrap_or_default(),
-        ack_storm_run: tcp.map_or(0, |t| t.watch.ack_storm_run()),
-        first_data: tcp.and_then(|t| t.watch.first_data()).map(str::to_string),
+    let is_tcp = tcp.is_some();
+    let tcp_facts = tcp.map(|t| {
+        let (ti, watch) = (t.timing, t.watch);
+        TcpFacts {
+            syn_synack: secs(ti.syn, ti.synack),
+            synack_ack: secs(ti.synack, ti.ack),
+            teardown: ti
+                .close_start
+                .map(|s| FlowRecord::duration_of(s, f.last_time)),
+            orig_mss: ti.orig_mss,
+            resp_mss: ti.resp_mss,
+            orig_wscale: ti.orig_wscale,
+            resp_wscale: ti.resp_wscale,
+            first_packets: watch.first_packets(),
+            orig_header: watch.header(true),
+            resp_header: watch.header(false),
+            ack_storm_run: watch.ack_storm_run(),
+            first_data: watch.first_data().map(str::to_string),
+        }
     });
     FlowRecord {
         uid: f.uid(),

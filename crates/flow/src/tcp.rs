@@ -14,6 +14,7 @@
 
 use crate::watch::Watch;
 use tunnelwatch_decode::{TcpFlags, TcpSegment};
+use tunnelwatch_model::Timestamp;
 
 use crate::history::{bit, History, Scaled};
 
@@ -325,6 +326,20 @@ pub struct Effects {
     pub half_close: bool,
 }
 
+/// TCP timing facts collected alongside the state machine, for the record (kept with
+/// the TCP state, not in every flow: 80 bytes a UDP or ICMP flow does not need).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct TcpTiming {
+    pub(crate) syn: Option<Timestamp>,
+    pub(crate) synack: Option<Timestamp>,
+    pub(crate) ack: Option<Timestamp>,
+    pub(crate) close_start: Option<Timestamp>,
+    pub(crate) orig_mss: Option<u16>,
+    pub(crate) resp_mss: Option<u16>,
+    pub(crate) orig_wscale: Option<u8>,
+    pub(crate) resp_wscale: Option<u8>,
+}
+
 /// A TCP connection's two endpoints and connection-level flags.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TcpConn {
@@ -342,6 +357,8 @@ pub struct TcpConn {
     fx: Effects,
     /// Header and acknowledgement facts for the TCP filter, oriented like the flow.
     pub watch: Watch,
+    /// Handshake and teardown times, MSS and window scales, oriented like the flow.
+    pub(crate) timing: TcpTiming,
 }
 
 impl Default for TcpConn {
@@ -357,6 +374,7 @@ impl Default for TcpConn {
             missed_bytes: 0,
             fx: Effects::default(),
             watch: Watch::default(),
+            timing: TcpTiming::default(),
         }
     }
 }
