@@ -93,7 +93,7 @@ impl TableStats {
 
 // In the order a packet uses them (C layout keeps it): the key the index compares with
 // the epoch and flags on the first line, the endpoints and boxes on the second, then the
-// history and TCP timing, then the packet's direction; what only the record reads comes
+// history, then the packet's direction; what only the record reads comes
 // last. A packet of a flow not in cache loads fewer lines (the compiler's order had the
 // key on the flow's last two lines and the slot's epoch alone on a line of its own).
 #[repr(C)]
