@@ -30,7 +30,7 @@ use tunnelwatch_model::{
 use crate::app::{AppState, Carrier};
 use crate::config::{is_dns_port, ChecksumMode, FlowConfig};
 use crate::history::{bit, History, Scaled};
-use crate::key::{community_id, icmp_counterpart, uid, Endpoints, Key};
+use crate::key::{addr_number, community_id, icmp_counterpart, uid, Endpoints, Key};
 use crate::keys::{Keys, KeysSummary};
 use crate::sigs::SigState;
 use crate::slab::{Recycler, Slab};
@@ -92,10 +92,11 @@ impl TableStats {
 }
 
 // In the order a packet uses them (C layout keeps it): the key the index compares with
-// the epoch and flags on the first line, the endpoints and boxes on the second, then the
-// history, then the packet's direction; what only the record reads comes
-// last. A packet of a flow not in cache loads fewer lines (the compiler's order had the
-// key on the flow's last two lines and the slot's epoch alone on a line of its own).
+// the epoch, flags and orientation on the first line (the endpoints' addresses are the
+// key's, not stored again), the boxes on the second, then the history, then the
+// packet's direction; what only the record reads comes last. A packet of a flow not in
+// cache loads fewer lines (the compiler's order had the key on the flow's last two
+// lines and the slot's epoch alone on a line of its own).
 #[repr(C)]
 struct Flow {
     key: Key,
@@ -112,12 +113,15 @@ struct Flow {
     app_ssh: bool,
     app_done: bool,
     expire_scheduled: bool,
+    /// The originator's address and port are the key's `a` side ([`Flow::orig_h`]).
+    orig_is_a: bool,
+    /// The addresses are IPv6: the key holds IPv4 as IPv4-mapped IPv6, which an IPv6
+    /// packet may also carry, and the record keeps what the packet had.
+    v6: bool,
     // Cold, in what would be padding.
     vlan: Option<u16>,
     /// Zeek's `last_time`: the last packet that counts towards the duration.
     last_time: Timestamp,
-    orig_h: IpAddr,
-    resp_h: IpAddr,
     // Cold, in what would be padding.
     inner_vlan: Option<u16>,
     tcp: Option<Box<TcpConn>>,
@@ -153,6 +157,25 @@ const FLOW_FIXED: usize =
     std::mem::size_of::<Slot>() + std::mem::size_of::<u32>() + 1 + 3 * std::mem::size_of::<Timer>();
 
 impl Flow {
+    /// The originator's address, from the key (not stored twice).
+    fn orig_h(&self) -> IpAddr {
+        self.address(self.orig_is_a)
+    }
+
+    /// The responder's address.
+    fn resp_h(&self) -> IpAddr {
+        self.address(!self.orig_is_a)
+    }
+
+    fn address(&self, a: bool) -> IpAddr {
+        let b = if a { self.key.a } else { self.key.b };
+        if self.v6 {
+            IpAddr::V6(b.into())
+        } else {
+            IpAddr::V4([b[12], b[13], b[14], b[15]].into())
+        }
+    }
+
     fn uid(&self) -> String {
         uid(&self.key, self.start, self.first_index)
     }
@@ -711,7 +734,7 @@ impl FlowTable {
             return None;
         }
         let ep = endpoints(l)?;
-        let (key, _) = ep.key();
+        let (key, src_is_a) = ep.key();
 
         let mut slot = self.find(&key);
         if let (Some(s), Transport::Tcp(seg)) = (slot, &l.transport) {
@@ -732,7 +755,7 @@ impl FlowTable {
         };
         let epoch = self.slots[slot as usize].flow.as_ref()?.epoch;
 
-        self.update(slot, frame, l, &ep, parent);
+        self.update(slot, frame, l, &ep, src_is_a, parent);
         Some(LayerRef { slot, epoch })
     }
 
@@ -751,10 +774,10 @@ impl FlowTable {
             }
         }
         let flip = self.wants_flip(ep, l);
-        let (orig_h, orig_p, resp_h, resp_p) = if flip {
-            (ep.dst, ep.dport, ep.src, ep.sport)
+        let (orig_h, orig_p, resp_p) = if flip {
+            (ep.dst, ep.dport, ep.sport)
         } else {
-            (ep.src, ep.sport, ep.dst, ep.dport)
+            (ep.src, ep.sport, ep.dport)
         };
         let mut history = History::default();
         if flip {
@@ -773,9 +796,9 @@ impl FlowTable {
             key,
             first_index: frame.index,
             one_way: ep.one_way,
-            orig_h,
+            orig_is_a: addr_number(orig_h).to_be_bytes() == key.a && orig_p == key.pa,
+            v6: orig_h.is_ipv6(),
             orig_p,
-            resp_h,
             resp_p,
             proto: ep.proto,
             start: ts,
@@ -890,13 +913,14 @@ impl FlowTable {
         false
     }
 
-    /// Updates a flow with one packet.
+    /// Updates a flow with one packet (`src_is_a`: its sender is the key's `a` side).
     fn update(
         &mut self,
         slot: u32,
         frame: &Frame,
         l: &IpPacket<'_>,
         ep: &Endpoints,
+        src_is_a: bool,
         parent: Option<LayerRef>,
     ) {
         let ts = frame.ts;
@@ -933,8 +957,11 @@ impl FlowTable {
                     grew = true;
                 }
             }
-            let mut is_orig = f.orig_h == ep.src && f.orig_p == ep.sport;
-            if f.orig_h == f.resp_h && f.orig_p == f.resp_p {
+            // Sent by the originator: from the key's side the originator is on, with an
+            // address of its family (a v4-mapped IPv6 address keys as IPv4 does); a
+            // flow between one address and port and itself counts every packet so.
+            let mut is_orig = src_is_a == f.orig_is_a && ep.src.is_ipv6() == f.v6;
+            if f.key.a == f.key.b && f.orig_p == f.resp_p {
                 is_orig = true;
             }
             let checksum_ok = if verify {
@@ -1278,7 +1305,7 @@ fn tcp_packet(
 }
 
 fn flip_flow(f: &mut Flow) {
-    std::mem::swap(&mut f.orig_h, &mut f.resp_h);
+    f.orig_is_a = !f.orig_is_a;
     std::mem::swap(&mut f.orig_p, &mut f.resp_p);
     f.dirs.swap(0, 1);
     if let Some(tcp) = f.tcp.as_deref_mut() {
@@ -1415,9 +1442,9 @@ fn build_record(
     FlowRecord {
         uid: f.uid(),
         community_id: community_id(&Endpoints {
-            src: f.orig_h,
+            src: f.orig_h(),
             sport: f.orig_p,
-            dst: f.resp_h,
+            dst: f.resp_h(),
             dport: f.resp_p,
             proto: f.proto,
             one_way: f.one_way,
@@ -1427,9 +1454,9 @@ fn build_record(
         duration: FlowRecord::duration_of(f.start, f.last_time),
         proto: f.proto.transport_name().to_string(),
         ip_proto: f.proto.0,
-        orig_h: f.orig_h,
+        orig_h: f.orig_h(),
         orig_p: f.orig_p,
-        resp_h: f.resp_h,
+        resp_h: f.resp_h(),
         resp_p: f.resp_p,
         service: app.as_ref().and_then(|a| a.service()),
         orig_pkts: f.dirs[0].pkts,
