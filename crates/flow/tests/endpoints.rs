@@ -71,31 +71,23 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
+fn pkt(src: IpAddr, sport: u16, dst: IpAddr, dport: u16, tcp: Option<(bool, u32, u32)>) -> Pkt {
+    Pkt {
+        src,
+        dst,
+        sport,
+        dport,
+        tcp,
+    }
+}
+
 /// Two packets from `client`, one back, over UDP.
 fn exchange(client: &str, server: &str) -> Vec<Pkt> {
     let (c, s) = (ip(client), ip(server));
     vec![
-        Pkt {
-            src: c,
-            dst: s,
-            sport: 5353,
-            dport: 53,
-            tcp: None,
-        },
-        Pkt {
-            src: c,
-            dst: s,
-            sport: 5353,
-            dport: 53,
-            tcp: None,
-        },
-        Pkt {
-            src: s,
-            dst: c,
-            sport: 53,
-            dport: 5353,
-            tcp: None,
-        },
+        pkt(c, 5353, s, 53, None),
+        pkt(c, 5353, s, 53, None),
+        pkt(s, 53, c, 5353, None),
     ]
 }
 
@@ -126,52 +118,16 @@ fn a_flipped_flow_keeps_the_client_as_originator() {
         let (c, s) = (ip(client), ip(server));
         // Flipped when created: the SYN-ACK from a server port is seen first.
         let at_creation = [
-            Pkt {
-                src: s,
-                dst: c,
-                sport: 80,
-                dport: 40000,
-                tcp: Some((true, 5000, 1001)),
-            },
-            Pkt {
-                src: c,
-                dst: s,
-                sport: 40000,
-                dport: 80,
-                tcp: Some((false, 1001, 5001)),
-            },
-            Pkt {
-                src: c,
-                dst: s,
-                sport: 40000,
-                dport: 80,
-                tcp: Some((false, 1001, 5001)),
-            },
+            pkt(s, 80, c, 40000, Some((true, 5000, 1001))),
+            pkt(c, 40000, s, 80, Some((false, 1001, 5001))),
+            pkt(c, 40000, s, 80, Some((false, 1001, 5001))),
         ];
         // Flipped later: between two high ports the SYN-ACK's sender is taken as the
         // originator until the SYN it answers arrives (Zeek flips then).
         let later = [
-            Pkt {
-                src: s,
-                dst: c,
-                sport: 40001,
-                dport: 40000,
-                tcp: Some((true, 5000, 1001)),
-            },
-            Pkt {
-                src: c,
-                dst: s,
-                sport: 40000,
-                dport: 40001,
-                tcp: Some((true, 1000, 0)),
-            },
-            Pkt {
-                src: c,
-                dst: s,
-                sport: 40000,
-                dport: 40001,
-                tcp: Some((false, 1001, 5001)),
-            },
+            pkt(s, 40001, c, 40000, Some((true, 5000, 1001))),
+            pkt(c, 40000, s, 40001, Some((true, 1000, 0))),
+            pkt(c, 40000, s, 40001, Some((false, 1001, 5001))),
         ];
         for (pkts, server_port) in [(&at_creation, 80), (&later, 40001)] {
             let recs = run(pkts);
@@ -188,15 +144,7 @@ fn a_flipped_flow_keeps_the_client_as_originator() {
 #[test]
 fn a_flow_between_one_endpoint_and_itself_counts_every_packet_as_the_originators() {
     let a = ip("10.0.0.5");
-    let pkts: Vec<Pkt> = (0..3)
-        .map(|_| Pkt {
-            src: a,
-            dst: a,
-            sport: 7,
-            dport: 7,
-            tcp: None,
-        })
-        .collect();
+    let pkts: Vec<Pkt> = (0..3).map(|_| pkt(a, 7, a, 7, None)).collect();
     let recs = run(&pkts);
     assert_eq!(recs.len(), 1);
     assert_eq!((recs[0].orig_h, recs[0].resp_h), (a, a));
