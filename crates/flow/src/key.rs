@@ -82,7 +82,7 @@ pub struct Endpoints {
 
 /// An address as a number (IPv4 as IPv4-mapped IPv6), by arithmetic: the octet arrays'
 /// path was copied byte by byte into place.
-pub(crate) fn addr_number(a: IpAddr) -> u128 {
+fn addr_number(a: IpAddr) -> u128 {
     match a {
         IpAddr::V4(v4) => 0xffff_0000_0000 | u128::from(u32::from(v4)),
         IpAddr::V6(v6) => u128::from(v6),

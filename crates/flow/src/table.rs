@@ -30,7 +30,7 @@ use tunnelwatch_model::{
 use crate::app::{AppState, Carrier};
 use crate::config::{is_dns_port, ChecksumMode, FlowConfig};
 use crate::history::{bit, History, Scaled};
-use crate::key::{addr_number, community_id, icmp_counterpart, uid, Endpoints, Key};
+use crate::key::{community_id, icmp_counterpart, uid, Endpoints, Key};
 use crate::keys::{Keys, KeysSummary};
 use crate::sigs::SigState;
 use crate::slab::{Recycler, Slab};
@@ -751,7 +751,7 @@ impl FlowTable {
         }
         let slot = match slot {
             Some(s) => s,
-            None => self.create(frame, key, &ep, l, out),
+            None => self.create(frame, (key, src_is_a), &ep, l, out),
         };
         let epoch = self.slots[slot as usize].flow.as_ref()?.epoch;
 
@@ -759,10 +759,11 @@ impl FlowTable {
         Some(LayerRef { slot, epoch })
     }
 
+    /// Starts a flow of `key` (with whether the packet's sender is its `a` side).
     fn create(
         &mut self,
         frame: &Frame,
-        key: Key,
+        (key, src_is_a): (Key, bool),
         ep: &Endpoints,
         l: &IpPacket<'_>,
         out: &mut dyn FlowSink,
@@ -774,10 +775,10 @@ impl FlowTable {
             }
         }
         let flip = self.wants_flip(ep, l);
-        let (orig_h, orig_p, resp_p) = if flip {
-            (ep.dst, ep.dport, ep.sport)
+        let (orig_p, resp_p) = if flip {
+            (ep.dport, ep.sport)
         } else {
-            (ep.src, ep.sport, ep.dport)
+            (ep.sport, ep.dport)
         };
         let mut history = History::default();
         if flip {
@@ -796,8 +797,9 @@ impl FlowTable {
             key,
             first_index: frame.index,
             one_way: ep.one_way,
-            orig_is_a: addr_number(orig_h).to_be_bytes() == key.a && orig_p == key.pa,
-            v6: orig_h.is_ipv6(),
+            // The originator is the sender unless flipped (a flow with itself: either).
+            orig_is_a: src_is_a != flip,
+            v6: ep.src.is_ipv6(),
             orig_p,
             resp_p,
             proto: ep.proto,
@@ -1310,9 +1312,7 @@ fn flip_flow(f: &mut Flow) {
     f.dirs.swap(0, 1);
     if let Some(tcp) = f.tcp.as_deref_mut() {
         tcp.watch.flip();
-        let t = &mut tcp.timing;
-        std::mem::swap(&mut t.orig_mss, &mut t.resp_mss);
-        std::mem::swap(&mut t.orig_wscale, &mut t.resp_wscale);
+        tcp.timing.flip();
     }
     if let Some(k) = f.keys.as_deref_mut() {
         k.flip();
@@ -1421,7 +1421,7 @@ fn build_record(
     };
     let is_tcp = tcp.is_some();
     let tcp_facts = tcp.map(|t| {
-        let (ti, watch) = (t.timing, t.watch);
+        let (ti, watch) = (&t.timing, &t.watch);
         TcpFacts {
             syn_synack: secs(ti.syn, ti.synack),
             synack_ack: secs(ti.synack, ti.ack),

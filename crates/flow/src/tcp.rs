@@ -340,6 +340,15 @@ pub(crate) struct TcpTiming {
     pub(crate) resp_wscale: Option<u8>,
 }
 
+impl TcpTiming {
+    /// Swaps the originator's and responder's options (the flow's roles flipped; the
+    /// handshake times stay, being the connection's).
+    pub(crate) fn flip(&mut self) {
+        std::mem::swap(&mut self.orig_mss, &mut self.resp_mss);
+        std::mem::swap(&mut self.orig_wscale, &mut self.resp_wscale);
+    }
+}
+
 /// A TCP connection's two endpoints and connection-level flags.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TcpConn {
