@@ -26,7 +26,7 @@ MIN_PPS=${MIN_PPS:-3000000}
 FLOOD_PKTS=${FLOOD_PKTS:-10000000}
 FLOOD_CAP=${FLOOD_CAP:-1000000}
 OUT=${OUT:-/var/tmp/tunnelwatch-bench/results}
-TOOLS=${TOOLS:-tunnelwatch tunnelwatch-2t tunnelwatch-nodetect argus nfpcapd softflowd}
+TOOLS=${TOOLS:-tunnelwatch tunnelwatch-2t tunnelwatch-1core tunnelwatch-nodetect argus nfpcapd softflowd}
 [ -n "${FLOWMETER:-}" ] && TOOLS="$TOOLS flowmeter"
 TARGET=${CARGO_TARGET_DIR:-$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')}
 TW=$TARGET/release/tunnelwatch
@@ -35,7 +35,7 @@ SCR=$OUT/scratch
 
 (cd "$ROOT" && cargo build --release -q -p tunnelwatch -p twgen)
 need=0
-for t in argus nfpcapd softflowd tcpdump iperf3 dnsmasq /usr/bin/time; do command -v $t >/dev/null || need=1; done
+for t in argus nfpcapd softflowd tcpdump iperf3 dnsmasq taskset /usr/bin/time; do command -v $t >/dev/null || need=1; done
 [ $need = 0 ] || "$HERE/install-tools.sh"
 if [ ! -s "$CORPUS" ]; then
   TWGEN=$TWGEN "$HERE/make-corpus.sh" "$CORPUS"
@@ -47,6 +47,9 @@ cmd_for() {
   case $1 in
     tunnelwatch)    echo "'$TW' read '$CORPUS' --no-store --no-progress --flows '$SCR/flows.jsonl'" ;;
     tunnelwatch-2t) echo "'$TW' read '$CORPUS' --no-store --no-progress --threads 2 --flows '$SCR/flows.jsonl'" ;;
+    # The default run held to one CPU (its reading, writer and detection threads
+    # share it): what the second core buys (not gated).
+    tunnelwatch-1core) echo "taskset -c 0 '$TW' read '$CORPUS' --no-store --no-progress --flows '$SCR/flows.jsonl'" ;;
     # What the detectors cost: the same without them (not the default; not gated).
     tunnelwatch-nodetect) echo "'$TW' read '$CORPUS' --no-store --no-progress --no-detect --flows '$SCR/flows.jsonl'" ;;
     argus)          echo "argus -X -r '$CORPUS' -w '$SCR/out.argus'" ;;

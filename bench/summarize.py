@@ -67,6 +67,13 @@ if "tunnelwatch" in med:
             print(f"tunnelwatch speed relative to {t}: {med[t] / med['tunnelwatch']:.2f}x (their median wall / ours)")
     if "tunnelwatch-2t" in med:
         print(f"--threads 2 speed-up: {med['tunnelwatch'] / med['tunnelwatch-2t']:.2f}x")
+    if "tunnelwatch-1core" in med:
+        # The default run already spreads over the cores (reader, writer, detection).
+        print(f"default run on all {os.cpu_count()} CPUs against one CPU: "
+              f"{med['tunnelwatch-1core'] / med['tunnelwatch']:.2f}x")
+        if "tunnelwatch-2t" in med:
+            print(f"--threads 2 on all CPUs against the default run on one CPU: "
+                  f"{med['tunnelwatch-1core'] / med['tunnelwatch-2t']:.2f}x")
 rec = os.path.join(res, "tunnelwatch.records")
 if os.path.exists(rec):
     print(f"tunnelwatch flow records: {open(rec).read().strip()}")
