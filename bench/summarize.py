@@ -63,7 +63,7 @@ for t, runs in rows.items():
 print()
 if "tunnelwatch" in med:
     for t in med:
-        if t != "tunnelwatch":
+        if not t.startswith("tunnelwatch"):
             print(f"tunnelwatch speed relative to {t}: {med[t] / med['tunnelwatch']:.2f}x (their median wall / ours)")
     if "tunnelwatch-2t" in med:
         print(f"--threads 2 speed-up: {med['tunnelwatch'] / med['tunnelwatch-2t']:.2f}x")

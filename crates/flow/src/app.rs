@@ -90,13 +90,21 @@ pub fn subdomain_entropy(name: &str) -> Option<f64> {
     let last = bytes[..end].iter().rposition(|&b| b == b'.')?;
     let cut = bytes[..last].iter().rposition(|&b| b == b'.')?;
     let sub = &bytes[..cut];
-    // Each distinct byte is summed once, at its first occurrence; counts of u16 (a
+    // Each distinct byte is summed once, in the order of first occurrence (kept while
+    // counting, so that the sum runs over the distinct bytes only); counts of u16 (a
     // name from the wire is at most 1,020 characters as text).
     let mut counts = [0u16; 256];
+    let mut order = [0u8; 256];
+    let mut distinct = 0;
     let mut n = 0u32;
     for &b in sub {
         if b != b'.' {
-            let c = &mut counts[usize::from(b.to_ascii_lowercase())];
+            let l = b.to_ascii_lowercase();
+            let c = &mut counts[usize::from(l)];
+            if *c == 0 {
+                order[distinct] = l;
+                distinct += 1;
+            }
             *c = c.saturating_add(1);
             n += 1;
         }
@@ -108,16 +116,13 @@ pub fn subdomain_entropy(name: &str) -> Option<f64> {
     let row = terms.get(terms_row(n as usize)..terms_row(n as usize + 1));
     let n = f64::from(n);
     let mut h = 0.0;
-    for &b in sub {
-        let c = &mut counts[usize::from(b.to_ascii_lowercase())];
-        if b != b'.' && *c > 0 {
-            // The same term as computed here, from the table for short names.
-            h -= match row {
-                Some(row) => row[usize::from(*c)],
-                None => entropy_term(f64::from(*c) / n),
-            };
-            *c = 0;
-        }
+    for &l in &order[..distinct] {
+        let c = counts[usize::from(l)];
+        // The same term as computed here, from the table for short names.
+        h -= match row {
+            Some(row) => row[usize::from(c)],
+            None => entropy_term(f64::from(c) / n),
+        };
     }
     Some(h)
 }
