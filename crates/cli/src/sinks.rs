@@ -253,8 +253,8 @@ trait Due {
     fn at(&self) -> Timestamp;
     /// The flow's first packet time.
     fn start(&self) -> Timestamp;
-    /// Its record.
-    fn into_record(self) -> FlowRecord;
+    /// Its record, built in place ([`Ended::take_record`]).
+    fn take_record(&mut self) -> FlowRecord;
 }
 
 impl Due for Ended {
@@ -264,8 +264,8 @@ impl Due for Ended {
     fn start(&self) -> Timestamp {
         Ended::start(self)
     }
-    fn into_record(self) -> FlowRecord {
-        Ended::into_record(self)
+    fn take_record(&mut self) -> FlowRecord {
+        Ended::take_record(self)
     }
 }
 
@@ -310,10 +310,10 @@ impl Reorder {
             after.push(least);
             least = least.min((f.at(), f.start()));
         }
-        for flow in flows.drain(..) {
+        for flow in flows.iter_mut() {
             let key = (flow.at(), flow.start());
             let later = after.pop().unwrap_or(least);
-            let record = flow.into_record();
+            let record = flow.take_record();
             if key < limit && key < later {
                 // What is held and sorts before it is due before every mark too.
                 self.release_while(out, |h| {
@@ -332,6 +332,7 @@ impl Reorder {
             }
             q.insert(i, held);
         }
+        flows.clear();
         self.after = after;
         self.release(false, out);
     }
@@ -716,8 +717,8 @@ mod tests {
         fn start(&self) -> Timestamp {
             self.1.ts
         }
-        fn into_record(self) -> FlowRecord {
-            self.1
+        fn take_record(&mut self) -> FlowRecord {
+            self.1.clone()
         }
     }
 
