@@ -19,8 +19,9 @@ use std::net::IpAddr;
 use tunnelwatch_model::{Alert, Cause, FlowRecord, Timestamp};
 
 use crate::config::{Config, FloodConfig};
-use crate::summary::{keep_first, split_due, split_first, FirstFlows, LOWEST};
-use crate::{AlertBuilder, Detector, FastSet};
+use crate::net::addr_order;
+use crate::summary::{keep_first, split_due, split_first, FirstFlows};
+use crate::{AlertBuilder, Detector, FastMap, FastSet};
 
 /// Distinct sources remembered per destination and window.
 const MAX_SOURCES: usize = 65_536;
@@ -46,7 +47,12 @@ pub struct Flood {
     window_ns: i64,
     lateness_ns: i64,
     max_uids: usize,
-    counts: BTreeMap<(i64, IpAddr), Count>,
+    /// Per window, per destination: hashed within a window (a tree of (window,
+    /// address) keys compared addresses all the way down, per record), put in address
+    /// order when the window is judged.
+    windows: BTreeMap<i64, FastMap<IpAddr, Count>>,
+    /// Destinations over all windows (bounded by `max_destinations`).
+    keys: usize,
     untracked: u64,
 }
 
@@ -60,8 +66,25 @@ impl Flood {
             window_ns: ((config.flood.window * 1e9) as i64).max(1),
             lateness_ns: (config.tcp_filter.lateness * 1e9) as i64,
             max_uids: config.alerts.max_uids,
-            counts: BTreeMap::new(),
+            windows: BTreeMap::new(),
+            keys: 0,
             untracked: 0,
+        }
+    }
+
+    /// Judges `windows` in order of window, then destination address.
+    fn judge_windows(
+        &mut self,
+        windows: BTreeMap<i64, FastMap<IpAddr, Count>>,
+        out: &mut Vec<Alert>,
+    ) {
+        for (w, counts) in windows {
+            self.keys -= counts.len();
+            let mut counts: Vec<_> = counts.into_iter().collect();
+            counts.sort_unstable_by_key(|(dst, _)| addr_order(*dst));
+            for (dst, c) in counts {
+                self.judge((w, dst), c, out);
+            }
         }
     }
 
@@ -135,12 +158,19 @@ impl Detector for Flood {
         if r.cause == Cause::Status || !(self.syn_on || self.flows_on) {
             return;
         }
-        let key = (r.ts.as_nanos().div_euclid(self.window_ns), r.resp_h);
-        if self.counts.len() >= self.cfg.max_destinations && !self.counts.contains_key(&key) {
-            self.untracked += 1;
-            return;
-        }
-        let c = self.counts.entry(key).or_default();
+        let window = r.ts.as_nanos().div_euclid(self.window_ns);
+        let counts = self.windows.entry(window).or_default();
+        let c = match counts.get_mut(&r.resp_h) {
+            Some(c) => c,
+            None if self.keys >= self.cfg.max_destinations => {
+                self.untracked += 1;
+                return;
+            }
+            None => {
+                self.keys += 1;
+                counts.entry(r.resp_h).or_default()
+            }
+        };
         c.flows += 1;
         if c.sources.len() < MAX_SOURCES {
             c.sources.insert(r.orig_h);
@@ -160,21 +190,18 @@ impl Detector for Flood {
 
     fn advance(&mut self, now: Timestamp, out: &mut Vec<Alert>) {
         let due = split_due(
-            &mut self.counts,
+            &mut self.windows,
             now,
             self.window_ns,
             self.lateness_ns,
-            |w| (w, LOWEST),
+            |w| w,
         );
-        for (k, c) in due {
-            self.judge(k, c, out);
-        }
+        self.judge_windows(due, out);
     }
 
     fn finish(&mut self, out: &mut Vec<Alert>) {
-        for (k, c) in std::mem::take(&mut self.counts) {
-            self.judge(k, c, out);
-        }
+        let all = std::mem::take(&mut self.windows);
+        self.judge_windows(all, out);
     }
 
     fn untracked(&self) -> u64 {
