@@ -101,8 +101,8 @@ pub fn registered_domain(name: &str) -> String {
 fn registered_domain_into(name: &str, out: &mut String) {
     // Cut first, then lower-case only what is kept.
     let n = name.trim_end_matches('.');
-    // The second dot from the end, by bytes (a `char` pattern searches by code point:
-    // a tenth of this detector).
+    // The second dot from the end, by bytes (a `char` pattern searches by code point,
+    // through `memrchr`: a sixth of this detector).
     let b = n.as_bytes();
     let dot = |end: usize| b[..end].iter().rposition(|&c| c == b'.');
     let start = dot(b.len()).and_then(dot).map_or(0, |i| i + 1);
