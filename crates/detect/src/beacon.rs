@@ -573,7 +573,9 @@ impl Beacon {
         if r.cause == Cause::Status {
             p.live.insert(r.uid.clone(), r.duration);
         } else {
-            p.live.remove(&r.uid);
+            if !p.live.is_empty() {
+                p.live.remove(&r.uid);
+            }
             p.ended += r.duration;
         }
         let total = p.ended + p.live.values().sum::<f64>();
@@ -841,7 +843,8 @@ impl Detector for Beacon {
         let new = if r.cause == Cause::Status {
             self.live.insert(r.uid.clone())
         } else {
-            !self.live.remove(&r.uid)
+            // Nearly always empty (no interim records): no need to hash the uid.
+            self.live.is_empty() || !self.live.remove(&r.uid)
         };
         if new && (self.on[0] || self.on[1]) {
             self.add(r, out);

@@ -243,9 +243,12 @@ impl Detector for DnsTunnel {
         else {
             return;
         };
-        // Only what is new since this flow's last interim record.
-        if let Some(prev) = self.live.remove(&r.uid) {
-            t.add(&prev, -1.0);
+        // Only what is new since this flow's last interim record (there are nearly
+        // never any: then the uid is not hashed).
+        if !self.live.is_empty() {
+            if let Some(prev) = self.live.remove(&r.uid) {
+                t.add(&prev, -1.0);
+            }
         }
         if r.cause == Cause::Status && self.live.len() < 1 << 20 {
             let total = Tally::of(r).unwrap_or_default();
