@@ -8,8 +8,18 @@
 //! Searching stops for a direction once it has passed every rule's `offset + depth`,
 //! so a bulk transfer costs its first few packets only. The state is a box per flow
 //! with payload, allocated only when some rule may match the flow's protocol.
+//!
+//! All rules are looked for in one pass. The bytes are searched as given and, when a
+//! rule is case-insensitive, once more in ASCII lower case; one leftmost-first
+//! Aho-Corasick searcher of every pattern (the case-insensitive ones lowered), SIMD
+//! accelerated, finds each position where some pattern starts, and there each rule not
+//! yet matched is compared directly, so patterns that overlap or start together are all
+//! seen. A rule takes its first occurrence inside its own window. (One `memmem` search
+//! per rule and payload cost ~2,700 instructions a payload with the shipped eleven
+//! rules, a fifteenth of the packet thread on the benchmark corpus; an overlapping
+//! automaton search, byte by byte, as much.)
 
-use memchr::memmem::Finder;
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, Input, MatchKind};
 use tunnelwatch_model::{IpProto, SignatureHit, SignatureRule};
 
 /// Payloads per direction of a UDP or ICMP flow that are searched.
@@ -23,8 +33,8 @@ const MAX_PATTERN: usize = 64;
 
 struct Rule {
     name: String,
-    finder: Finder<'static>,
-    len: usize,
+    /// The pattern (lowered when `nocase`).
+    bytes: Vec<u8>,
     nocase: bool,
     /// `Some(true)`: originator only; `Some(false)`: responder only.
     orig: Option<bool>,
@@ -39,6 +49,8 @@ struct Rule {
 #[derive(Default)]
 pub struct Signatures {
     rules: Vec<Rule>,
+    /// Where any pattern starts (`None` without rules).
+    starts: Option<AhoCorasick>,
     /// Largest `offset + depth` of any rule.
     end: u32,
     nocase: bool,
@@ -86,8 +98,7 @@ impl Signatures {
             }
             out.rules.push(Rule {
                 name: r.name.clone(),
-                len: bytes.len(),
-                finder: Finder::new(&bytes).into_owned(),
+                bytes,
                 nocase: r.nocase,
                 orig: match r.direction.as_str() {
                     "orig" => Some(true),
@@ -100,6 +111,13 @@ impl Signatures {
                 not_ports: r.not_ports.clone(),
                 proto,
             });
+        }
+        if !out.rules.is_empty() {
+            let starts = AhoCorasickBuilder::new()
+                .match_kind(MatchKind::LeftmostFirst)
+                .build(out.rules.iter().map(|r| &r.bytes))
+                .map_err(|e| format!("signatures: {e}"))?;
+            out.starts = Some(starts);
         }
         Ok(out)
     }
@@ -176,35 +194,69 @@ impl SigState {
             scratch.extend_from_slice(&payload[..payload.len().min(set.end as usize)]);
             0
         };
+        // The rules this payload can still match.
+        let mut want = 0u64;
+        for (i, r) in set.rules.iter().enumerate() {
+            if self.matched & (1 << i) == 0
+                && r.orig.is_none_or(|o| o == orig)
+                && r.proto.is_none_or(|p| p == proto_name)
+                && (r.ports.is_empty() || r.ports.contains(&port))
+                && !r.not_ports.contains(&port)
+            {
+                want |= 1 << i;
+            }
+        }
         let plain = scratch.len();
+        if want == 0 {
+            return;
+        }
         if set.nocase {
             scratch.extend_from_within(..plain);
             scratch[plain..].make_ascii_lowercase();
         }
-        for (i, r) in set.rules.iter().enumerate() {
-            if self.matched & (1 << i) != 0
-                || r.orig.is_some_and(|o| o != orig)
-                || r.proto.is_some_and(|p| p != proto_name)
-                || (!r.ports.is_empty() && !r.ports.contains(&port))
-                || r.not_ports.contains(&port)
-            {
-                continue;
-            }
-            let hay = if r.nocase {
-                &scratch[plain..]
+        // Each wanted rule's first occurrence inside its window (`offset..offset+depth`
+        // of the direction, here relative to `base`): every position where some pattern
+        // starts, in order, and there every rule still wanted.
+        let mut found = 0u64;
+        let mut at = [0u32; MAX_RULES];
+        let mut from = 0;
+        while let Some(m) = set
+            .starts
+            .as_ref()
+            .and_then(|s| s.find(Input::new(&scratch[..]).span(from..scratch.len())))
+        {
+            let (half, lowered) = if m.start() < plain {
+                (&scratch[..plain], false)
             } else {
-                &scratch[..plain]
+                (&scratch[plain..], true)
             };
-            let lo = (r.start.saturating_sub(base) as usize).min(hay.len());
-            let hi = (r.end.saturating_sub(base) as usize).min(hay.len());
-            if hi < lo + r.len {
-                continue;
+            let p = m.start() - if lowered { plain } else { 0 };
+            let mut left = want & !found;
+            while left != 0 {
+                let i = left.trailing_zeros() as usize;
+                left &= left - 1;
+                let r = &set.rules[i];
+                let (abs, end) = (u64::from(base) + p as u64, p + r.bytes.len());
+                if r.nocase == lowered
+                    && abs >= u64::from(r.start)
+                    && abs + r.bytes.len() as u64 <= u64::from(r.end)
+                    && half.get(p..end) == Some(&r.bytes[..])
+                {
+                    found |= 1 << i;
+                    at[i] = base.saturating_add(p as u32);
+                }
             }
-            if let Some(pos) = r.finder.find(&hay[lo..hi]) {
-                self.matched |= 1 << i;
-                self.hits
-                    .push((i as u8, orig, base.saturating_add((lo + pos) as u32)));
+            if want & !found == 0 {
+                break;
             }
+            from = m.start() + 1;
+        }
+        // In rule order, as one search per rule gave them.
+        self.matched |= found;
+        while found != 0 {
+            let i = found.trailing_zeros() as usize;
+            found &= found - 1;
+            self.hits.push((i as u8, orig, at[i]));
         }
     }
 
@@ -361,6 +413,115 @@ mod tests {
             feed(&set, IpProto::UDP, 0, &[(true, &echo[..])]).is_empty(),
             "icmp only"
         );
+    }
+
+    /// The definition, one rule at a time: a rule's hit is the first occurrence of its
+    /// pattern wholly inside its window of the direction's stream (TCP: the bytes so
+    /// far, reported with the segment its last byte arrived in) or of one of the first
+    /// payloads (others); a segment's hits in rule order.
+    fn reference(
+        rules: &[SignatureRule],
+        proto: IpProto,
+        port: u16,
+        parts: &[(bool, Vec<u8>)],
+    ) -> Vec<(String, bool, u64)> {
+        let pats: Vec<Vec<u8>> = rules.iter().map(|r| r.bytes().unwrap()).collect();
+        let stream = proto == IpProto::TCP;
+        let mut seen: [Vec<u8>; 2] = Default::default();
+        let mut count = [0u16; 2];
+        let mut matched = vec![false; rules.len()];
+        let mut out = Vec::new();
+        for (orig, p) in parts {
+            let d = usize::from(!orig);
+            let (hay, base, cut) = if stream {
+                seen[d].extend_from_slice(p);
+                (seen[d].clone(), 0usize, seen[d].len() - p.len())
+            } else {
+                count[d] += 1;
+                if count[d] > DATAGRAMS {
+                    continue;
+                }
+                (p.clone(), 0, 0)
+            };
+            for (i, r) in rules.iter().enumerate() {
+                let dir_ok = match r.direction.as_str() {
+                    "orig" => *orig,
+                    "resp" => !orig,
+                    _ => true,
+                };
+                let proto_ok = r.proto == "any" || r.proto == proto.transport_name();
+                if matched[i] || !dir_ok || !proto_ok || r.not_ports.contains(&port) {
+                    continue;
+                }
+                let pat = &pats[i];
+                let fold = |b: &u8| if r.nocase { b.to_ascii_lowercase() } else { *b };
+                let lo = r.offset as usize;
+                let hi = (r.offset + r.depth) as usize;
+                let first = (lo..hay.len().min(hi).saturating_sub(pat.len() - 1)).find(|&at| {
+                    at + pat.len() <= hi
+                        && hay[at..at + pat.len()]
+                            .iter()
+                            .map(fold)
+                            .eq(pat.iter().map(fold))
+                });
+                // A stream occurrence counts with the segment that completes it.
+                if let Some(at) = first.filter(|&at| !stream || at + pat.len() > cut) {
+                    matched[i] = true;
+                    out.push((r.name.clone(), *orig, (base + at) as u64));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn one_pass_finds_what_one_search_per_rule_finds() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        // A small alphabet in both cases, so that patterns overlap, repeat and nest.
+        let alphabet = b"abAB";
+        for case in 0..3000 {
+            let mut rules = Vec::new();
+            for i in 0..1 + next(6) {
+                let len = 1 + next(4) as usize;
+                let pat: String = (0..len)
+                    .map(|_| alphabet[next(4) as usize] as char)
+                    .collect();
+                let mut r = rule(&format!("r{i}"), &pat);
+                r.nocase = next(2) == 0;
+                r.offset = next(12) as u32;
+                r.depth = len as u32 + next(20) as u32;
+                r.direction = ["any", "orig", "resp"][next(3) as usize].into();
+                r.proto = ["any", "tcp", "udp"][next(3) as usize].into();
+                rules.push(r);
+            }
+            let set = Signatures::compile(&rules).unwrap();
+            let proto = [IpProto::TCP, IpProto::UDP][next(2) as usize];
+            let parts: Vec<(bool, Vec<u8>)> = (0..next(8))
+                .map(|_| {
+                    let n = next(10) as usize;
+                    (
+                        next(2) == 0,
+                        (0..n).map(|_| alphabet[next(4) as usize]).collect(),
+                    )
+                })
+                .collect();
+            let refs: Vec<(bool, &[u8])> = parts.iter().map(|(o, p)| (*o, &p[..])).collect();
+            let got: Vec<(String, bool, u64)> = feed(&set, proto, 80, &refs)
+                .into_iter()
+                .map(|h| (h.name, h.dir == "orig", h.offset))
+                .collect();
+            assert_eq!(
+                got,
+                reference(&rules, proto, 80, &parts),
+                "case {case}: {rules:?} {parts:?}"
+            );
+        }
     }
 
     #[test]
