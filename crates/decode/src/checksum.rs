@@ -68,26 +68,20 @@ pub fn ipv4_header_ok(header: &[u8]) -> bool {
 }
 
 fn pseudo_header(src: IpAddr, dst: IpAddr, proto: IpProto, len: u32) -> u64 {
-    let mut acc = 0u64;
-    match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            acc = add_words(&s.octets(), acc);
-            acc = add_words(&d.octets(), acc);
-        }
-        (s, d) => {
-            let s16 = match s {
-                IpAddr::V6(a) => a.octets(),
-                IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
-            };
-            let d16 = match d {
-                IpAddr::V6(a) => a.octets(),
-                IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
-            };
-            acc = add_words(&s16, acc);
-            acc = add_words(&d16, acc);
+    // Addresses as 32-bit big-endian words: 2^16 ≡ 1 (mod 0xffff), so a 32-bit word
+    // adds what its two 16-bit halves add once folded. A mixed pair (not seen on the
+    // wire) sums as its IPv4-mapped IPv6 form would: the mapping's 0xffff word adds
+    // nothing once folded (the protocol keeps the sum non-zero).
+    fn words(a: IpAddr) -> u64 {
+        match a {
+            IpAddr::V4(a) => u64::from(a.to_bits()),
+            IpAddr::V6(a) => {
+                let v = a.to_bits();
+                (0..4).map(|i| (v >> (32 * i)) as u32 as u64).sum()
+            }
         }
     }
-    acc + u64::from(proto.0) + u64::from(len >> 16) + u64::from(len & 0xffff)
+    words(src) + words(dst) + u64::from(proto.0) + u64::from(len >> 16) + u64::from(len & 0xffff)
 }
 
 /// Verifies the transport checksum of `pkt`.
@@ -161,6 +155,44 @@ mod tests {
                     "{len} {fill:?}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn pseudo_header_sums_the_addresses_word_by_word() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for case in 0..2000u64 {
+            let v4 = |n: u64| IpAddr::from((n as u32).to_be_bytes());
+            let v6 = |a: u64, b: u64| {
+                IpAddr::from(((u128::from(a) << 64) | u128::from(b)).to_be_bytes())
+            };
+            let (src, dst) = match case % 4 {
+                0 => (v4(next()), v4(next())),
+                1 => (v6(next(), next()), v6(next(), next())),
+                2 => (v4(next()), v6(next(), next())),
+                _ => (v4(case % 3 * 0xffff_ffff), v4(0)),
+            };
+            let bytes = |a: IpAddr| match a {
+                IpAddr::V4(a) if src.is_ipv4() && dst.is_ipv4() => a.octets().to_vec(),
+                IpAddr::V4(a) => a.to_ipv6_mapped().octets().to_vec(),
+                IpAddr::V6(a) => a.octets().to_vec(),
+            };
+            let len = (next() as u32) >> (next() % 32);
+            let proto = IpProto(next() as u8 | 1);
+            let mut header = [bytes(src), bytes(dst)].concat();
+            header.extend_from_slice(&[0, proto.0]);
+            header.extend_from_slice(&len.to_be_bytes());
+            assert_eq!(
+                fold(pseudo_header(src, dst, proto, len)),
+                reference(&header),
+                "{src} {dst} {proto:?} {len}"
+            );
         }
     }
 
