@@ -53,7 +53,8 @@ pub struct Signatures {
     starts: Option<AhoCorasick>,
     /// Largest `offset + depth` of any rule.
     end: u32,
-    nocase: bool,
+    /// The case-insensitive rules (bit per rule).
+    nocase: u64,
     /// Whether some rule may match TCP, UDP, ICMP, other protocols (see
     /// [`Signatures::covers`]).
     protos: [bool; 4],
@@ -80,7 +81,7 @@ impl Signatures {
                 .map_err(|e| format!("signature {}: {e}", r.name))?;
             if r.nocase {
                 bytes.make_ascii_lowercase();
-                out.nocase = true;
+                out.nocase |= 1 << out.rules.len();
             }
             let end = r.offset.saturating_add(r.depth);
             out.end = out.end.max(end);
@@ -194,10 +195,16 @@ impl SigState {
             scratch.extend_from_slice(&payload[..payload.len().min(set.end as usize)]);
             0
         };
-        // The rules this payload can still match.
+        // The rules this payload can still match: not matched yet, for this side,
+        // protocol and port, and with room for the pattern where their window (stream or
+        // payload offsets) and these bytes overlap.
+        let plain = scratch.len();
+        let end = u64::from(base) + plain as u64;
         let mut want = 0u64;
         for (i, r) in set.rules.iter().enumerate() {
             if self.matched & (1 << i) == 0
+                && u64::from(base).max(r.start.into()) + r.bytes.len() as u64
+                    <= end.min(r.end.into())
                 && r.orig.is_none_or(|o| o == orig)
                 && r.proto.is_none_or(|p| p == proto_name)
                 && (r.ports.is_empty() || r.ports.contains(&port))
@@ -206,11 +213,11 @@ impl SigState {
                 want |= 1 << i;
             }
         }
-        let plain = scratch.len();
         if want == 0 {
             return;
         }
-        if set.nocase {
+        // Lower-cased bytes only for a case-insensitive rule.
+        if want & set.nocase != 0 {
             scratch.extend_from_within(..plain);
             scratch[plain..].make_ascii_lowercase();
         }
