@@ -5,6 +5,7 @@ mod alert_sink;
 mod alerts;
 mod baseline;
 mod collect;
+mod direct;
 mod engine;
 mod evaluate;
 mod export;

@@ -23,7 +23,7 @@ use tunnelwatch_sensor::{RunStats, SensorConfig};
 
 use crate::alert_sink::{AlertReport, AlertSink};
 use crate::engine::Engine;
-use crate::sinks::{open_out, RecordWriter, Sink, Written};
+use crate::sinks::{open_out, open_records_out, RecordWriter, Sink, Written};
 use crate::store_sink::StoreSink;
 
 /// Output format on standard output.
@@ -222,12 +222,12 @@ pub fn run(args: ReadArgs) -> Result<ExitCode> {
     let mut stdout_used = false;
     if let Some(t) = &args.flows {
         stdout_used |= t == "-";
-        sinks.push(Sink::json(open_out(t)?));
+        sinks.push(Sink::json(open_records_out(t)?));
     }
     if let Some(t) = &args.zeek_conn {
         stdout_used |= t == "-";
         sinks.push(Sink::Zeek {
-            out: open_out(t)?,
+            out: open_records_out(t)?,
             header: false,
         });
     }

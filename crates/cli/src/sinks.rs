@@ -21,6 +21,7 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::path::Path;
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::thread::JoinHandle;
 
@@ -31,6 +32,7 @@ use tunnelwatch_output::ipfix::{IpfixConfig, IpfixExporter};
 use tunnelwatch_output::{jsonl, table, zeek};
 
 use crate::alert_sink::{AlertReport, AlertSink};
+use crate::direct::DirectFile;
 
 /// Records per batch sent to the writer.
 const BATCH: usize = 1024;
@@ -202,6 +204,19 @@ impl Sink {
             }
         }
     }
+}
+
+/// A record file of `read` (`-` is standard output): large and written once, so past
+/// the page cache where the file system allows it ([`DirectFile`]). Anything but a
+/// regular file (`/dev/null`, a pipe, a terminal) is written as [`open_out`] does.
+pub fn open_records_out(target: &str) -> Result<Box<dyn Write + Send>> {
+    let special = std::fs::metadata(target).is_ok_and(|m| !m.is_file());
+    if target == "-" || special {
+        return open_out(target);
+    }
+    let f = DirectFile::create(Path::new(target), true)
+        .with_context(|| format!("cannot create output file {target}"))?;
+    Ok(Box::new(f))
 }
 
 /// Opens `target` for writing (`-` is standard output).
@@ -705,6 +720,14 @@ impl FlowSink for RecordSender {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn record_files_that_are_devices_are_written_plainly() {
+        // /dev/null takes O_DIRECT but cannot be truncated to a length.
+        let mut out = open_records_out("/dev/null").unwrap();
+        out.write_all(&[b'x'; 5000]).unwrap();
+        out.flush().unwrap();
+    }
 
     /// A producer's batch in the property test, and its mark after it.
     type TestBatch = (Vec<(Timestamp, FlowRecord)>, Timestamp);
