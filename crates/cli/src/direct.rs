@@ -3,7 +3,7 @@
 //! `read` writes its flow records (about 1.3 kB of JSON a flow, hundreds of megabytes a
 //! capture) to a file nothing reads back soon. Through the page cache every byte is
 //! copied into a freshly allocated cache page, and on the benchmark machine that copy
-//! cost more CPU time than formatting the JSON (3-5 s of kernel time for 830 MB, against
+//! cost more CPU time than formatting the JSON (3-7 s of kernel time for 830 MB, against
 //! 0.1 s written directly), time taken from the packet thread on a two-core machine; the
 //! cache pages also push the capture being read out of memory. Arkime writes its
 //! packet files this way for the same reasons.
@@ -12,8 +12,9 @@
 //! flush writes the partial block padded to the alignment and truncates the file to its
 //! true length; later writes go on from the partial block. Where the file system
 //! refuses `O_DIRECT` (some network and FUSE file systems, tmpfs before Linux 6.6: at
-//! open or at the first write) the same blocks are written through the page cache instead, so the
-//! bytes on disk are the same either way. Platforms without `O_DIRECT` always do that.
+//! open or at the first write) the same blocks go through the page cache instead, so
+//! the bytes on disk are the same either way. Platforms without `O_DIRECT` always do
+//! that.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
@@ -34,6 +35,8 @@ pub struct DirectFile {
     start: usize,
     /// Bytes of the block in use.
     len: usize,
+    /// Bytes of the block a flush has written already.
+    flushed: usize,
     /// File offset of the block (all before it is written).
     at: u64,
     /// Whether the file is open with `O_DIRECT`.
@@ -71,6 +74,7 @@ impl DirectFile {
             buf,
             start,
             len: 0,
+            flushed: 0,
             at: 0,
             direct,
         })
@@ -101,6 +105,7 @@ impl Write for DirectFile {
             self.write_block(BLOCK)?;
             self.at += BLOCK as u64;
             self.len = 0;
+            self.flushed = 0;
         }
         Ok(n)
     }
@@ -108,7 +113,7 @@ impl Write for DirectFile {
     /// Writes the partial block (padded to the alignment, the file then cut to its true
     /// length, when direct); it stays in the buffer for the writes that follow.
     fn flush(&mut self) -> io::Result<()> {
-        if self.len == 0 {
+        if self.len == self.flushed {
             return Ok(());
         }
         let n = if self.direct {
@@ -121,7 +126,9 @@ impl Write for DirectFile {
         self.write_block(n)?;
         // Back to the block's offset: it is written again, whole or longer, next time.
         self.file.seek(SeekFrom::Start(self.at))?;
-        self.file.set_len(self.at + self.len as u64)
+        self.file.set_len(self.at + self.len as u64)?;
+        self.flushed = self.len;
+        Ok(())
     }
 }
 

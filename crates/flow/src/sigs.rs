@@ -440,15 +440,15 @@ mod tests {
         let mut out = Vec::new();
         for (orig, p) in parts {
             let d = usize::from(!orig);
-            let (hay, base, cut) = if stream {
+            let (hay, cut) = if stream {
                 seen[d].extend_from_slice(p);
-                (seen[d].clone(), 0usize, seen[d].len() - p.len())
+                (seen[d].clone(), seen[d].len() - p.len())
             } else {
                 count[d] += 1;
                 if count[d] > DATAGRAMS {
                     continue;
                 }
-                (p.clone(), 0, 0)
+                (p.clone(), 0)
             };
             for (i, r) in rules.iter().enumerate() {
                 let dir_ok = match r.direction.as_str() {
@@ -474,7 +474,7 @@ mod tests {
                 // A stream occurrence counts with the segment that completes it.
                 if let Some(at) = first.filter(|&at| !stream || at + pat.len() > cut) {
                     matched[i] = true;
-                    out.push((r.name.clone(), *orig, (base + at) as u64));
+                    out.push((r.name.clone(), *orig, at as u64));
                 }
             }
         }
