@@ -127,9 +127,12 @@ impl DnsTunnel {
                 continue;
             };
             self.keys -= window.len();
-            // By client then domain, the client compared as numbers.
+            // By client then domain, the client compared as numbers; windows with too
+            // few queries to judge are dropped before the sort (most of them).
+            let min = self.cfg.min_queries;
             let mut keys: Vec<_> = window
                 .into_iter()
+                .filter(|(_, w)| w.t.queries >= min)
                 .map(|(k, w)| (addr_order(k.0), k, w))
                 .collect();
             keys.sort_unstable_by(|a, b| (a.0, &a.1 .1).cmp(&(b.0, &b.1 .1)));
