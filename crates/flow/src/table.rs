@@ -577,6 +577,8 @@ impl FlowTable {
         // flows does not sweep the queue for stale ones again and again as the table
         // empties (a pass per shrink by ~3×, each a random read per timer).
         self.timers.clear();
+        // And the index: emptied at once rather than a probe per flow.
+        self.map.clear();
         for (_, _, s) in order {
             self.finish(s, Cause::End, Timestamp::MAX, out);
         }
@@ -692,9 +694,11 @@ impl FlowTable {
         };
         let Some(mut f) = s.flow.take() else { return };
         s.epoch = s.epoch.wrapping_add(1);
-        let hash = self.hasher.hash_one(f.key);
-        if let Ok(e) = self.map.find_entry(hash, |&s| s == slot) {
-            e.remove();
+        if !self.map.is_empty() {
+            let hash = self.hasher.hash_one(f.key);
+            if let Ok(e) = self.map.find_entry(hash, |&s| s == slot) {
+                e.remove();
+            }
         }
         self.memory -= f.accounted as usize;
         self.free.push(slot);
