@@ -67,10 +67,10 @@ fn normal(orig: &str, resp: &str, port: u16, t: f64) -> FlowRecord {
     r.conn_state = ConnState::SF;
     r.duration = 0.4;
     r.last_ts = Timestamp::from_secs_f64(t + 0.4);
-    r.app = Some(tunnelwatch_model::AppFacts {
+    r.app = Some(Box::new(tunnelwatch_model::AppFacts {
         http: Some(request("GET", "/", Some("example.org"))),
         ..Default::default()
-    });
+    }));
     r
 }
 
@@ -460,14 +460,14 @@ fn with_app(
     ssh: Option<&str>,
 ) -> FlowRecord {
     let mut r = normal(ATK, SRV, port, 1000.0);
-    r.app = Some(tunnelwatch_model::AppFacts {
+    r.app = Some(Box::new(tunnelwatch_model::AppFacts {
         http,
         ssh: ssh.map(|b| tunnelwatch_model::SshFacts {
             client: Some(b.into()),
             server: Some(b.into()),
         }),
         ..Default::default()
-    });
+    }));
     r
 }
 
@@ -613,10 +613,10 @@ fn dns_flow(
         ..Default::default()
     };
     f(&mut d);
-    r.app = Some(tunnelwatch_model::AppFacts {
+    r.app = Some(Box::new(tunnelwatch_model::AppFacts {
         dns: Some(d),
         ..Default::default()
-    });
+    }));
     r
 }
 
@@ -733,10 +733,10 @@ fn upload_volume_positive_post_benign_download_and_small_upload() {
     let mut post = normal(ATK, SRV, 80, 1000.0);
     post.orig_bytes = 3 << 20;
     post.resp_bytes = 300;
-    post.app = Some(tunnelwatch_model::AppFacts {
+    post.app = Some(Box::new(tunnelwatch_model::AppFacts {
         http: Some(request("POST", "/upload", Some("h"))),
         ..Default::default()
-    });
+    }));
     let a = run(&[post.clone()]);
     let u = one(&a, "upload_volume");
     assert_eq!(
@@ -823,10 +823,10 @@ fn reverse_shell_positive_typed_back_and_line_mode_benign_server_first_protocols
     let mut connect = request("CONNECT", "10.77.0.9:443", Some("10.77.0.9:443"));
     connect.status = Some(200);
     connect.after_connect = Some("server_first".into());
-    via.app = Some(tunnelwatch_model::AppFacts {
+    via.app = Some(Box::new(tunnelwatch_model::AppFacts {
         http: Some(connect),
         ..Default::default()
-    });
+    }));
     assert!(rules(&run(&[via])).contains(&"reverse_shell"));
     // Server-first protocols on their own ports (SMTP, FTP banners), an HTTP server
     // that answered more than it got, and UDP "typing back" (no client or server).
@@ -900,10 +900,10 @@ fn fetch(host: &str, url: &str, t: f64, bytes: u64, n: usize) -> FlowRecord {
     let mut r = normal(ATK, SRV, 443, t);
     r.uid = format!("Cfetch{n}-{t}");
     r.orig_bytes = bytes;
-    r.app = Some(tunnelwatch_model::AppFacts {
+    r.app = Some(Box::new(tunnelwatch_model::AppFacts {
         http: Some(request("GET", url, Some(host))),
         ..Default::default()
-    });
+    }));
     r
 }
 
@@ -1276,10 +1276,10 @@ fn upload_volume_per_pair_positive_small_posts_add_up_benign_browsing() {
             r.uid = format!("Cpost{i}");
             r.orig_bytes = 400_000;
             r.resp_bytes = 300;
-            r.app = Some(tunnelwatch_model::AppFacts {
+            r.app = Some(Box::new(tunnelwatch_model::AppFacts {
                 http: Some(request("POST", "/u", Some("h"))),
                 ..Default::default()
-            });
+            }));
             r
         })
         .collect();

@@ -305,9 +305,13 @@ impl Ended {
     /// a record without them; an interim record is cloned.
     pub fn take_record(&mut self) -> FlowRecord {
         match &mut self.inner {
-            EndedInner::Flow(f, tcp, app, extras, cause) => {
-                build_record(f, *tcp, app.take(), std::mem::take(extras), *cause)
-            }
+            EndedInner::Flow(f, tcp, app, extras, cause) => build_record(
+                f,
+                *tcp,
+                app.take().map(Box::new),
+                std::mem::take(extras),
+                *cause,
+            ),
             EndedInner::Record(r) => FlowRecord::clone(r),
         }
     }
@@ -1220,8 +1224,8 @@ impl FlowTable {
         let app = f
             .app
             .as_ref()
-            .map(|a| a.facts.clone())
-            .filter(|a| !a.is_empty());
+            .filter(|a| !a.facts.is_empty())
+            .map(|a| Box::new(a.facts.clone()));
         let extras = Extras {
             keys: f
                 .keys
@@ -1409,7 +1413,7 @@ fn apply_effects(
 fn build_record(
     f: &Flow,
     tcp: Option<TcpEnd>,
-    app: Option<AppFacts>,
+    app: Option<Box<AppFacts>>,
     extras: Extras,
     cause: Cause,
 ) -> FlowRecord {

@@ -569,9 +569,10 @@ pub struct FlowRecord {
     /// ICMP facts (echo identifiers, quoted ICMP errors).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub icmp: Option<IcmpFacts>,
-    /// Application facts.
+    /// Application facts (boxed: most records have none, and a record is moved a few
+    /// times on its way to the outputs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub app: Option<AppFacts>,
+    pub app: Option<Box<AppFacts>>,
     /// Where a record built from flow exports came from, and how its directions were
     /// joined (absent for records built from packets).
     #[serde(default, skip_serializing_if = "Option::is_none")]

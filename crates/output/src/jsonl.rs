@@ -649,7 +649,7 @@ mod tests {
             entropy_samples: 16,
         });
         let s = |v: &str| Some(v.to_string());
-        rec.app = Some(AppFacts {
+        rec.app = Some(Box::new(AppFacts {
             http: Some(HttpFacts {
                 method: s("GET"),
                 uri: s("/a?b=\"c\""),
@@ -687,7 +687,7 @@ mod tests {
                 nxdomain: 2,
                 subdomain_entropy: 3.912345,
             }),
-        });
+        }));
         rec.export = Some(ExportFacts {
             source: "ipfix".into(),
             exporter: "2001:db8::1".parse().unwrap(),
@@ -710,12 +710,12 @@ mod tests {
         rec.service = None;
         rec.tcp = None;
         rec.icmp = None;
-        rec.app = Some(AppFacts {
+        rec.app = Some(Box::new(AppFacts {
             http: Some(HttpFacts::default()),
             tls: Some(TlsFacts::default()),
             ssh: Some(SshFacts::default()),
             dns: Some(DnsFacts::default()),
-        });
+        }));
         rec.dynamics.orig = DirectionStats::default();
         rec.dynamics.resp.iat = None;
         rec.dynamics.resp.first_flags.clear();

@@ -114,7 +114,7 @@ fn record(i: u64, n: u64) -> FlowRecord {
             ..Default::default()
         }),
         icmp: None,
-        app: Some(AppFacts {
+        app: Some(Box::new(AppFacts {
             http: Some(HttpFacts {
                 method: Some("GET".into()),
                 uri: Some(format!("/index/{}.html", h % 977)),
@@ -126,7 +126,7 @@ fn record(i: u64, n: u64) -> FlowRecord {
                 after_connect: None,
             }),
             ..AppFacts::default()
-        }),
+        })),
         export: None,
     }
 }

@@ -170,7 +170,7 @@ pub(crate) fn decode(buf: &[u8], uid: &str, community_id: &str) -> Result<FlowRe
     };
     let tcp = p.has(3).then(|| r.tcp()).transpose()?;
     let icmp = p.has(4).then(|| r.icmp()).transpose()?;
-    let app = p.has(5).then(|| r.app()).transpose()?;
+    let app = p.has(5).then(|| r.app().map(Box::new)).transpose()?;
     let export = p.has(6).then(|| r.export()).transpose()?;
     if !r.done() {
         return Err(format!(
@@ -1072,7 +1072,7 @@ mod tests {
             payload_entropy: Some(7.5),
             entropy_samples: 4,
         });
-        r.app = Some(AppFacts {
+        r.app = Some(Box::new(AppFacts {
             http: Some(HttpFacts {
                 method: Some("CONNECT".into()),
                 uri: Some("host:443".into()),
@@ -1110,7 +1110,7 @@ mod tests {
                 nxdomain: 6,
                 subdomain_entropy: 3.25,
             }),
-        });
+        }));
         r.export = Some(ExportFacts {
             source: "ipfix".into(),
             exporter: "::1".parse().unwrap(),
