@@ -7,7 +7,7 @@
 use std::net::IpAddr;
 
 use arrayvec::ArrayVec;
-use tunnelwatch_model::IpProto;
+use tunnelwatch_model::{IpProto, Letters};
 
 use crate::anomaly::Anomaly;
 
@@ -175,14 +175,15 @@ impl TcpFlags {
 
     /// Letters in the order `CEUAPRSF`, then `N` for the nonce bit and `r` for any
     /// reserved bit, e.g. `AP` for ACK+PSH.
-    pub fn letters(self) -> String {
-        let mut s = String::with_capacity(10);
+    pub fn letters(self) -> Letters {
+        let mut s = Letters::default();
         self.write_letters(&mut s);
         s
     }
 
-    /// Appends [`TcpFlags::letters`] to `out`.
-    pub fn write_letters(self, out: &mut String) {
+    /// Appends [`TcpFlags::letters`] to `out` (at most ten; what does not fit is left
+    /// out).
+    pub fn write_letters(self, out: &mut Letters) {
         const ORDER: [(u16, char); 8] = [
             (TcpFlags::CWR, 'C'),
             (TcpFlags::ECE, 'E'),

@@ -12,7 +12,7 @@
 //! time (Zeek's, nDPI's and others show SYN/ACKs "0 µs" after SYNs from hosts 4–30
 //! routers away), so from a capture they would mostly flag the capture.
 
-use tunnelwatch_model::{Alert, FlowRecord, Severity};
+use tunnelwatch_model::{Alert, FlowRecord, Letters, Severity};
 
 use crate::config::Config;
 use crate::once::OncePerFlow;
@@ -35,7 +35,7 @@ impl Replay {
 }
 
 /// An originator ACK or data packet before the responder's SYN/ACK, which came later.
-fn out_of_phase(first: &[String]) -> bool {
+fn out_of_phase(first: &[Letters]) -> bool {
     let Some(synack) = first
         .iter()
         .position(|p| p.starts_with('<') && p.contains('S') && p.contains('A'))
@@ -53,7 +53,9 @@ impl Detector for Replay {
         let Some(t) = r.tcp.as_ref().filter(|_| self.on) else {
             return;
         };
+        let packets = || -> Vec<&str> { t.first_packets.iter().map(Letters::as_str).collect() };
         let finding = out_of_phase(&t.first_packets).then(|| {
+            let packets = packets();
             (
                 Severity::High,
                 "out_of_phase",
@@ -61,7 +63,7 @@ impl Detector for Replay {
                     "the client acknowledged or sent data before {}:{} answered its SYN (first packets {}): a blind or replayed connection",
                     r.resp_h,
                     r.resp_p,
-                    t.first_packets.join(" ")
+                    packets.join(" ")
                 ),
             )
         });
@@ -77,7 +79,7 @@ impl Detector for Replay {
                     )
                     .flow(r)
                     .evidence("check", check)
-                    .evidence("first_packets", t.first_packets.clone())
+                    .evidence("first_packets", packets())
                     .build(),
                 );
             }
@@ -96,7 +98,7 @@ mod tests {
 
     #[test]
     fn phase_from_first_packets() {
-        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let v = |s: &[&str]| s.iter().map(|x| Letters::from(*x)).collect::<Vec<_>>();
         assert!(out_of_phase(&v(&[">S", ">A", "<AS", ">AP"])));
         assert!(out_of_phase(&v(&[">S", ">AP", "<AS"])));
         assert!(!out_of_phase(&v(&[">S", "<AS", ">A", ">AP"])));

@@ -290,19 +290,19 @@ fn message(rule: &str) -> &'static str {
 }
 
 /// Flags from the letters of a flow record (`CEUAPRSF`, `N`, `r`).
-pub fn flag_bits(letters: &str) -> u16 {
-    letters.chars().fold(0, |acc, c| {
+pub fn flag_bits(letters: &[u8]) -> u16 {
+    letters.iter().fold(0, |acc, c| {
         acc | match c {
-            'F' => FIN,
-            'S' => SYN,
-            'R' => RST,
-            'P' => PSH,
-            'A' => ACK,
-            'U' => URG,
-            'E' => 0x40,
-            'C' => 0x80,
-            'N' => 0x100,
-            'r' => 0xE00,
+            b'F' => FIN,
+            b'S' => SYN,
+            b'R' => RST,
+            b'P' => PSH,
+            b'A' => ACK,
+            b'U' => URG,
+            b'E' => 0x40,
+            b'C' => 0x80,
+            b'N' => 0x100,
+            b'r' => 0xE00,
             _ => 0,
         }
     })
@@ -315,7 +315,10 @@ pub fn pattern(r: &FlowRecord, cfg: &TcpFilterConfig) -> Option<&'static str> {
     let pk: Vec<(bool, u16)> = t
         .first_packets
         .iter()
-        .map(|p| (p.starts_with('>'), flag_bits(p.get(1..).unwrap_or(""))))
+        .map(|p| match p.as_bytes().split_first() {
+            Some((dir, flags)) => (*dir == b'>', flag_bits(flags)),
+            None => (false, 0),
+        })
         .collect();
     let &(true, p1) = pk.first()? else {
         return None;

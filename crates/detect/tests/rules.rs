@@ -47,7 +47,7 @@ fn tcp(orig: &str, resp: &str, port: u16, t: f64, first: &[&str]) -> FlowRecord 
         signatures: Vec::new(),
         dynamics: Dynamics::default(),
         tcp: Some(TcpFacts {
-            first_packets: first.iter().map(|s| s.to_string()).collect(),
+            first_packets: first.iter().map(|s| (*s).into()).collect(),
             ..Default::default()
         }),
         icmp: None,

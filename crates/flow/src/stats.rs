@@ -2,7 +2,7 @@
 //! TCP flag summaries and idle periods. Constant memory per direction, no allocation.
 
 use tunnelwatch_decode::TcpFlags;
-use tunnelwatch_model::{DirectionStats, Stats, Timestamp};
+use tunnelwatch_model::{DirectionStats, Letters, Stats, Timestamp};
 
 /// Streaming mean / variance (Welford's algorithm) and range of values counted by the
 /// caller, which passes the count with each value: a direction counts its packets
@@ -152,7 +152,7 @@ impl Direction {
             flags: if tcp {
                 self.flags().letters()
             } else {
-                String::new()
+                Letters::default()
             },
             first_flags: if tcp {
                 self.first_flags()

@@ -3,7 +3,7 @@
 //! counters, not the packet order; the Zeek `conn_state` and the flags' letters are
 //! judged from those alone, the same way for every such source.
 
-use tunnelwatch_model::{ConnState, IpProto};
+use tunnelwatch_model::{ConnState, IpProto, Letters};
 
 /// TCP flag bits as they sit in the header (and in NetFlow's `tcpControlBits`).
 pub mod flag {
@@ -22,19 +22,21 @@ pub mod flag {
 }
 
 /// The flags as the record's `dynamics.*.flags` letters (`UAPRSF` order).
-pub fn letters(flags: u8) -> String {
-    [
+pub fn letters(flags: u8) -> Letters {
+    let mut l = Letters::default();
+    for (b, c) in [
         (flag::URG, 'U'),
         (flag::ACK, 'A'),
         (flag::PSH, 'P'),
         (flag::RST, 'R'),
         (flag::SYN, 'S'),
         (flag::FIN, 'F'),
-    ]
-    .iter()
-    .filter(|(b, _)| flags & b != 0)
-    .map(|(_, c)| *c)
-    .collect()
+    ] {
+        if flags & b != 0 {
+            l.push(c);
+        }
+    }
+    l
 }
 
 /// Zeek's connection state from each side's flag union and packet count. `syn_seen`:

@@ -9,7 +9,7 @@
 //! dozen bytes inside the TCP box and costs nothing for other protocols.
 
 use tunnelwatch_decode::{TcpFlags, TcpSegment};
-use tunnelwatch_model::{TcpHeaderFacts, TcpOptionFault};
+use tunnelwatch_model::{Letters, TcpHeaderFacts, TcpOptionFault};
 
 /// How many packets of a connection keep their flags in wire order.
 pub const FIRST_PACKETS: usize = 4;
@@ -165,10 +165,10 @@ impl Watch {
 
     /// The first packets as record strings: `>` from the originator, `<` from the
     /// responder, then the flags' letters (`>S`, `<AS`, `>R`).
-    pub fn first_packets(&self) -> Vec<String> {
+    pub fn first_packets(&self) -> Vec<Letters> {
         (0..usize::from(self.n_first))
             .map(|i| {
-                let mut s = String::with_capacity(6);
+                let mut s = Letters::default();
                 s.push(if self.first_resp & (1 << i) != 0 {
                     '<'
                 } else {

@@ -21,7 +21,7 @@ use tunnelwatch_flow::key::{community_id, uid, Endpoints, Key};
 use tunnelwatch_flow::unions::{conn_state, letters};
 use tunnelwatch_flow::FlowConfig;
 use tunnelwatch_model::{
-    Cause, DirectionStats, Dynamics, FlowRecord, IpProto, RecordSink, TcpFacts, Timestamp,
+    Cause, DirectionStats, Dynamics, FlowRecord, IpProto, Letters, RecordSink, TcpFacts, Timestamp,
 };
 
 use crate::parse::{flag, LogEvent};
@@ -289,7 +289,11 @@ fn record(f: Flow, cause: Cause) -> FlowRecord {
     let conn_state = conn_state(f.proto, f.syn_seen, (o.flags, o.pkts), (r.flags, r.pkts));
     let dir = |s: &Side| DirectionStats {
         payload_bytes: s.payload,
-        flags: if tcp { letters(s.flags) } else { String::new() },
+        flags: if tcp {
+            letters(s.flags)
+        } else {
+            Letters::default()
+        },
         ttl_min: s.ttl.map(|t| t.0),
         ttl_max: s.ttl.map(|t| t.1),
         ..Default::default()

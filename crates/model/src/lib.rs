@@ -9,6 +9,7 @@
 
 mod alert;
 mod keys;
+mod letters;
 mod record;
 mod signature;
 mod text;
@@ -16,6 +17,7 @@ mod time;
 
 pub use alert::{Alert, Category, Severity};
 pub use keys::KeystrokeParams;
+pub use letters::Letters;
 pub use record::{
     AppFacts, Bursts, Cause, ConnState, DirectionStats, DnsFacts, Dynamics, ExportFacts,
     FlowRecord, HttpFacts, IcmpFacts, SshFacts, Stats, TcpFacts, TcpHeaderFacts, TcpOptionFault,

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::time::{nanos_to_secs_micros, Timestamp};
-use crate::SignatureHit;
+use crate::{Letters, SignatureHit};
 
 /// Why a record was written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -104,10 +104,10 @@ pub struct DirectionStats {
     pub link_bytes: u64,
     /// Union of the TCP flags seen, as letters in the order `CEUAPRSF`, plus `N` for the
     /// ECN-nonce bit and `r` for a reserved bit (empty for non-TCP flows).
-    pub flags: String,
+    pub flags: Letters,
     /// TCP flags of this direction's first four packets, in the same letters.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub first_flags: Vec<String>,
+    pub first_flags: Vec<Letters>,
     /// Inter-arrival times between this direction's packets, in seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iat: Option<Stats>,
@@ -196,7 +196,7 @@ pub struct TcpFacts {
     /// responder, then their flags' letters (`[">S", "<RA"]`): what the TCP filter's scan
     /// patterns read.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub first_packets: Vec<String>,
+    pub first_packets: Vec<Letters>,
     /// Header oddities of the originator's packets.
     #[serde(default, skip_serializing_if = "TcpHeaderFacts::is_empty")]
     pub orig_header: TcpHeaderFacts,

@@ -32,8 +32,8 @@ use tunnelwatch_flow::key::{community_id, icmp_counterpart, uid, Endpoints, Key}
 use tunnelwatch_flow::unions::{conn_state, flag, letters};
 use tunnelwatch_flow::FlowConfig;
 use tunnelwatch_model::{
-    Cause, DirectionStats, Dynamics, ExportFacts, FlowRecord, IpProto, RecordSink, TcpFacts,
-    Timestamp,
+    Cause, DirectionStats, Dynamics, ExportFacts, FlowRecord, IpProto, Letters, RecordSink,
+    TcpFacts, Timestamp,
 };
 
 use crate::wire::{SideDynamics, UniFlow};
@@ -534,7 +534,11 @@ impl Joiner {
             payload_bytes: payload(s),
             keystrokes: s.keystrokes,
             retransmissions: s.retransmissions,
-            flags: if tcp { letters(s.flags) } else { String::new() },
+            flags: if tcp {
+                letters(s.flags)
+            } else {
+                Letters::default()
+            },
             ..Default::default()
         };
         let (orig, resp) = (f.ends[o], f.ends[r]);

@@ -77,10 +77,14 @@ impl Line<'_> {
 
     /// A JSON string with `serde_json`'s escapes.
     fn str(&mut self, s: &str) {
+        self.str_bytes(s.as_bytes());
+    }
+
+    /// [`Line::str`] of a text's bytes (they are UTF-8: every caller has a `str`).
+    fn str_bytes(&mut self, bytes: &[u8]) {
         const HEX: &[u8; 16] = b"0123456789abcdef";
         let out = &mut *self.0;
         out.push(b'"');
-        let bytes = s.as_bytes();
         // Most strings need no escape; this test runs over whole words at a time.
         let plain = !bytes
             .iter()
@@ -145,7 +149,7 @@ impl Line<'_> {
         }
     }
 
-    fn str_list(&mut self, k: &str, v: &[String]) {
+    fn str_list(&mut self, k: &str, v: &[impl AsRef<[u8]>]) {
         if !v.is_empty() {
             self.key(k);
             self.0.push(b'[');
@@ -153,7 +157,7 @@ impl Line<'_> {
                 if i > 0 {
                     self.0.push(b',');
                 }
-                self.str(s);
+                self.str_bytes(s.as_ref());
             }
             self.0.push(b']');
         }
@@ -277,7 +281,7 @@ impl Line<'_> {
         self.key("link_bytes");
         self.uint(d.link_bytes);
         self.key("flags");
-        self.str(&d.flags);
+        self.str_bytes(d.flags.as_bytes());
         self.str_list("first_flags", &d.first_flags);
         self.stats("iat", &d.iat);
         self.stats("size", &d.size);

@@ -24,8 +24,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use tunnelwatch_model::{
     AppFacts, Bursts, Cause, ConnState, DirectionStats, DnsFacts, Dynamics, ExportFacts,
-    FlowRecord, HttpFacts, IcmpFacts, SignatureHit, SshFacts, Stats, TcpFacts, TcpHeaderFacts,
-    TcpOptionFault, Timestamp, TlsFacts,
+    FlowRecord, HttpFacts, IcmpFacts, Letters, SignatureHit, SshFacts, Stats, TcpFacts,
+    TcpHeaderFacts, TcpOptionFault, Timestamp, TlsFacts,
 };
 
 /// Appends the stored form of `r` (all but its `uid` and `community_id`) to `out`.
@@ -281,10 +281,10 @@ impl W<'_> {
         self.0.extend_from_slice(s.as_bytes());
     }
 
-    fn strs(&mut self, v: &[String]) {
+    fn strs(&mut self, v: &[impl AsRef<str>]) {
         self.uint(v.len() as u64);
         for s in v {
-            self.str(s);
+            self.str(s.as_ref());
         }
     }
 
@@ -744,6 +744,17 @@ impl<'a> R<'a> {
         (0..n).map(|_| self.str()).collect()
     }
 
+    /// TCP flag letters ([`Letters`]: a longer text is damage, not flags).
+    fn letters(&mut self) -> Result<Letters, String> {
+        let s = self.text()?;
+        Letters::new(s).ok_or_else(|| format!("flag letters of {} bytes", s.len()))
+    }
+
+    fn letters_list(&mut self) -> Result<Vec<Letters>, String> {
+        let n = self.count()?;
+        (0..n).map(|_| self.letters()).collect()
+    }
+
     fn present(&mut self) -> Result<Present, String> {
         self.uint().map(Present)
     }
@@ -784,8 +795,8 @@ impl<'a> R<'a> {
         }
         let [payload_bytes, link_bytes, idle_periods, zero_windows, retransmissions, fragments, truncated, keystrokes] =
             c;
-        let flags = self.str()?;
-        let first_flags = self.strs()?;
+        let flags = self.letters()?;
+        let first_flags = self.letters_list()?;
         let iat = p.has(0).then(|| self.stats()).transpose()?;
         let size = p.has(1).then(|| self.stats()).transpose()?;
         let ttl_min = p.has(2).then(|| self.small("ttl_min")).transpose()?;
@@ -873,7 +884,7 @@ impl<'a> R<'a> {
             resp_mss,
             orig_wscale,
             resp_wscale,
-            first_packets: self.strs()?,
+            first_packets: self.letters_list()?,
             orig_header: self.header()?,
             resp_header: self.header()?,
             ack_storm_run: self.uint()?,
