@@ -53,9 +53,8 @@ impl Detector for Replay {
         let Some(t) = r.tcp.as_ref().filter(|_| self.on) else {
             return;
         };
-        let packets = || -> Vec<&str> { t.first_packets.iter().map(Letters::as_str).collect() };
         let finding = out_of_phase(&t.first_packets).then(|| {
-            let packets = packets();
+            let packets: Vec<&str> = t.first_packets.iter().map(Letters::as_str).collect();
             (
                 Severity::High,
                 "out_of_phase",
@@ -65,9 +64,10 @@ impl Detector for Replay {
                     r.resp_p,
                     packets.join(" ")
                 ),
+                packets,
             )
         });
-        if let Some((severity, check, message)) = finding {
+        if let Some((severity, check, message, packets)) = finding {
             if self.once.first(r, "tcp_replay") {
                 out.push(
                     AlertBuilder::new(
@@ -79,7 +79,7 @@ impl Detector for Replay {
                     )
                     .flow(r)
                     .evidence("check", check)
-                    .evidence("first_packets", packets())
+                    .evidence("first_packets", packets)
                     .build(),
                 );
             }
