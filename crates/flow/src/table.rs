@@ -130,6 +130,10 @@ struct Flow {
     app: Option<Box<AppState>>,
     /// Content-signature state (when rules are configured).
     sigs: Option<Box<SigState>>,
+    /// Next expire-check tick that was not scheduled because no check could act. Here,
+    /// on a line every packet loads, because its tag is what marks an empty slot
+    /// (`Option<Flow>`'s `None`: the largest niche): the index reads it with the key.
+    expire_dormant: Option<Timestamp>,
     icmp: Option<Box<IcmpFacts>>,
     start: Timestamp,
     inactivity: i64,
@@ -140,8 +144,6 @@ struct Flow {
     history: History,
     dirs: [Direction; 2],
     udp_chk: [Scaled; 2],
-    /// Next expire-check tick that was not scheduled because no check could act.
-    expire_dormant: Option<Timestamp>,
     /// Position of the first packet in the input (with `key` and `start`: the `uid`).
     first_index: u64,
     /// `uid`s of the flows that carried this one (rarely more than one).
@@ -696,8 +698,17 @@ impl FlowTable {
         let Some(s) = self.slots.get_mut(slot as usize) else {
             return;
         };
-        let Some(mut f) = s.flow.take() else { return };
+        let Some(flow) = s.flow.take() else { return };
         s.epoch = s.epoch.wrapping_add(1);
+        // The flow is moved once, into what is handed over (a flow and what it ends
+        // with are a kilobyte and a half), and its state is summarised there.
+        let mut ended = Ended {
+            at,
+            inner: EndedInner::Flow(flow, None, None, Extras::default(), cause),
+        };
+        let EndedInner::Flow(f, tcp_end, app_end, extras, _) = &mut ended.inner else {
+            return;
+        };
         if !self.map.is_empty() {
             let hash = self.hasher.hash_one(f.key);
             if let Ok(e) = self.map.find_entry(hash, |&s| s == slot) {
@@ -708,32 +719,24 @@ impl FlowTable {
         self.free.push(slot);
         self.drop_stale_timers();
         self.stats.records += 1;
-        let tcp = f.tcp.take().map(|t| {
-            let end = TcpEnd::of(&t, &f.history);
+        if let Some(t) = f.tcp.take() {
+            *tcp_end = Some(TcpEnd::of(&t, &f.history));
             self.tcp_boxes.put(t);
-            end
-        });
-        let app = f.app.take().and_then(|mut a| {
-            let facts = std::mem::take(&mut a.facts);
+        }
+        if let Some(mut a) = f.app.take() {
+            if !a.facts.is_empty() {
+                *app_end = Some(std::mem::take(&mut a.facts));
+            }
             self.app_boxes.put(a);
-            Some(facts).filter(|a| !a.is_empty())
-        });
-        let extras = Extras {
-            keys: f.keys.take().map(|k| {
-                let summary = k.summary(&self.config.keystrokes, f.start);
-                self.keys_boxes.put(k);
-                summary
-            }),
-            signatures: f
-                .sigs
-                .take()
-                .map(|s| s.hits(&self.config.signatures))
-                .unwrap_or_default(),
-        };
-        out.ended(Ended {
-            at,
-            inner: EndedInner::Flow(f, tcp, app, extras, cause),
-        });
+        }
+        if let Some(k) = f.keys.take() {
+            extras.keys = Some(k.summary(&self.config.keystrokes, f.start));
+            self.keys_boxes.put(k);
+        }
+        if let Some(sigs) = f.sigs.take() {
+            extras.signatures = sigs.hits(&self.config.signatures);
+        }
+        out.ended(ended);
     }
 
     /// Handles one IP layer; returns its flow for the next (inner) layer.
