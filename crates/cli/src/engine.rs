@@ -275,21 +275,24 @@ fn shards(d: &Decoded<'_>, n: usize) -> (usize, Option<usize>) {
     (own as usize, quoted.map(|h| (h % n as u64) as usize))
 }
 
-/// A hash of two addresses that does not depend on their order (FNV-1a over the
-/// smaller then the larger), fixed so that runs are reproducible.
+/// A hash of two addresses that does not depend on their order: the smaller then the
+/// larger (as IPv6 numbers, IPv4 mapped), 64 bits at a time, fixed so that runs are
+/// reproducible. Four multiplications; byte-at-a-time FNV-1a was a chain of 32, which
+/// cost the reading thread a tenth of its time.
 fn pair_hash(a: IpAddr, b: IpAddr) -> u64 {
-    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for ip in [lo, hi] {
-        let bytes = match ip {
-            IpAddr::V4(v) => v.to_ipv6_mapped().octets(),
-            IpAddr::V6(v) => v.octets(),
-        };
-        for x in bytes {
-            h = (h ^ u64::from(x)).wrapping_mul(0x0100_0000_01b3);
-        }
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let bits = |ip: IpAddr| match ip {
+        IpAddr::V4(v) => v.to_ipv6_mapped().to_bits(),
+        IpAddr::V6(v) => v.to_bits(),
+    };
+    let (x, y) = (bits(a), bits(b));
+    let (lo, hi) = if x <= y { (x, y) } else { (y, x) };
+    let mut h = 0u64;
+    for w in [lo as u64, (lo >> 64) as u64, hi as u64, (hi >> 64) as u64] {
+        h = (h ^ w).wrapping_mul(K);
+        h ^= h >> 32;
     }
-    h ^ (h >> 29)
+    h
 }
 
 #[cfg(test)]
@@ -303,5 +306,32 @@ mod tests {
         assert_eq!(pair_hash(a, b), pair_hash(b, a));
         let c: IpAddr = "10.0.0.2".parse().unwrap();
         assert_ne!(pair_hash(a, c), pair_hash(a, b));
+    }
+
+    #[test]
+    fn pair_hash_spreads_neighbouring_pairs_over_shards() {
+        // Clients of one server numbered one after another, and IPv6 clients that
+        // differ only in their /64 prefix: each shard of 2, 3 and 4 gets its share
+        // within a tenth.
+        let server: IpAddr = "192.0.2.1".parse().unwrap();
+        let server6: IpAddr = "2001:db8::1".parse().unwrap();
+        for n in 2..=4u64 {
+            let mut counts = vec![0u32; n as usize];
+            let mut counts6 = vec![0u32; n as usize];
+            for i in 0..4000u32 {
+                let client = IpAddr::V4((0x0a00_0000 + i).into());
+                counts[(pair_hash(client, server) % n) as usize] += 1;
+                let client6 =
+                    IpAddr::V6(((0x2001_0db8_0001_0000_u128 + u128::from(i)) << 64 | 1).into());
+                counts6[(pair_hash(client6, server6) % n) as usize] += 1;
+            }
+            let share = 4000 / n as u32;
+            for c in [&counts, &counts6] {
+                assert!(
+                    c.iter().all(|&c| c.abs_diff(share) < share / 10),
+                    "{n}: {c:?}"
+                );
+            }
+        }
     }
 }
