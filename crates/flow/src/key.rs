@@ -209,19 +209,41 @@ pub fn uid(key: &Key, first_ts: Timestamp, packet_index: u64) -> String {
     h.update(first_ts.as_nanos().to_be_bytes());
     h.update(packet_index.to_be_bytes());
     let d = h.finalize();
-    let mut v = u128::from_be_bytes({
+    let v = u128::from_be_bytes({
         let mut b = [0u8; 16];
         b[4..].copy_from_slice(&d[..12]);
         b
     });
     let mut out = Vec::with_capacity(18);
-    while v > 0 {
-        out.push(BASE62[(v % 62) as usize]);
-        v /= 62;
-    }
     out.push(b'C');
-    out.reverse();
+    base62(v, &mut out);
     String::from_utf8(out).unwrap_or_default()
+}
+
+/// Appends the base-62 digits of `v` (none for 0), most significant first. A 96-bit
+/// value is split once by 62^10 (one 128-bit division), the rest is 64-bit arithmetic:
+/// digit by digit in 128 bits was a library call per digit.
+fn base62(v: u128, out: &mut Vec<u8>) {
+    const LOW: u64 = 62u64.pow(10);
+    let mut digits = [0u8; 32];
+    let mut n = 0;
+    let mut push = |mut x: u64, all: bool| {
+        let mut i = 0;
+        while x > 0 || (all && i < 10) {
+            digits[n] = BASE62[(x % 62) as usize];
+            x /= 62;
+            n += 1;
+            i += 1;
+        }
+    };
+    let mut rest = v;
+    while rest > u128::from(u64::MAX) {
+        let low = (rest % u128::from(LOW)) as u64;
+        rest /= u128::from(LOW);
+        push(low, true);
+    }
+    push(rest as u64, false);
+    out.extend(digits[..n].iter().rev());
 }
 
 #[cfg(test)]
@@ -320,6 +342,39 @@ mod tests {
         let (k2, a2) = rev.key();
         assert_eq!(k1, k2);
         assert_ne!(a1, a2);
+    }
+
+    #[test]
+    fn base62_is_the_digit_by_digit_encoding() {
+        fn reference(mut v: u128) -> Vec<u8> {
+            let mut out = Vec::new();
+            while v > 0 {
+                out.push(BASE62[(v % 62) as usize]);
+                v /= 62;
+            }
+            out.reverse();
+            out
+        }
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut values = vec![0, 1, 61, 62, u128::from(u64::MAX), u128::from(u64::MAX) + 1];
+        values.extend([
+            u128::MAX,
+            u128::MAX >> 32,
+            62u128.pow(10),
+            62u128.pow(20) - 1,
+        ]);
+        for bits in 1..=128 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let v = (u128::from(x) << 64 | u128::from(x.rotate_left(17))) >> (128 - bits);
+            values.extend([v, v.saturating_sub(1)]);
+        }
+        for v in values {
+            let mut got = Vec::new();
+            base62(v, &mut got);
+            assert_eq!(got, reference(v), "{v}");
+        }
     }
 
     #[test]
