@@ -275,24 +275,30 @@ fn shards(d: &Decoded<'_>, n: usize) -> (usize, Option<usize>) {
     (own as usize, quoted.map(|h| (h % n as u64) as usize))
 }
 
-/// A hash of two addresses that does not depend on their order: the smaller then the
-/// larger (as IPv6 numbers, IPv4 mapped), 64 bits at a time, fixed so that runs are
-/// reproducible. Four multiplications; byte-at-a-time FNV-1a was a chain of 32, which
-/// cost the reading thread a tenth of its time.
+/// A hash of two addresses that does not depend on their order (FNV-1a over the
+/// smaller then the larger, IPv4 in its IPv4-mapped IPv6 form), fixed so that runs are
+/// reproducible. A mapped address's ten leading zero bytes are one multiplication by
+/// the prime's tenth power (FNV-1a's step for a zero byte is a multiplication alone):
+/// seven steps an IPv4 address instead of sixteen, the same value.
 fn pair_hash(a: IpAddr, b: IpAddr) -> u64 {
-    const K: u64 = 0x9e37_79b9_7f4a_7c15;
-    let bits = |ip: IpAddr| match ip {
-        IpAddr::V4(v) => v.to_ipv6_mapped().to_bits(),
-        IpAddr::V6(v) => v.to_bits(),
-    };
-    let (x, y) = (bits(a), bits(b));
-    let (lo, hi) = if x <= y { (x, y) } else { (y, x) };
-    let mut h = 0u64;
-    for w in [lo as u64, (lo >> 64) as u64, hi as u64, (hi >> 64) as u64] {
-        h = (h ^ w).wrapping_mul(K);
-        h ^= h >> 32;
+    const PRIME: u64 = 0x0100_0000_01b3;
+    const PRIME_10: u64 = PRIME.wrapping_pow(10);
+    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    let step = |h: u64, x: u8| (h ^ u64::from(x)).wrapping_mul(PRIME);
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for ip in [lo, hi] {
+        h = match ip {
+            IpAddr::V4(v) => {
+                let mapped = h.wrapping_mul(PRIME_10);
+                [0xff, 0xff]
+                    .into_iter()
+                    .chain(v.octets())
+                    .fold(mapped, step)
+            }
+            IpAddr::V6(v) => v.octets().into_iter().fold(h, step),
+        };
     }
-    h
+    h ^ (h >> 29)
 }
 
 #[cfg(test)]
@@ -306,6 +312,44 @@ mod tests {
         assert_eq!(pair_hash(a, b), pair_hash(b, a));
         let c: IpAddr = "10.0.0.2".parse().unwrap();
         assert_ne!(pair_hash(a, c), pair_hash(a, b));
+    }
+
+    #[test]
+    fn pair_hash_is_fnv1a_over_the_mapped_addresses() {
+        fn reference(a: IpAddr, b: IpAddr) -> u64 {
+            let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+            for ip in [lo, hi] {
+                let bytes = match ip {
+                    IpAddr::V4(v) => v.to_ipv6_mapped().octets(),
+                    IpAddr::V6(v) => v.octets(),
+                };
+                for x in bytes {
+                    h = (h ^ u64::from(x)).wrapping_mul(0x0100_0000_01b3);
+                }
+            }
+            h ^ (h >> 29)
+        }
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..2000 {
+            let v4 = |r: u64| IpAddr::V4((r as u32).into());
+            let v6 = |r: u64, s: u64| IpAddr::V6((u128::from(r) << 64 | u128::from(s)).into());
+            let (p, q, r, s) = (next(), next(), next(), next());
+            for (a, b) in [
+                (v4(p), v4(q)),
+                (v4(p), v6(q, r)),
+                (v6(p, q), v6(r, s)),
+                (v4(p), v4(p)),
+            ] {
+                assert_eq!(pair_hash(a, b), reference(a, b), "{a} {b}");
+            }
+        }
     }
 
     #[test]
