@@ -66,7 +66,7 @@ pub fn ones_complement(data: &[u8]) -> u16 {
 ///
 /// A header is a whole number of 32-bit words (20 bytes but for options): summed as
 /// such (a 32-bit word adds what its two 16-bit halves add once folded, 2^16 ≡ 1 modulo
-/// 0xffff), without [`add_words`]' block set-up, which is for segments.
+/// 0xffff), without the block set-up that segments' sums use.
 pub fn ipv4_header_ok(header: &[u8]) -> bool {
     let mut words = header.chunks_exact(4);
     let mut acc = 0u64;
