@@ -1,6 +1,7 @@
 //! Flow-table update cost per packet: short TCP connections spread over many flows
-//! (hash lookups, state machine, dynamics, timers, records) and a UDP request/response
-//! mix. `cargo bench -p tunnelwatch-flow`.
+//! (hash lookups, state machine, dynamics, timers, records), a UDP request/response
+//! mix, and DNS-tunnel-like queries (the DNS message path). `cargo bench -p
+//! tunnelwatch-flow`.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use tunnelwatch_decode::{Decoded, Decoder, LinkType};
@@ -81,6 +82,46 @@ fn udp_traffic() -> Vec<(i64, Vec<u8>)> {
     pkts
 }
 
+/// DNS-tunnel-like UDP: for each of `FLOWS` clients a TXT query for a long random name
+/// under one domain (two labels of 30 base-32 characters, as data-carrying tunnels
+/// send) and its NXDOMAIN answer, through the DNS message path (parsing, the name's
+/// hash and entropy, the per-flow tally).
+fn dns_tunnel_traffic() -> Vec<(i64, Vec<u8>)> {
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut pkts = Vec::new();
+    for i in 0..FLOWS {
+        let mut question = Vec::new();
+        for _ in 0..2 {
+            let label = tunnel_label(&mut x);
+            question.push(label.len() as u8);
+            question.extend_from_slice(label.as_bytes());
+        }
+        question.extend_from_slice(b"\x01t\x07example\x03com\x00\x00\x10\x00\x01");
+        let message = |flags: u16| {
+            let mut m = vec![(i >> 8) as u8, i as u8];
+            m.extend_from_slice(&flags.to_be_bytes());
+            m.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
+            m.extend_from_slice(&question);
+            m
+        };
+        let client = (0x0a00_0000u32 + i).to_be_bytes();
+        let sport = 20_000 + (i % 40_000) as u16;
+        let mut q = Vec::new();
+        etherparse::PacketBuilder::ipv4(client, [192, 0, 2, 53], 64)
+            .udp(sport, 53)
+            .write(&mut q, &message(0x0100))
+            .unwrap();
+        let mut r = Vec::new();
+        etherparse::PacketBuilder::ipv4([192, 0, 2, 53], client, 64)
+            .udp(53, sport)
+            .write(&mut r, &message(0x8183))
+            .unwrap();
+        pkts.push((i64::from(i) * 10, q));
+        pkts.push((i64::from(i) * 10 + 3, r));
+    }
+    pkts
+}
+
 /// Decodes every packet once, outside the measured loop.
 fn decoded(pkts: &[(i64, Vec<u8>)]) -> Vec<(Frame, Decoded<'_>)> {
     let dec = Decoder::default();
@@ -118,6 +159,7 @@ fn bench(c: &mut Criterion) {
     for (name, pkts) in [
         ("tcp_short_connections", tcp_traffic()),
         ("udp_request_response", udp_traffic()),
+        ("dns_tunnel_queries", dns_tunnel_traffic()),
     ] {
         let frames = decoded(&pkts);
         g.throughput(Throughput::Elements(frames.len() as u64));
@@ -128,5 +170,39 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// A label of 30 random base-32 characters, as data-carrying DNS tunnels send.
+fn tunnel_label(x: &mut u64) -> String {
+    (0..30)
+        .map(|_| {
+            *x ^= *x << 13;
+            *x ^= *x >> 7;
+            *x ^= *x << 17;
+            char::from(b"abcdefghijklmnopqrstuvwxyz234567"[(*x % 32) as usize])
+        })
+        .collect()
+}
+
+/// The entropy of tunnel-like names alone (two labels under one domain).
+fn entropy(c: &mut Criterion) {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let names: Vec<String> = (0..FLOWS)
+        .map(|_| {
+            let (a, b) = (tunnel_label(&mut x), tunnel_label(&mut x));
+            format!("{a}.{b}.t.example.com")
+        })
+        .collect();
+    let mut g = c.benchmark_group("dns_name");
+    g.throughput(Throughput::Elements(names.len() as u64));
+    g.bench_function("subdomain_entropy", |b| {
+        b.iter(|| {
+            names
+                .iter()
+                .filter_map(|n| tunnelwatch_flow::app::subdomain_entropy(n))
+                .sum::<f64>()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench, entropy);
 criterion_main!(benches);
