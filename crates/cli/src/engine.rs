@@ -3,11 +3,13 @@
 //!
 //! Sharding: the reading thread picks each frame's shard from a symmetric hash of the
 //! outermost IP layer's two addresses — read straight from the headers of plain
-//! TCP/UDP frames ([`tunnelwatch_decode::peek`]), from a full decode of the others.
-//! Both directions of a flow, every fragment of a datagram and every flow inside a
-//! tunnel land on the same shard as their flow, fragments and tunnel (a 5-tuple hash
-//! would split fragmented flows and tunnels). An ICMP error also goes, for attribution
-//! only, to the shard of the flow it quotes. Frames travel in batches (returned empty,
+//! TCP/UDP frames that carry no tunnel ([`Decoder::peek_pair`]), from a full decode of
+//! the others. Both directions of a flow, every fragment of a datagram and every flow
+//! inside a tunnel land on the same shard as their flow, fragments and tunnel (a
+//! 5-tuple hash would split fragmented flows and tunnels). A tunnelled frame pins the
+//! address pairs of all its layers to its shard ([`Router`]), so that a connection
+//! whose packets come through two tunnels (Teredo's server and relay) stays whole. An
+//! ICMP error also goes, for attribution only, to the shard of the flow it quotes. Frames travel in batches (returned empty,
 //! to be filled again) over bounded channels with their position in the whole input
 //! and the input's clock before them (the latest packet time so far); a worker moves
 //! its table to that clock before each frame. So timers fire, late packets are clamped
@@ -15,16 +17,16 @@
 //! same. Every `2048 × N` frames every worker is also sent the clock, frames or not,
 //! moves to it and tells the writer (as does the last batch), which lets the writer put
 //! the shards' records in the one order of [`crate::sinks`]. Only eviction under a cap
-//! (split evenly across shards) and a connection seen under different outer addresses
-//! (two tunnels, or tunnelled and direct: two shards) can differ.
+//! (split evenly across shards) and the few connections [`Router`] cannot keep whole
+//! (seen direct before they were seen in a tunnel on another shard) can differ.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
 use anyhow::{Context, Result};
 use tunnelwatch_capture::Packet;
-use tunnelwatch_decode::peek::outer_pair;
 use tunnelwatch_decode::{Decoded, Decoder, LinkType, Transport};
 use tunnelwatch_model::Timestamp;
 use tunnelwatch_sensor::{RunStats, Sensor, SensorConfig};
@@ -110,6 +112,7 @@ struct Batch {
 /// Workers and the batches being filled for them.
 pub struct Sharded {
     decoder: Decoder,
+    router: Router,
     /// The latest packet time so far.
     now: Option<Timestamp>,
     batches: Vec<Batch>,
@@ -169,6 +172,7 @@ impl Sharded {
         }
         Ok(Sharded {
             decoder: Decoder::new(config.decode),
+            router: Router::new(n),
             now: None,
             batches: (0..n).map(|_| Batch::default()).collect(),
             workers,
@@ -179,12 +183,12 @@ impl Sharded {
 
     fn packet(&mut self, index: u64, p: &Packet<'_>, link: LinkType, open: Timestamp) {
         let n = self.workers.len();
-        let (own, quoted) = match outer_pair(link, p.data) {
-            Some((a, b)) => ((pair_hash(a, b) % n as u64) as usize, None),
+        let (own, quoted) = match self.decoder.peek_pair(link, p.data) {
+            Some((a, b)) => (self.router.shard(a, b), None),
             None => {
                 let mut d = Decoded::default();
                 self.decoder.decode(link, p.data, &mut d);
-                shards(&d, n)
+                self.router.frame(&d)
             }
         };
         let now = self.now.map_or(p.ts, |t| t.max(p.ts));
@@ -260,19 +264,84 @@ impl Sharded {
     }
 }
 
-/// The shard of a frame, and the shard of the flow an ICMP error in it quotes.
-fn shards(d: &Decoded<'_>, n: usize) -> (usize, Option<usize>) {
-    let Some(outer) = d.layers.first() else {
-        return (0, None);
-    };
-    let own = pair_hash(outer.src, outer.dst) % n as u64;
-    // Only an error in the outermost layer quotes a flow outside its own shard: inner
-    // layers share the tunnel's shard with what they quote.
-    let quoted = match &outer.transport {
-        Transport::Icmp(m) if m.is_error() => m.quoted.map(|q| pair_hash(q.src, q.dst)),
-        _ => None,
-    };
-    (own as usize, quoted.map(|h| (h % n as u64) as usize))
+/// Address pairs pinned to a shard, at most (~4 MB).
+const MAX_PINNED: usize = 1 << 16;
+
+/// Which shard a frame goes to: the hash of its outermost address pair, unless a
+/// tunnelled frame pinned the pair to another shard.
+///
+/// A tunnelled frame feeds the flows of all its layers, so they must live on one
+/// shard, and so must every other frame of those flows — also one that comes under a
+/// different outer pair (a Teredo connection's two directions: client–server and
+/// client–relay) or none (the inner connection also seen direct). So the first
+/// tunnelled frame of a pair pins each of its layers' pairs to one shard: that of the
+/// first pair already pinned, outermost first, or else its outer pair's hash (where
+/// that pair's plain frames went before). A pair pinned since always goes there. What
+/// still splits: a pair whose plain frames came before it was first seen inside a
+/// tunnel on another shard, pairs pinned to two shards meeting in one frame (the
+/// outermost wins), and pairs beyond [`MAX_PINNED`].
+struct Router {
+    n: u64,
+    pinned: HashMap<(IpAddr, IpAddr), usize, foldhash::fast::RandomState>,
+}
+
+impl Router {
+    fn new(n: usize) -> Self {
+        Router {
+            n: n as u64,
+            pinned: HashMap::default(),
+        }
+    }
+
+    /// The shard of the flows between `a` and `b`.
+    fn shard(&self, a: IpAddr, b: IpAddr) -> usize {
+        if !self.pinned.is_empty() {
+            if let Some(&s) = self.pinned.get(&ordered(a, b)) {
+                return s;
+            }
+        }
+        (pair_hash(a, b) % self.n) as usize
+    }
+
+    /// The shard of a decoded frame, and the shard of the flow an ICMP error in it
+    /// quotes.
+    fn frame(&mut self, d: &Decoded<'_>) -> (usize, Option<usize>) {
+        let Some(outer) = d.layers.first() else {
+            return (0, None);
+        };
+        let own = if d.layers.len() > 1 {
+            let pinned = d
+                .layers
+                .iter()
+                .find_map(|l| self.pinned.get(&ordered(l.src, l.dst)).copied());
+            let own = pinned.unwrap_or_else(|| self.shard(outer.src, outer.dst));
+            for l in &d.layers {
+                if self.pinned.len() >= MAX_PINNED {
+                    break;
+                }
+                self.pinned.entry(ordered(l.src, l.dst)).or_insert(own);
+            }
+            own
+        } else {
+            self.shard(outer.src, outer.dst)
+        };
+        // Only an error in the outermost layer quotes a flow outside its own shard:
+        // inner layers share the tunnel's shard with what they quote.
+        let quoted = match &outer.transport {
+            Transport::Icmp(m) if m.is_error() => m.quoted.map(|q| self.shard(q.src, q.dst)),
+            _ => None,
+        };
+        (own, quoted)
+    }
+}
+
+/// Two addresses in the order that makes a pair the same both ways.
+fn ordered(a: IpAddr, b: IpAddr) -> (IpAddr, IpAddr) {
+    if a <= b {
+        (a, b)
+    } else {
+        (b, a)
+    }
 }
 
 /// A hash of two addresses that does not depend on their order (FNV-1a over the
@@ -283,7 +352,7 @@ fn shards(d: &Decoded<'_>, n: usize) -> (usize, Option<usize>) {
 fn pair_hash(a: IpAddr, b: IpAddr) -> u64 {
     const PRIME: u64 = 0x0100_0000_01b3;
     const PRIME_10: u64 = PRIME.wrapping_pow(10);
-    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    let (lo, hi) = ordered(a, b);
     let step = |h: u64, x: u8| (h ^ u64::from(x)).wrapping_mul(PRIME);
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for ip in [lo, hi] {
@@ -304,6 +373,114 @@ fn pair_hash(a: IpAddr, b: IpAddr) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use etherparse::PacketBuilder;
+
+    /// An Ethernet frame with UDP from `src:sp` to `dst:dp` carrying `payload`.
+    fn udp4(src: [u8; 4], dst: [u8; 4], sp: u16, dp: u16, payload: &[u8]) -> Vec<u8> {
+        let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4(src, dst, 64)
+            .udp(sp, dp);
+        let mut frame = Vec::new();
+        b.write(&mut frame, payload).unwrap();
+        frame
+    }
+
+    /// An IPv6 packet with UDP from `src` to `dst` (port 5000 to 53 when `query`, back
+    /// otherwise), as Teredo carries it.
+    fn inner6(src: [u8; 16], dst: [u8; 16], query: bool) -> Vec<u8> {
+        let (sp, dp) = if query { (5000, 53) } else { (53, 5000) };
+        let b = PacketBuilder::ipv6(src, dst, 64).udp(sp, dp);
+        let mut pkt = Vec::new();
+        b.write(&mut pkt, b"inner").unwrap();
+        pkt
+    }
+
+    /// The shard `read --threads n` sends a frame to.
+    fn route(r: &mut Router, dec: &Decoder, frame: &[u8]) -> usize {
+        match dec.peek_pair(LinkType::ETHERNET, frame) {
+            Some((a, b)) => r.shard(a, b),
+            None => {
+                let mut d = Decoded::default();
+                dec.decode(LinkType::ETHERNET, frame, &mut d);
+                r.frame(&d).0
+            }
+        }
+    }
+
+    #[test]
+    fn a_teredo_connection_under_two_outer_pairs_stays_on_one_shard() {
+        let dec = Decoder::default();
+        let client = [192, 0, 2, 10];
+        let server = [198, 51, 100, 1];
+        let c6 = [0x20, 0x01, 0, 0, 0x41, 0x36, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7];
+        let s6 = [
+            0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x53,
+        ];
+        for n in 2..=5usize {
+            // A relay whose pair with the client hashes to another shard than the
+            // server's: the query goes out through the server, the answer comes back
+            // through the relay.
+            let relay = (1..=255u8)
+                .map(|x| [203, 0, 113, x])
+                .find(|r| {
+                    pair_hash(client.into(), (*r).into()) % n as u64
+                        != pair_hash(client.into(), server.into()) % n as u64
+                })
+                .unwrap();
+            let mut r = Router::new(n);
+            // Before any tunnel, a plain frame of the client and the relay goes by the
+            // hash.
+            let plain = udp4(relay, client, 40000, 40001, b"x");
+            let hashed = (pair_hash(client.into(), relay.into()) % n as u64) as usize;
+            assert_eq!(route(&mut r, &dec, &plain), hashed);
+            let query = udp4(client, server, 3544, 3544, &inner6(c6, s6, true));
+            let answer = udp4(relay, client, 3544, 3544, &inner6(s6, c6, false));
+            let there = route(&mut r, &dec, &query);
+            assert_eq!(
+                there,
+                (pair_hash(client.into(), server.into()) % n as u64) as usize
+            );
+            assert_eq!(route(&mut r, &dec, &answer), there, "{n} shards");
+            // The answer pinned the relay's pair: its plain frames follow it now.
+            assert_eq!(route(&mut r, &dec, &plain), there, "{n} shards");
+            // The inner pair seen direct goes there too.
+            let mut direct = Vec::new();
+            PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+                .ipv6(c6, s6, 64)
+                .udp(5000, 53)
+                .write(&mut direct, b"direct")
+                .unwrap();
+            assert_eq!(route(&mut r, &dec, &direct), there, "{n} shards");
+        }
+    }
+
+    #[test]
+    fn a_datagram_that_may_be_teredo_on_any_port_is_decoded_not_peeked() {
+        let dec = Decoder::default();
+        let c6 = [0x20, 0x01, 0, 0, 0x41, 0x36, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7];
+        let s6 = [
+            0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x53,
+        ];
+        let teredo = udp4(
+            [192, 0, 2, 10],
+            [203, 0, 113, 5],
+            40000,
+            51000,
+            &inner6(c6, s6, true),
+        );
+        assert_eq!(dec.peek_pair(LinkType::ETHERNET, &teredo), None);
+        let mut d = Decoded::default();
+        dec.decode(LinkType::ETHERNET, &teredo, &mut d);
+        assert_eq!(d.layers.len(), 2, "the decoder finds the tunnel");
+        let dns = udp4(
+            [192, 0, 2, 10],
+            [203, 0, 113, 5],
+            40000,
+            53,
+            b"\x12\x34 not an IPv6 packet",
+        );
+        assert!(dec.peek_pair(LinkType::ETHERNET, &dns).is_some());
+    }
 
     #[test]
     fn pair_hash_ignores_direction() {

@@ -105,3 +105,40 @@ fn threads_give_the_same_output_on_shared_captures() {
     }
     assert!(compared >= 10, "only {compared} shared captures compared");
 }
+
+/// Tunnels whose connections come under more than one outer address pair (Teredo's
+/// client–server and client–relay, a 6in6 tunnel's endpoints changing): every shard
+/// count keeps each connection whole, not only those whose hash happens to agree.
+#[test]
+fn tunnels_under_two_outer_pairs_give_the_same_output_with_any_threads() {
+    let Some(shared) = support::shared_dir("threads::tunnels") else {
+        return;
+    };
+    let pick = [
+        "ndpi/pcap/teredo.pcap",
+        "ndpi/pcap/6in6tunnel.pcap",
+        "ndpi/pcap/syslog.pcap",
+        "zeek/Traces/tunnels/6in6-tunnel-change.pcap",
+        "zeek/Traces/tunnels/Teredo.pcap",
+    ];
+    let mut compared = 0;
+    for rel in pick {
+        let cap = shared.join("data/pcaps").join(rel);
+        if !cap.exists() {
+            eprintln!("threads: {rel} not in this copy of shared/, skipped");
+            continue;
+        }
+        let one = output(&cap, 1);
+        assert!(
+            one.0.contains("\"tunnel_parents\":[\""),
+            "{rel}: no tunnelled flow"
+        );
+        for n in [2, 3, 4, 5] {
+            let many = output(&cap, n);
+            assert!(many.0 == one.0, "{rel}: records differ with --threads {n}");
+            assert_eq!(many.1, one.1, "{rel}: alerts with --threads {n}");
+        }
+        compared += 1;
+    }
+    assert!(compared >= 4, "only {compared} tunnel captures compared");
+}

@@ -173,6 +173,24 @@ impl Decoder {
         &self.config
     }
 
+    /// The addresses of a frame's only IP layer, read without decoding it
+    /// ([`crate::peek`]), or `None` when the frame needs [`Decoder::decode`]: besides
+    /// what the peek defers, a UDP datagram on a tunnel port or that may be Teredo on
+    /// another. So when this returns addresses, the frame carries no tunnel.
+    pub fn peek_pair(&self, link: LinkType, frame: &[u8]) -> Option<(IpAddr, IpAddr)> {
+        let o = crate::peek::outer(link, frame)?;
+        if let (Some((sp, dp, payload)), true) = (o.udp, self.config.decapsulate) {
+            let payload = payload?;
+            if listed(&self.tunnel_ports, sp)
+                || listed(&self.tunnel_ports, dp)
+                || (self.config.teredo_any_port && teredo_inner(payload).is_some())
+            {
+                return None;
+            }
+        }
+        Some((o.src, o.dst))
+    }
+
     /// Decodes an IP packet (version 4 or 6) and what it carries, for packets that do
     /// not come from a link layer: reassembled fragments, or raw IP from an export.
     /// The first layer is marked with `encap`.
@@ -979,8 +997,7 @@ impl<'a> Walk<'a, '_> {
 
     fn udp_tunnel(&mut self, sp: u16, dp: u16, d: &'a [u8], off: usize) {
         let cfg = self.config;
-        let listed = |p: u16| self.tunnel_ports[usize::from(p / 64)] >> (p % 64) & 1 != 0;
-        if !listed(sp) && !listed(dp) {
+        if !listed(self.tunnel_ports, sp) && !listed(self.tunnel_ports, dp) {
             if cfg.teredo_any_port {
                 self.teredo(d, off, true);
             }
@@ -1089,28 +1106,10 @@ impl<'a> Walk<'a, '_> {
     /// Teredo (RFC 4380). With `strict` (a port not assigned to Teredo) the inner IPv6
     /// packet must also involve a Teredo (2001::/32) or link-local address.
     fn teredo(&mut self, d: &'a [u8], off: usize, strict: bool) {
-        // Optional authentication (0x0001) and origin indication (0x0000) headers,
-        // then an IPv6 packet whose payload length matches what follows.
-        let mut pos = 0usize;
-        if be16(d, 0) == Some(0x0001) {
-            let (Some(&id_len), Some(&au_len)) = (d.get(2), d.get(3)) else {
-                return;
-            };
-            pos += 4 + usize::from(id_len) + usize::from(au_len) + 8 + 1;
-        }
-        if be16(d, pos) == Some(0x0000) {
-            pos += 8;
-        }
-        let Some(inner) = d.get(pos..) else {
+        let Some(pos) = teredo_inner(d) else {
             return;
         };
-        if inner.len() < 40 || inner[0] >> 4 != 6 {
-            return;
-        }
-        let plen = usize::from(u16::from_be_bytes([inner[4], inner[5]]));
-        if 40 + plen != inner.len() {
-            return; // not Teredo: length does not match the UDP payload
-        }
+        let inner = &d[pos..];
         if strict {
             let teredo_or_local = |a: &[u8]| {
                 (a[0] == 0x20 && a[1] == 0x01 && a[2] == 0 && a[3] == 0)
@@ -1122,6 +1121,32 @@ impl<'a> Walk<'a, '_> {
         }
         self.ip(inner, off + pos, Encap::Teredo, 6);
     }
+}
+
+/// Whether port `p` is in a bit set of tunnel ports.
+fn listed(ports: &[u64], p: u16) -> bool {
+    ports[usize::from(p / 64)] >> (p % 64) & 1 != 0
+}
+
+/// Where the IPv6 packet of a Teredo datagram's payload starts: after the optional
+/// authentication (0x0001) and origin indication (0x0000) headers, an IPv6 header
+/// whose payload length matches what follows; `None` when it is not there.
+fn teredo_inner(d: &[u8]) -> Option<usize> {
+    let mut pos = 0usize;
+    if be16(d, 0) == Some(0x0001) {
+        let (&id_len, &au_len) = (d.get(2)?, d.get(3)?);
+        pos += 4 + usize::from(id_len) + usize::from(au_len) + 8 + 1;
+    }
+    if be16(d, pos) == Some(0x0000) {
+        pos += 8;
+    }
+    let inner = d.get(pos..)?;
+    if inner.len() < 40 || inner[0] >> 4 != 6 {
+        return None;
+    }
+    let plen = usize::from(u16::from_be_bytes([inner[4], inner[5]]));
+    // Otherwise not Teredo: the length does not match the UDP payload.
+    (40 + plen == inner.len()).then_some(pos)
 }
 
 /// Final destination of an IPv6 routing header of type 0 or 2 with segments left.

@@ -5,7 +5,6 @@
 
 use etherparse::PacketBuilder;
 use proptest::prelude::*;
-use tunnelwatch_decode::peek::outer_pair;
 use tunnelwatch_decode::{AnomalyKind, Decoded, Decoder, LinkType, Transport};
 
 const MAC_A: [u8; 6] = [2, 0, 0, 0, 0, 1];
@@ -159,16 +158,18 @@ proptest! {
         let frame = build_tcp(&t);
         let d = decode(LinkType::ETHERNET, &frame);
         let l = &d.layers[0];
-        prop_assert_eq!(outer_pair(LinkType::ETHERNET, &frame), Some((l.src, l.dst)));
+        let dec = Decoder::default();
+        prop_assert_eq!(dec.peek_pair(LinkType::ETHERNET, &frame), Some((l.src, l.dst)));
         let ip = &frame[14 + if t.vlan.is_some() { 4 } else { 0 }..];
-        prop_assert_eq!(outer_pair(LinkType::RAW, ip), Some((l.src, l.dst)));
+        prop_assert_eq!(dec.peek_pair(LinkType::RAW, ip), Some((l.src, l.dst)));
     }
 
     #[test]
     fn a_peek_at_any_bytes_agrees_with_the_decoder_or_defers(sel in 0usize..LinkType::SUPPORTED.len(), bytes in proptest::collection::vec(any::<u8>(), 0..120)) {
         let link = LinkType::SUPPORTED[sel];
-        if let Some(pair) = outer_pair(link, &bytes) {
+        if let Some(pair) = Decoder::default().peek_pair(link, &bytes) {
             let d = decode(link, &bytes);
+            prop_assert!(d.layers.len() <= 1, "a peeked frame with {} layers", d.layers.len());
             if let Some(l) = d.layers.first() {
                 prop_assert_eq!((l.src, l.dst), pair);
                 prop_assert!(!matches!(l.transport, Transport::Icmp(_)));
@@ -181,11 +182,51 @@ proptest! {
         // Headers that look like IP carrying TCP/UDP, with any length, flags, options.
         bytes[0] = if v6 { 0x60 | low } else { 0x40 | low };
         bytes[if v6 { 6 } else { 9 }] = if udp { 17 } else { 6 };
-        if let Some(pair) = outer_pair(LinkType::RAW, &bytes) {
+        if let Some(pair) = Decoder::default().peek_pair(LinkType::RAW, &bytes) {
             let d = decode(LinkType::RAW, &bytes);
+            prop_assert!(d.layers.len() <= 1, "a peeked frame with {} layers", d.layers.len());
             if let Some(l) = d.layers.first() {
                 prop_assert_eq!((l.src, l.dst), pair);
             }
+        }
+    }
+
+    #[test]
+    fn a_peeked_udp_datagram_carries_no_tunnel(
+        port in prop_oneof![Just(3544u16), Just(4789), Just(6081), Just(2152), Just(5072), any::<u16>()],
+        other in any::<u16>(),
+        v6_inside in any::<bool>(),
+        teredo_prefix in any::<bool>(),
+        body in proptest::collection::vec(any::<u8>(), 0..60),
+    ) {
+        // A datagram on a tunnel port or not, carrying an IPv6 packet (to a Teredo
+        // address or not) or other bytes: a peek that names addresses means the
+        // decoder finds one layer.
+        let payload = if v6_inside {
+            let dst = if teredo_prefix { [0x20, 0x01, 0, 0, 1, 2, 3, 4, 0, 0, 0, 0, 0, 0, 0, 9] } else { [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9] };
+            let mut p = Vec::new();
+            PacketBuilder::ipv6([0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], dst, 64)
+                .udp(1, 2)
+                .write(&mut p, &body)
+                .unwrap();
+            p
+        } else {
+            body
+        };
+        let mut frame = Vec::new();
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4([192, 0, 2, 1], [198, 51, 100, 2], 64)
+            .udp(other, port)
+            .write(&mut frame, &payload)
+            .unwrap();
+        let d = decode(LinkType::ETHERNET, &frame);
+        let peeked = Decoder::default().peek_pair(LinkType::ETHERNET, &frame);
+        prop_assert!(peeked.is_none() || d.layers.len() == 1, "peeked, and {} layers", d.layers.len());
+        // Teredo is looked for on any port but another tunnel's.
+        let other_tunnel = |p: u16| [4789, 6081, 2152, 5072, 4754].contains(&p);
+        if v6_inside && teredo_prefix && !other_tunnel(port) && !other_tunnel(other) {
+            prop_assert_eq!(d.layers.len(), 2, "the Teredo packet was not decoded");
+            prop_assert!(peeked.is_none());
         }
     }
 
