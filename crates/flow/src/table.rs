@@ -698,34 +698,20 @@ impl FlowTable {
         let Some(s) = self.slots.get_mut(slot as usize) else {
             return;
         };
-        let Some(flow) = s.flow.take() else { return };
+        let Some(f) = s.flow.as_mut() else { return };
         s.epoch = s.epoch.wrapping_add(1);
-        // The flow is moved once, into what is handed over (a flow and what it ends
-        // with are a kilobyte and a half), and its state is summarised there.
-        let mut ended = Ended {
-            at,
-            inner: EndedInner::Flow(flow, None, None, Extras::default(), cause),
-        };
-        let EndedInner::Flow(f, tcp_end, app_end, extras, _) = &mut ended.inner else {
-            return;
-        };
-        if !self.map.is_empty() {
-            let hash = self.hasher.hash_one(f.key);
-            if let Ok(e) = self.map.find_entry(hash, |&s| s == slot) {
-                e.remove();
-            }
-        }
-        self.memory -= f.accounted as usize;
-        self.free.push(slot);
-        self.drop_stale_timers();
-        self.stats.records += 1;
+        // The flow is summarised where it lies and moved once, into what is handed
+        // over (a flow and what it ends with are a kilobyte and a half).
+        let mut tcp_end = None;
+        let mut app_end = None;
+        let mut extras = Extras::default();
         if let Some(t) = f.tcp.take() {
-            *tcp_end = Some(TcpEnd::of(&t, &f.history));
+            tcp_end = Some(TcpEnd::of(&t, &f.history));
             self.tcp_boxes.put(t);
         }
         if let Some(mut a) = f.app.take() {
             if !a.facts.is_empty() {
-                *app_end = Some(std::mem::take(&mut a.facts));
+                app_end = Some(std::mem::take(&mut a.facts));
             }
             self.app_boxes.put(a);
         }
@@ -736,7 +722,23 @@ impl FlowTable {
         if let Some(sigs) = f.sigs.take() {
             extras.signatures = sigs.hits(&self.config.signatures);
         }
-        out.ended(ended);
+        if !self.map.is_empty() {
+            let hash = self.hasher.hash_one(f.key);
+            if let Ok(e) = self.map.find_entry(hash, |&s| s == slot) {
+                e.remove();
+            }
+        }
+        self.memory -= f.accounted as usize;
+        self.free.push(slot);
+        self.stats.records += 1;
+        let Some(flow) = self.slots[slot as usize].flow.take() else {
+            return;
+        };
+        out.ended(Ended {
+            at,
+            inner: EndedInner::Flow(flow, tcp_end, app_end, extras, cause),
+        });
+        self.drop_stale_timers();
     }
 
     /// Handles one IP layer; returns its flow for the next (inner) layer.
