@@ -68,7 +68,7 @@ fn normal(orig: &str, resp: &str, port: u16, t: f64) -> FlowRecord {
     r.duration = 0.4;
     r.last_ts = Timestamp::from_secs_f64(t + 0.4);
     r.app = Some(Box::new(tunnelwatch_model::AppFacts {
-        http: Some(request("GET", "/", Some("example.org"))),
+        http: Some(Box::new(request("GET", "/", Some("example.org")))),
         ..Default::default()
     }));
     r
@@ -461,7 +461,7 @@ fn with_app(
 ) -> FlowRecord {
     let mut r = normal(ATK, SRV, port, 1000.0);
     r.app = Some(Box::new(tunnelwatch_model::AppFacts {
-        http,
+        http: http.map(Box::new),
         ssh: ssh.map(|b| tunnelwatch_model::SshFacts {
             client: Some(b.into()),
             server: Some(b.into()),
@@ -734,7 +734,7 @@ fn upload_volume_positive_post_benign_download_and_small_upload() {
     post.orig_bytes = 3 << 20;
     post.resp_bytes = 300;
     post.app = Some(Box::new(tunnelwatch_model::AppFacts {
-        http: Some(request("POST", "/upload", Some("h"))),
+        http: Some(Box::new(request("POST", "/upload", Some("h")))),
         ..Default::default()
     }));
     let a = run(&[post.clone()]);
@@ -824,7 +824,7 @@ fn reverse_shell_positive_typed_back_and_line_mode_benign_server_first_protocols
     connect.status = Some(200);
     connect.after_connect = Some("server_first".into());
     via.app = Some(Box::new(tunnelwatch_model::AppFacts {
-        http: Some(connect),
+        http: Some(Box::new(connect)),
         ..Default::default()
     }));
     assert!(rules(&run(&[via])).contains(&"reverse_shell"));
@@ -901,7 +901,7 @@ fn fetch(host: &str, url: &str, t: f64, bytes: u64, n: usize) -> FlowRecord {
     r.uid = format!("Cfetch{n}-{t}");
     r.orig_bytes = bytes;
     r.app = Some(Box::new(tunnelwatch_model::AppFacts {
-        http: Some(request("GET", url, Some(host))),
+        http: Some(Box::new(request("GET", url, Some(host)))),
         ..Default::default()
     }));
     r
@@ -1277,7 +1277,7 @@ fn upload_volume_per_pair_positive_small_posts_add_up_benign_browsing() {
             r.orig_bytes = 400_000;
             r.resp_bytes = 300;
             r.app = Some(Box::new(tunnelwatch_model::AppFacts {
-                http: Some(request("POST", "/u", Some("h"))),
+                http: Some(Box::new(request("POST", "/u", Some("h")))),
                 ..Default::default()
             }));
             r

@@ -231,7 +231,7 @@ impl AppState {
     pub fn heap_bytes(&self) -> usize {
         self.tls_buf.as_ref().map_or(0, Vec::capacity)
             + self.http_buf.as_ref().map_or(0, Vec::capacity)
-            + self.facts.text_len()
+            + self.facts.heap_len()
             + self
                 .dns
                 .as_ref()
@@ -349,7 +349,7 @@ impl AppState {
         match self.facts.http.as_mut() {
             None => {
                 if let Some(h) = http::parse_request(payload) {
-                    self.facts.http = Some(h);
+                    self.facts.http = Some(Box::new(h));
                     if !http::head_complete(payload) && payload.len() < MAX_HTTP_HEAD {
                         self.http_buf = Some(payload.to_vec());
                     }
@@ -416,11 +416,11 @@ impl AppState {
     fn client_hello(&mut self, bytes: &[u8]) {
         if let Some(t) = tls::parse_client_hello(bytes) {
             let prev = self.facts.tls.take().unwrap_or_default();
-            self.facts.tls = Some(TlsFacts {
+            self.facts.tls = Some(Box::new(TlsFacts {
                 server_version: prev.server_version,
                 server_cipher: prev.server_cipher,
                 ..t
-            });
+            }));
         }
     }
 
@@ -449,7 +449,7 @@ impl AppState {
             return;
         }
         if let Some((version, cipher)) = tls::parse_server_hello(payload) {
-            let t = self.facts.tls.get_or_insert_with(TlsFacts::default);
+            let t = self.facts.tls.get_or_insert_with(Box::default);
             t.server_version = Some(version);
             t.server_cipher = Some(cipher);
             return;

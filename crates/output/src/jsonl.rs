@@ -654,7 +654,7 @@ mod tests {
         });
         let s = |v: &str| Some(v.to_string());
         rec.app = Some(Box::new(AppFacts {
-            http: Some(HttpFacts {
+            http: Some(Box::new(HttpFacts {
                 method: s("GET"),
                 uri: s("/a?b=\"c\""),
                 version: s("1.1"),
@@ -663,8 +663,8 @@ mod tests {
                 status: Some(200),
                 resp_version: s("1.0"),
                 after_connect: s("ssh"),
-            }),
-            tls: Some(TlsFacts {
+            })),
+            tls: Some(Box::new(TlsFacts {
                 version: s("TLSv1.3"),
                 sni: s("example.org"),
                 alpn: vec!["h2".into(), "http/1.1".into()],
@@ -673,7 +673,7 @@ mod tests {
                 ja4: s("t13d"),
                 server_version: s("TLSv1.2"),
                 server_cipher: s("0x1301"),
-            }),
+            })),
             ssh: Some(SshFacts {
                 client: s("SSH-2.0-a"),
                 server: s("SSH-2.0-b"),
@@ -715,8 +715,8 @@ mod tests {
         rec.tcp = None;
         rec.icmp = None;
         rec.app = Some(Box::new(AppFacts {
-            http: Some(HttpFacts::default()),
-            tls: Some(TlsFacts::default()),
+            http: Some(Box::default()),
+            tls: Some(Box::default()),
             ssh: Some(SshFacts::default()),
             dns: Some(DnsFacts::default()),
         }));

@@ -115,7 +115,7 @@ fn record(i: u64, n: u64) -> FlowRecord {
         }),
         icmp: None,
         app: Some(Box::new(AppFacts {
-            http: Some(HttpFacts {
+            http: Some(Box::new(HttpFacts {
                 method: Some("GET".into()),
                 uri: Some(format!("/index/{}.html", h % 977)),
                 version: Some("1.1".into()),
@@ -124,7 +124,7 @@ fn record(i: u64, n: u64) -> FlowRecord {
                 status: Some(200),
                 resp_version: Some("1.1".into()),
                 after_connect: None,
-            }),
+            })),
             ..AppFacts::default()
         })),
         export: None,

@@ -516,7 +516,7 @@ impl W<'_> {
             status,
             resp_version,
             after_connect,
-        }) = http
+        }) = http.as_deref()
         {
             let texts = [
                 method,
@@ -546,7 +546,7 @@ impl W<'_> {
             ja4,
             server_version,
             server_cipher,
-        }) = tls
+        }) = tls.as_deref()
         {
             let texts = [
                 version,
@@ -917,9 +917,9 @@ impl<'a> R<'a> {
         let p = self.present()?;
         let http = p
             .has(0)
-            .then(|| -> Result<HttpFacts, String> {
+            .then(|| -> Result<Box<HttpFacts>, String> {
                 let q = self.present()?;
-                Ok(HttpFacts {
+                Ok(Box::new(HttpFacts {
                     method: self.opt_str(q, 0)?,
                     uri: self.opt_str(q, 1)?,
                     version: self.opt_str(q, 2)?,
@@ -928,14 +928,14 @@ impl<'a> R<'a> {
                     resp_version: self.opt_str(q, 5)?,
                     after_connect: self.opt_str(q, 6)?,
                     status: q.has(7).then(|| self.small("http status")).transpose()?,
-                })
+                }))
             })
             .transpose()?;
         let tls = p
             .has(1)
-            .then(|| -> Result<TlsFacts, String> {
+            .then(|| -> Result<Box<TlsFacts>, String> {
                 let q = self.present()?;
-                Ok(TlsFacts {
+                Ok(Box::new(TlsFacts {
                     version: self.opt_str(q, 0)?,
                     sni: self.opt_str(q, 1)?,
                     ja3: self.opt_str(q, 2)?,
@@ -944,7 +944,7 @@ impl<'a> R<'a> {
                     server_version: self.opt_str(q, 5)?,
                     server_cipher: self.opt_str(q, 6)?,
                     alpn: self.strs()?,
-                })
+                }))
             })
             .transpose()?;
         let ssh = p
@@ -1084,7 +1084,7 @@ mod tests {
             entropy_samples: 4,
         });
         r.app = Some(Box::new(AppFacts {
-            http: Some(HttpFacts {
+            http: Some(Box::new(HttpFacts {
                 method: Some("CONNECT".into()),
                 uri: Some("host:443".into()),
                 version: Some("1.1".into()),
@@ -1093,8 +1093,8 @@ mod tests {
                 status: Some(200),
                 resp_version: Some("1.0".into()),
                 after_connect: Some("ssh".into()),
-            }),
-            tls: Some(TlsFacts {
+            })),
+            tls: Some(Box::new(TlsFacts {
                 version: Some("TLSv13".into()),
                 sni: Some("example.org".into()),
                 alpn: vec!["h2".into(), "http/1.1".into()],
@@ -1103,7 +1103,7 @@ mod tests {
                 ja4: Some("t13d".into()),
                 server_version: Some("TLSv12".into()),
                 server_cipher: Some("TLS_AES_128_GCM_SHA256".into()),
-            }),
+            })),
             ssh: Some(SshFacts {
                 client: Some("SSH-2.0-OpenSSH_9.2".into()),
                 server: None,
