@@ -9,8 +9,9 @@
 //! 5-tuple hash would split fragmented flows and tunnels). A tunnelled frame pins the
 //! address pairs of all its layers to its shard ([`Router`]), so that a connection
 //! whose packets come through two tunnels (Teredo's server and relay) stays whole. An
-//! ICMP error also goes, for attribution only, to the shard of the flow it quotes. Frames travel in batches (returned empty,
-//! to be filled again) over bounded channels with their position in the whole input
+//! ICMP error also goes, for attribution only, to the shard of the flow it quotes.
+//! Frames travel in batches (returned empty, to be filled again) over bounded
+//! channels with their position in the whole input
 //! and the input's clock before them (the latest packet time so far); a worker moves
 //! its table to that clock before each frame. So timers fire, late packets are clamped
 //! and `uid`s are made exactly as in a single-threaded run, and the records are the

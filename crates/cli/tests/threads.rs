@@ -69,6 +69,34 @@ fn threads_give_the_same_output_on_demo_and_golden_captures() {
     assert!(alerts > 0, "no capture raised an alert: nothing compared");
 }
 
+/// Compares each of the shared captures `picks` (those present) run with one thread and
+/// with each of `threads`; returns how many were compared. `check` looks at the
+/// single-threaded records first.
+fn compare_shared(
+    shared: &Path,
+    picks: &[&str],
+    threads: &[usize],
+    check: impl Fn(&str, &str),
+) -> usize {
+    let mut compared = 0;
+    for rel in picks {
+        let cap = shared.join("data/pcaps").join(rel);
+        if !cap.exists() {
+            eprintln!("threads: {rel} not in this copy of shared/, skipped");
+            continue;
+        }
+        let one = output(&cap, 1);
+        check(rel, &one.0);
+        for &n in threads {
+            let many = output(&cap, n);
+            assert!(many.0 == one.0, "{rel}: records differ with --threads {n}");
+            assert_eq!(many.1, one.1, "{rel}: alerts with --threads {n}");
+        }
+        compared += 1;
+    }
+    compared
+}
+
 #[test]
 fn threads_give_the_same_output_on_shared_captures() {
     let Some(shared) = support::shared_dir("threads::shared") else {
@@ -90,19 +118,7 @@ fn threads_give_the_same_output_on_shared_captures() {
         "stopddos/pkt.TCP.synflood.spoofed.pcap",
         "ndpi/pcap/1kxun.pcap",
     ];
-    let mut compared = 0;
-    for rel in pick {
-        let cap = shared.join("data/pcaps").join(rel);
-        if !cap.exists() {
-            eprintln!("threads: {rel} not in this copy of shared/, skipped");
-            continue;
-        }
-        let one = output(&cap, 1);
-        let two = output(&cap, 2);
-        assert!(two.0 == one.0, "{rel}: records differ with --threads 2");
-        assert_eq!(two.1, one.1, "{rel}: alerts with --threads 2");
-        compared += 1;
-    }
+    let compared = compare_shared(&shared, &pick, &[2], |_, _| {});
     assert!(compared >= 10, "only {compared} shared captures compared");
 }
 
@@ -121,24 +137,11 @@ fn tunnels_under_two_outer_pairs_give_the_same_output_with_any_threads() {
         "zeek/Traces/tunnels/6in6-tunnel-change.pcap",
         "zeek/Traces/tunnels/Teredo.pcap",
     ];
-    let mut compared = 0;
-    for rel in pick {
-        let cap = shared.join("data/pcaps").join(rel);
-        if !cap.exists() {
-            eprintln!("threads: {rel} not in this copy of shared/, skipped");
-            continue;
-        }
-        let one = output(&cap, 1);
+    let compared = compare_shared(&shared, &pick, &[2, 3, 4, 5], |rel, records| {
         assert!(
-            one.0.contains("\"tunnel_parents\":[\""),
+            records.contains("\"tunnel_parents\":[\""),
             "{rel}: no tunnelled flow"
         );
-        for n in [2, 3, 4, 5] {
-            let many = output(&cap, n);
-            assert!(many.0 == one.0, "{rel}: records differ with --threads {n}");
-            assert_eq!(many.1, one.1, "{rel}: alerts with --threads {n}");
-        }
-        compared += 1;
-    }
+    });
     assert!(compared >= 4, "only {compared} tunnel captures compared");
 }

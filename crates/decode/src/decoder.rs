@@ -179,7 +179,7 @@ impl Decoder {
     /// another. So when this returns addresses, the frame carries no tunnel.
     pub fn peek_pair(&self, link: LinkType, frame: &[u8]) -> Option<(IpAddr, IpAddr)> {
         let o = crate::peek::outer(link, frame)?;
-        if let (Some((sp, dp, payload)), true) = (o.udp, self.config.decapsulate) {
+        if let Some((sp, dp, payload)) = o.udp.filter(|_| self.config.decapsulate) {
             let payload = payload?;
             if listed(&self.tunnel_ports, sp)
                 || listed(&self.tunnel_ports, dp)

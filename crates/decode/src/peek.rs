@@ -25,7 +25,7 @@ pub(crate) struct Outer<'a> {
     pub src: IpAddr,
     pub dst: IpAddr,
     /// A UDP datagram's ports and payload (bounded by the IP length, as the decoder
-    /// bounds it), `Some` with an empty payload when the lengths do not hold together.
+    /// bounds it; `None` when the IP length and the captured bytes disagree).
     pub udp: Option<(u16, u16, Option<&'a [u8]>)>,
 }
 
@@ -87,9 +87,7 @@ pub(crate) fn outer(link: LinkType, frame: &[u8]) -> Option<Outer<'_>> {
 /// and its payload, `None` when the IP length and the captured bytes disagree.
 fn udp(ip: &[u8], hl: usize, total: usize) -> (u16, u16, Option<&[u8]>) {
     let port = |at| be16(ip, hl + at).unwrap_or(0);
-    let payload = ip
-        .get(hl + 8..total.min(ip.len()))
-        .filter(|_| total <= ip.len());
+    let payload = ip.get(..total).and_then(|p| p.get(hl + 8..));
     (port(0), port(2), payload)
 }
 
