@@ -18,8 +18,9 @@
 //! same. Every `2048 × N` frames every worker is also sent the clock, frames or not,
 //! moves to it and tells the writer (as does the last batch), which lets the writer put
 //! the shards' records in the one order of [`crate::sinks`]. Only eviction under a cap
-//! (split evenly across shards) and the few connections [`Router`] cannot keep whole
-//! (seen direct before they were seen in a tunnel on another shard) can differ.
+//! (split evenly across shards) and the rare connections [`Router`] cannot keep whole
+//! (seen direct before they went into a tunnel whose own address pair also carried
+//! plain frames) can differ.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -46,7 +47,7 @@ pub enum Engine {
     /// One sensor on this thread.
     Single(Box<Sensor>, RecordSender),
     /// Sensors on worker threads.
-    Sharded(Sharded),
+    Sharded(Box<Sharded>),
 }
 
 impl Engine {
@@ -57,7 +58,7 @@ impl Engine {
             let out = out.context("the writer gave no sender")?;
             return Ok(Engine::Single(Box::new(Sensor::new(config)), out));
         }
-        Sharded::start(config, threads, writer).map(Engine::Sharded)
+        Sharded::start(config, threads, writer).map(|s| Engine::Sharded(Box::new(s)))
     }
 
     /// Processes the frame at position `index` of the input; `open` is the earliest
@@ -185,7 +186,7 @@ impl Sharded {
     fn packet(&mut self, index: u64, p: &Packet<'_>, link: LinkType, open: Timestamp) {
         let n = self.workers.len();
         let (own, quoted) = match self.decoder.peek_pair(link, p.data) {
-            Some((a, b)) => (self.router.shard(a, b), None),
+            Some((a, b)) => (self.router.plain(a, b), None),
             None => {
                 let mut d = Decoded::default();
                 self.decoder.decode(link, p.data, &mut d);
@@ -268,6 +269,9 @@ impl Sharded {
 /// Address pairs pinned to a shard, at most (~4 MB).
 const MAX_PINNED: usize = 1 << 16;
 
+/// Bits in [`Router`]'s record of the pairs seen in plain frames (128 KiB).
+const PLAIN_BITS: usize = 1 << 20;
+
 /// Which shard a frame goes to: the hash of its outermost address pair, unless a
 /// tunnelled frame pinned the pair to another shard.
 ///
@@ -276,14 +280,21 @@ const MAX_PINNED: usize = 1 << 16;
 /// different outer pair (a Teredo connection's two directions: client–server and
 /// client–relay) or none (the inner connection also seen direct). So the first
 /// tunnelled frame of a pair pins each of its layers' pairs to one shard: that of the
-/// first pair already pinned, outermost first, or else its outer pair's hash (where
-/// that pair's plain frames went before). A pair pinned since always goes there. What
-/// still splits: a pair whose plain frames came before it was first seen inside a
-/// tunnel on another shard, pairs pinned to two shards meeting in one frame (the
-/// outermost wins), and pairs beyond [`MAX_PINNED`].
+/// first pair already pinned, outermost first; or else, when an inner pair was seen in
+/// plain frames and the outer one was not, that inner pair's hash (where its direct
+/// frames went: a connection seen direct before it went into a tunnel); or else its
+/// outer pair's hash (where that pair's plain frames went before). A pair pinned since
+/// always goes there. Which pairs went plain is kept as a bitmap of their hashes: it
+/// may say yes wrongly (then a new tunnel follows its inner pair's hash, which splits
+/// nothing: neither pair had frames elsewhere), never no wrongly. What still splits: a
+/// connection seen direct before it went into a tunnel whose own pair also carried
+/// plain frames, pairs pinned to two shards meeting in one frame (the outermost wins),
+/// and pairs beyond [`MAX_PINNED`].
 struct Router {
     n: u64,
     pinned: HashMap<(IpAddr, IpAddr), usize, foldhash::fast::RandomState>,
+    /// Bit `pair_hash % PLAIN_BITS` is set once a frame of the pair went plain.
+    plain: Vec<u64>,
 }
 
 impl Router {
@@ -291,17 +302,39 @@ impl Router {
         Router {
             n: n as u64,
             pinned: HashMap::default(),
+            plain: vec![0; PLAIN_BITS / 64],
         }
     }
 
     /// The shard of the flows between `a` and `b`.
     fn shard(&self, a: IpAddr, b: IpAddr) -> usize {
+        self.shard_of(a, b, pair_hash(a, b))
+    }
+
+    /// [`Router::shard`] with the pair's hash already made.
+    fn shard_of(&self, a: IpAddr, b: IpAddr, hash: u64) -> usize {
         if !self.pinned.is_empty() {
             if let Some(&s) = self.pinned.get(&ordered(a, b)) {
                 return s;
             }
         }
-        (pair_hash(a, b) % self.n) as usize
+        (hash % self.n) as usize
+    }
+
+    /// The shard of a plain frame (one IP layer) between `a` and `b`, noting that the
+    /// pair went plain.
+    fn plain(&mut self, a: IpAddr, b: IpAddr) -> usize {
+        let hash = pair_hash(a, b);
+        let bit = hash as usize % PLAIN_BITS;
+        self.plain[bit / 64] |= 1 << (bit % 64);
+        self.shard_of(a, b, hash)
+    }
+
+    /// Whether a frame of the pair went plain (or, rarely, of another pair with the
+    /// same bit).
+    fn went_plain(&self, a: IpAddr, b: IpAddr) -> bool {
+        let bit = pair_hash(a, b) as usize % PLAIN_BITS;
+        self.plain[bit / 64] & (1 << (bit % 64)) != 0
     }
 
     /// The shard of a decoded frame, and the shard of the flow an ICMP error in it
@@ -315,7 +348,13 @@ impl Router {
                 .layers
                 .iter()
                 .find_map(|l| self.pinned.get(&ordered(l.src, l.dst)).copied());
-            let own = pinned.unwrap_or_else(|| self.shard(outer.src, outer.dst));
+            let own = pinned.unwrap_or_else(|| {
+                let direct = (!self.went_plain(outer.src, outer.dst))
+                    .then(|| d.layers[1..].iter().find(|l| self.went_plain(l.src, l.dst)))
+                    .flatten();
+                let by = direct.unwrap_or(outer);
+                self.shard(by.src, by.dst)
+            });
             for l in &d.layers {
                 if self.pinned.len() >= MAX_PINNED {
                     break;
@@ -324,7 +363,7 @@ impl Router {
             }
             own
         } else {
-            self.shard(outer.src, outer.dst)
+            self.plain(outer.src, outer.dst)
         };
         // Only an error in the outermost layer quotes a flow outside its own shard:
         // inner layers share the tunnel's shard with what they quote.
@@ -399,7 +438,7 @@ mod tests {
     /// The shard `read --threads n` sends a frame to.
     fn route(r: &mut Router, dec: &Decoder, frame: &[u8]) -> usize {
         match dec.peek_pair(LinkType::ETHERNET, frame) {
-            Some((a, b)) => r.shard(a, b),
+            Some((a, b)) => r.plain(a, b),
             None => {
                 let mut d = Decoded::default();
                 dec.decode(LinkType::ETHERNET, frame, &mut d);
@@ -452,6 +491,47 @@ mod tests {
                 .write(&mut direct, b"direct")
                 .unwrap();
             assert_eq!(route(&mut r, &dec, &direct), there, "{n} shards");
+        }
+    }
+
+    #[test]
+    fn a_connection_seen_direct_before_its_tunnel_stays_on_one_shard() {
+        let dec = Decoder::default();
+        let client = [192, 0, 2, 10];
+        let c6 = [0x20, 0x01, 0, 0, 0x41, 0x36, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7];
+        let s6 = [
+            0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x53,
+        ];
+        let mut direct = Vec::new();
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv6(c6, s6, 64)
+            .udp(5000, 53)
+            .write(&mut direct, b"direct")
+            .unwrap();
+        let inner = (pair_hash(c6.into(), s6.into())) as usize;
+        for n in 2..=5usize {
+            // A Teredo server whose pair with the client hashes elsewhere than the
+            // inner connection.
+            let server = (1..=255u8)
+                .map(|x| [198, 51, 100, x])
+                .find(|sv| (pair_hash(client.into(), (*sv).into()) as usize) % n != inner % n)
+                .unwrap();
+            let query = udp4(client, server, 3544, 3544, &inner6(c6, s6, true));
+            // The connection direct, then through the tunnel, then direct again: one
+            // shard, the inner pair's.
+            let mut r = Router::new(n);
+            assert_eq!(route(&mut r, &dec, &direct), inner % n);
+            assert_eq!(route(&mut r, &dec, &query), inner % n, "{n} shards");
+            assert_eq!(route(&mut r, &dec, &direct), inner % n, "{n} shards");
+            // But when the tunnel's own pair went plain too, its flows stay where they
+            // went, and the tunnel with them.
+            let mut r = Router::new(n);
+            let outer = (pair_hash(client.into(), server.into()) % n as u64) as usize;
+            let plain = udp4(client, server, 40000, 53, b"\x12\x34 plain dns");
+            assert_eq!(route(&mut r, &dec, &direct), inner % n);
+            assert_eq!(route(&mut r, &dec, &plain), outer);
+            assert_eq!(route(&mut r, &dec, &query), outer, "{n} shards");
+            assert_eq!(route(&mut r, &dec, &plain), outer, "{n} shards");
         }
     }
 
