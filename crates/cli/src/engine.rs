@@ -325,16 +325,16 @@ impl Router {
     /// pair went plain.
     fn plain(&mut self, a: IpAddr, b: IpAddr) -> usize {
         let hash = pair_hash(a, b);
-        let bit = hash as usize % PLAIN_BITS;
-        self.plain[bit / 64] |= 1 << (bit % 64);
+        let (word, bit) = plain_bit(hash);
+        self.plain[word] |= bit;
         self.shard_of(a, b, hash)
     }
 
     /// Whether a frame of the pair went plain (or, rarely, of another pair with the
     /// same bit).
     fn went_plain(&self, a: IpAddr, b: IpAddr) -> bool {
-        let bit = pair_hash(a, b) as usize % PLAIN_BITS;
-        self.plain[bit / 64] & (1 << (bit % 64)) != 0
+        let (word, bit) = plain_bit(pair_hash(a, b));
+        self.plain[word] & bit != 0
     }
 
     /// The shard of a decoded frame, and the shard of the flow an ICMP error in it
@@ -373,6 +373,12 @@ impl Router {
         };
         (own, quoted)
     }
+}
+
+/// Where a pair of `hash` is noted in [`Router`]'s bitmap: the word and its bit.
+fn plain_bit(hash: u64) -> (usize, u64) {
+    let bit = hash as usize % PLAIN_BITS;
+    (bit / 64, 1 << (bit % 64))
 }
 
 /// Two addresses in the order that makes a pair the same both ways.
@@ -508,7 +514,7 @@ mod tests {
             .udp(5000, 53)
             .write(&mut direct, b"direct")
             .unwrap();
-        let inner = (pair_hash(c6.into(), s6.into())) as usize;
+        let inner = pair_hash(c6.into(), s6.into()) as usize;
         for n in 2..=5usize {
             // A Teredo server whose pair with the client hashes elsewhere than the
             // inner connection.
