@@ -441,6 +441,23 @@ mod tests {
         pkt
     }
 
+    /// A Teredo client's address and a server it talks to over IPv6.
+    const C6: [u8; 16] = [0x20, 0x01, 0, 0, 0x41, 0x36, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7];
+    const S6: [u8; 16] = [
+        0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x53,
+    ];
+
+    /// An Ethernet frame of the query from `C6` to `S6`, sent direct (no tunnel).
+    fn direct6() -> Vec<u8> {
+        let mut frame = Vec::new();
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv6(C6, S6, 64)
+            .udp(5000, 53)
+            .write(&mut frame, b"direct")
+            .unwrap();
+        frame
+    }
+
     /// The shard `read --threads n` sends a frame to.
     fn route(r: &mut Router, dec: &Decoder, frame: &[u8]) -> usize {
         match dec.peek_pair(LinkType::ETHERNET, frame) {
@@ -458,10 +475,7 @@ mod tests {
         let dec = Decoder::default();
         let client = [192, 0, 2, 10];
         let server = [198, 51, 100, 1];
-        let c6 = [0x20, 0x01, 0, 0, 0x41, 0x36, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7];
-        let s6 = [
-            0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x53,
-        ];
+        let (c6, s6) = (C6, S6);
         for n in 2..=5usize {
             // A relay whose pair with the client hashes to another shard than the
             // server's: the query goes out through the server, the answer comes back
@@ -490,13 +504,7 @@ mod tests {
             // The answer pinned the relay's pair: its plain frames follow it now.
             assert_eq!(route(&mut r, &dec, &plain), there, "{n} shards");
             // The inner pair seen direct goes there too.
-            let mut direct = Vec::new();
-            PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-                .ipv6(c6, s6, 64)
-                .udp(5000, 53)
-                .write(&mut direct, b"direct")
-                .unwrap();
-            assert_eq!(route(&mut r, &dec, &direct), there, "{n} shards");
+            assert_eq!(route(&mut r, &dec, &direct6()), there, "{n} shards");
         }
     }
 
@@ -504,16 +512,8 @@ mod tests {
     fn a_connection_seen_direct_before_its_tunnel_stays_on_one_shard() {
         let dec = Decoder::default();
         let client = [192, 0, 2, 10];
-        let c6 = [0x20, 0x01, 0, 0, 0x41, 0x36, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7];
-        let s6 = [
-            0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x53,
-        ];
-        let mut direct = Vec::new();
-        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-            .ipv6(c6, s6, 64)
-            .udp(5000, 53)
-            .write(&mut direct, b"direct")
-            .unwrap();
+        let (c6, s6) = (C6, S6);
+        let direct = direct6();
         let inner = pair_hash(c6.into(), s6.into()) as usize;
         for n in 2..=5usize {
             // A Teredo server whose pair with the client hashes elsewhere than the
@@ -544,10 +544,7 @@ mod tests {
     #[test]
     fn a_datagram_that_may_be_teredo_on_any_port_is_decoded_not_peeked() {
         let dec = Decoder::default();
-        let c6 = [0x20, 0x01, 0, 0, 0x41, 0x36, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7];
-        let s6 = [
-            0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x53,
-        ];
+        let (c6, s6) = (C6, S6);
         let teredo = udp4(
             [192, 0, 2, 10],
             [203, 0, 113, 5],
