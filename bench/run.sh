@@ -26,14 +26,16 @@ MIN_PPS=${MIN_PPS:-3000000}
 FLOOD_PKTS=${FLOOD_PKTS:-10000000}
 FLOOD_CAP=${FLOOD_CAP:-1000000}
 OUT=${OUT:-/var/tmp/tunnelwatch-bench/results}
-TOOLS=${TOOLS:-tunnelwatch tunnelwatch-2t tunnelwatch-1core tunnelwatch-nodetect argus nfpcapd softflowd}
+TOOLS=${TOOLS:-tunnelwatch tunnelwatch-2t tunnelwatch-1core tunnelwatch-nodetect tunnelwatch-packetpath argus nfpcapd softflowd}
 [ -n "${FLOWMETER:-}" ] && TOOLS="$TOOLS flowmeter"
 TARGET=${CARGO_TARGET_DIR:-$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')}
 TW=$TARGET/release/tunnelwatch
 TWGEN=$TARGET/release/twgen
+REPLAY=$TARGET/release/examples/replay
 SCR=$OUT/scratch
 
-(cd "$ROOT" && cargo build --release -q -p tunnelwatch -p twgen)
+(cd "$ROOT" && cargo build --release -q -p tunnelwatch -p twgen \
+  && cargo build --release -q -p tunnelwatch-sensor --example replay)
 need=0
 for t in argus nfpcapd softflowd tcpdump iperf3 dnsmasq taskset /usr/bin/time; do command -v $t >/dev/null || need=1; done
 [ $need = 0 ] || "$HERE/install-tools.sh"
@@ -52,6 +54,10 @@ cmd_for() {
     tunnelwatch-1core) echo "taskset -c 0 '$TW' read '$CORPUS' --no-store --no-progress --flows '$SCR/flows.jsonl'" ;;
     # What the detectors cost: the same without them (not the default; not gated).
     tunnelwatch-nodetect) echo "'$TW' read '$CORPUS' --no-store --no-progress --no-detect --flows '$SCR/flows.jsonl'" ;;
+    # The packet path alone: one sensor on one thread, ended flows dropped (no
+    # records, JSON or detectors; crates/sensor/examples/replay.rs): the ceiling the
+    # writer and detection sit under (not gated).
+    tunnelwatch-packetpath) echo "'$REPLAY' '$CORPUS'" ;;
     argus)          echo "argus -X -r '$CORPUS' -w '$SCR/out.argus'" ;;
     nfpcapd)        echo "nfpcapd -r '$CORPUS' -w '$SCR/nf' -B 2000000" ;;
     # softflowd -r handles a batch, then waits on its control socket: ask for its

@@ -67,6 +67,8 @@ if "tunnelwatch" in med:
             print(f"tunnelwatch speed relative to {t}: {med[t] / med['tunnelwatch']:.2f}x (their median wall / ours)")
     if "tunnelwatch-2t" in med:
         print(f"--threads 2 speed-up: {med['tunnelwatch'] / med['tunnelwatch-2t']:.2f}x")
+    if "tunnelwatch-packetpath" in med:
+        print(f"packet path alone (no records, no detectors): {med['tunnelwatch'] / med['tunnelwatch-packetpath']:.2f}x the default run")
     if "tunnelwatch-1core" in med:
         # The default run already spreads over the cores (reader, writer, detection).
         print(f"default run on all {os.cpu_count()} CPUs against one CPU: "
