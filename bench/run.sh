@@ -5,7 +5,8 @@
 #   RUNS=5 bench/run.sh          # more runs per tool
 #   TOOLS="tunnelwatch argus" bench/run.sh
 #
-# Steps: builds tunnelwatch and twgen (release); installs the Debian tools if missing
+# Steps: builds tunnelwatch and twgen with the `dist` profile (what a deployment runs:
+# fat LTO, one codegen unit; see Cargo.toml); installs the Debian tools if missing
 # (bench/install-tools.sh, root); creates the corpus with bench/make-corpus.sh if
 # $CORPUS does not exist; then times each tool RUNS times on the same file from the page
 # cache with GNU time (wall, CPU, peak RSS) and prints min/median/max, packets/s and
@@ -29,13 +30,13 @@ OUT=${OUT:-/var/tmp/tunnelwatch-bench/results}
 TOOLS=${TOOLS:-tunnelwatch tunnelwatch-2t tunnelwatch-1core tunnelwatch-nodetect tunnelwatch-packetpath argus nfpcapd softflowd}
 [ -n "${FLOWMETER:-}" ] && TOOLS="$TOOLS flowmeter"
 TARGET=${CARGO_TARGET_DIR:-$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')}
-TW=$TARGET/release/tunnelwatch
-TWGEN=$TARGET/release/twgen
-REPLAY=$TARGET/release/examples/replay
+TW=$TARGET/dist/tunnelwatch
+TWGEN=$TARGET/dist/twgen
+REPLAY=$TARGET/dist/examples/replay
 SCR=$OUT/scratch
 
-(cd "$ROOT" && cargo build --release -q -p tunnelwatch -p twgen \
-  && cargo build --release -q -p tunnelwatch-sensor --example replay)
+(cd "$ROOT" && cargo build --profile dist -q -p tunnelwatch -p twgen \
+  && cargo build --profile dist -q -p tunnelwatch-sensor --example replay)
 need=0
 for t in argus nfpcapd softflowd tcpdump iperf3 dnsmasq taskset /usr/bin/time; do command -v $t >/dev/null || need=1; done
 [ $need = 0 ] || "$HERE/install-tools.sh"
