@@ -60,7 +60,8 @@ fn round6(x: f64) -> f64 {
 /// Counters and dynamics of one direction.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Direction {
-    /// Packets counted (Zeek's ConnSize semantics).
+    /// Packets counted (Zeek's ConnSize semantics), each by [`Direction::observe`]: the
+    /// sizes pushed, one more than the gaps.
     pub pkts: u64,
     /// IP bytes (sum of IP total lengths).
     pub ip_bytes: u64,
@@ -76,12 +77,9 @@ pub struct Direction {
     flags: u16,
     first_flags: [u16; 4],
     n_first: u8,
-    /// Packets observed ([`Direction::observe`]): the sizes pushed, one more than the
-    /// gaps.
-    observed: u64,
     iat: Moments<f64>,
     size: Moments<u32>,
-    /// The latest packet's time (when `observed > 0`).
+    /// The latest packet's time (when `pkts > 0`).
     last_ts: Timestamp,
     /// Idle periods (inter-arrival above the idle threshold).
     pub idle_periods: u64,
@@ -89,7 +87,7 @@ pub struct Direction {
     pub zero_windows: u64,
     /// Retransmitted payload packets.
     pub retransmissions: u64,
-    /// TTL range (when `observed > 0`).
+    /// TTL range (when `pkts > 0`).
     ttl_min: u8,
     ttl_max: u8,
     /// IP fragments merged into this direction's packets by reassembly.
@@ -99,19 +97,19 @@ pub struct Direction {
 }
 
 impl Direction {
-    /// Records one packet's timing, size and TTL.
+    /// Counts one packet and records its timing, size and TTL.
     pub fn observe(&mut self, ts: Timestamp, payload_len: u32, ttl: u8, idle_threshold: i64) {
-        if self.observed > 0 {
+        if self.pkts > 0 {
             let gap = ts.nanos_since(self.last_ts).max(0);
-            self.iat.push(self.observed, gap as f64 / 1e9);
+            self.iat.push(self.pkts, gap as f64 / 1e9);
             if gap > idle_threshold {
                 self.idle_periods += 1;
             }
         }
         self.last_ts = ts;
-        self.observed += 1;
-        self.size.push(self.observed, payload_len);
-        if self.observed == 1 {
+        self.pkts += 1;
+        self.size.push(self.pkts, payload_len);
+        if self.pkts == 1 {
             self.ttl_min = ttl;
             self.ttl_max = ttl;
         } else {
@@ -131,7 +129,7 @@ impl Direction {
 
     /// Time of this direction's latest packet.
     pub fn last_seen(&self) -> Option<Timestamp> {
-        (self.observed > 0).then_some(self.last_ts)
+        (self.pkts > 0).then_some(self.last_ts)
     }
 
     /// The TCP flags union.
@@ -162,13 +160,13 @@ impl Direction {
             } else {
                 Vec::new()
             },
-            iat: self.iat.summary(self.observed.saturating_sub(1)),
-            size: self.size.summary(self.observed),
+            iat: self.iat.summary(self.pkts.saturating_sub(1)),
+            size: self.size.summary(self.pkts),
             idle_periods: self.idle_periods,
             zero_windows: self.zero_windows,
             retransmissions: self.retransmissions,
-            ttl_min: (self.observed > 0).then_some(self.ttl_min),
-            ttl_max: (self.observed > 0).then_some(self.ttl_max),
+            ttl_min: (self.pkts > 0).then_some(self.ttl_min),
+            ttl_max: (self.pkts > 0).then_some(self.ttl_max),
             fragments: self.fragments,
             truncated: self.truncated,
             keystrokes: 0,

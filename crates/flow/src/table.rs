@@ -1074,7 +1074,6 @@ impl FlowTable {
                     tcp.watch.observe(is_orig, seg, l.payload_len, quick);
                 }
                 let d = &mut f.dirs[usize::from(!is_orig)];
-                d.pkts += 1;
                 d.ip_bytes += u64::from(l.ip_len);
                 d.link_bytes += u64::from(frame.wire_len);
                 d.fragments += u64::from(l.fragments);
@@ -1301,20 +1300,20 @@ fn tcp_packet(
     };
     let t = &mut tcp.timing;
     if seg.flags.syn() {
-        if !seg.flags.ack() && is_orig && t.syn.is_none() {
-            t.syn = Some(ts);
+        if !seg.flags.ack() && is_orig && !t.syn.is_set() {
+            t.syn.set(ts);
             t.orig_mss = opts.and_then(|o| o.mss);
             t.orig_wscale = opts.and_then(|o| o.wscale);
-        } else if seg.flags.ack() && !is_orig && t.synack.is_none() {
-            t.synack = Some(ts);
+        } else if seg.flags.ack() && !is_orig && !t.synack.is_set() {
+            t.synack.set(ts);
             t.resp_mss = opts.and_then(|o| o.mss);
             t.resp_wscale = opts.and_then(|o| o.wscale);
         }
-    } else if seg.flags.ack() && is_orig && t.synack.is_some() && t.ack.is_none() {
-        t.ack = Some(ts);
+    } else if seg.flags.ack() && is_orig && t.synack.is_set() && !t.ack.is_set() {
+        t.ack.set(ts);
     }
-    if (seg.flags.fin() || seg.flags.rst()) && t.close_start.is_none() {
-        t.close_start = Some(ts);
+    if (seg.flags.fin() || seg.flags.rst()) && !t.close_start.is_set() {
+        t.close_start.set(ts);
     }
     let input = SegmentInput {
         is_orig,
@@ -1448,10 +1447,11 @@ fn build_record(
     let tcp_facts = tcp.map(|t| {
         let (ti, watch) = (&t.timing, &t.watch);
         TcpFacts {
-            syn_synack: secs(ti.syn, ti.synack),
-            synack_ack: secs(ti.synack, ti.ack),
+            syn_synack: secs(ti.syn.get(), ti.synack.get()),
+            synack_ack: secs(ti.synack.get(), ti.ack.get()),
             teardown: ti
                 .close_start
+                .get()
                 .map(|s| FlowRecord::duration_of(s, f.last_time)),
             orig_mss: ti.orig_mss,
             resp_mss: ti.resp_mss,

@@ -326,14 +326,39 @@ pub struct Effects {
     pub half_close: bool,
 }
 
+/// A handshake or teardown time that may not have come, in the 8 bytes of a time (an
+/// `Option` takes 16): not yet is [`Timestamp::MIN`], which is before every packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Moment(Timestamp);
+
+impl Default for Moment {
+    fn default() -> Self {
+        Moment(Timestamp::MIN)
+    }
+}
+
+impl Moment {
+    pub(crate) fn get(self) -> Option<Timestamp> {
+        (self.0 != Timestamp::MIN).then_some(self.0)
+    }
+
+    pub(crate) fn is_set(self) -> bool {
+        self.0 != Timestamp::MIN
+    }
+
+    pub(crate) fn set(&mut self, ts: Timestamp) {
+        self.0 = ts;
+    }
+}
+
 /// TCP timing facts collected alongside the state machine, for the record (kept with
-/// the TCP state, not in every flow: 80 bytes a UDP or ICMP flow does not need).
+/// the TCP state, not in every flow: 48 bytes a UDP or ICMP flow does not need).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct TcpTiming {
-    pub(crate) syn: Option<Timestamp>,
-    pub(crate) synack: Option<Timestamp>,
-    pub(crate) ack: Option<Timestamp>,
-    pub(crate) close_start: Option<Timestamp>,
+    pub(crate) syn: Moment,
+    pub(crate) synack: Moment,
+    pub(crate) ack: Moment,
+    pub(crate) close_start: Moment,
     pub(crate) orig_mss: Option<u16>,
     pub(crate) resp_mss: Option<u16>,
     pub(crate) orig_wscale: Option<u8>,
