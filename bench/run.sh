@@ -10,13 +10,15 @@
 # (bench/install-tools.sh, root); creates the corpus with bench/make-corpus.sh if
 # $CORPUS does not exist; then times each tool RUNS times on the same file from the page
 # cache with GNU time (wall, CPU, peak RSS) and prints min/median/max, packets/s and
-# the ratios to each peer. Then the flood check: a spoofed SYN flood of $FLOOD_PKTS
-# distinct sources read under a flow cap, with its peak RSS and eviction count.
+# the ratios to each peer. Then the flood, side by side: a spoofed SYN flood of
+# $FLOOD_PKTS distinct sources through each tool once, tunnelwatch and softflowd under a
+# cap of live flows, with wall time, peak RSS and tunnelwatch's eviction count.
 # Exits non-zero if tunnelwatch's default `read` falls below $MIN_PPS packets/s (median).
 #
 # Env: CORPUS=/var/tmp/tunnelwatch-bench/corpus.pcap RUNS=3 MIN_PPS=3000000
 #      FRESH=0 (keep earlier results, e.g. to rerun one tool with TOOLS=...)
-#      FLOOD_PKTS=10000000 FLOOD_CAP=1000000 OUT=/var/tmp/tunnelwatch-bench/results
+#      FLOOD_PKTS=10000000 FLOOD_CAP=1000000 FLOOD_TOOLS="tunnelwatch softflowd nfpcapd argus"
+#      FLOOD_TIMEOUT=120 OUT=/var/tmp/tunnelwatch-bench/results
 #      FLOWMETER=path (optional: the minimal reference meter, timed as "flowmeter")
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -26,6 +28,8 @@ RUNS=${RUNS:-3}
 MIN_PPS=${MIN_PPS:-3000000}
 FLOOD_PKTS=${FLOOD_PKTS:-10000000}
 FLOOD_CAP=${FLOOD_CAP:-1000000}
+FLOOD_TOOLS=${FLOOD_TOOLS:-tunnelwatch softflowd nfpcapd argus}
+FLOOD_TIMEOUT=${FLOOD_TIMEOUT:-120}
 OUT=${OUT:-/var/tmp/tunnelwatch-bench/results}
 TOOLS=${TOOLS:-tunnelwatch tunnelwatch-2t tunnelwatch-1core tunnelwatch-nodetect tunnelwatch-packetpath argus nfpcapd softflowd}
 [ -n "${FLOWMETER:-}" ] && TOOLS="$TOOLS flowmeter"
@@ -72,15 +76,17 @@ cmd_for() {
 
 SINK=
 cleanup() { [ -n "$SINK" ] && kill "$SINK" 2>/dev/null; true; }
-trap cleanup EXIT
-for t in $TOOLS; do
-  if [ $t = softflowd ]; then
-    python3 -c 'import socket,time; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(("127.0.0.1",39995)); s.settimeout(1)
+# A UDP sink on softflowd's export port, for at most 15 minutes.
+start_sink() {
+  python3 -c 'import socket,time; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(("127.0.0.1",39995)); s.settimeout(1)
 end=time.monotonic()+900
 while time.monotonic()<end:
     try: s.recv(65535)
     except OSError: pass' & SINK=$!
-  fi
+}
+trap cleanup EXIT
+for t in $TOOLS; do
+  [ $t = softflowd ] && start_sink
   for i in $(seq 1 "$RUNS"); do
     rm -rf "$SCR"; mkdir -p "$SCR/nf"
     cat "$CORPUS" > /dev/null
@@ -92,10 +98,33 @@ while time.monotonic()<end:
   [ $t = tunnelwatch ] && wc -l < "$SCR/flows.jsonl" > "$OUT/tunnelwatch.records" || true
 done
 
-# The flood: distinct spoofed sources, read under a flow cap.
+# The flood, side by side: distinct spoofed sources (one flow each). tunnelwatch and
+# softflowd run under a cap of $FLOOD_CAP live flows; nfpcapd and argus have no such
+# cap (nfpcapd's -B only sizes its first cache), so their memory is what the flood
+# makes them hold. Each tool gets one run of at most $FLOOD_TIMEOUT seconds (argus
+# took ~300 s and 14 GiB here): one that is stopped is reported as such, with the
+# memory it held by then.
 FLOOD=$(dirname "$CORPUS")/synflood-$FLOOD_PKTS.pcap
 [ -s "$FLOOD" ] || "$TWGEN" synflood "$FLOOD" --packets "$FLOOD_PKTS"
-/usr/bin/time -v -o "$OUT/flood.time" "$TW" read "$FLOOD" --no-store --no-progress \
-  --max-flows "$FLOOD_CAP" --flows /dev/null > "$OUT/flood.out" 2>&1
+flood_cmd_for() {
+  case $1 in
+    tunnelwatch) echo "'$TW' read '$FLOOD' --no-store --no-progress --max-flows $FLOOD_CAP --flows /dev/null" ;;
+    argus)       echo "argus -X -r '$FLOOD' -w '$SCR/flood.argus'" ;;
+    nfpcapd)     echo "nfpcapd -r '$FLOOD' -w '$SCR/nf'" ;;
+    softflowd)   cmd_for softflowd | sed "s|'$CORPUS'|'$FLOOD'|; s|-m 2000000|-m $FLOOD_CAP|" ;;
+  esac
+}
+mkdir -p "$OUT/flood"
+for t in $FLOOD_TOOLS; do
+  rm -rf "$SCR"; mkdir -p "$SCR/nf"
+  [ $t = softflowd ] && start_sink
+  c=$(flood_cmd_for $t)
+  echo "$(date +%T) flood $t: $c" | tee -a "$OUT/log" >&2
+  rc=0
+  /usr/bin/time -v -o "$OUT/flood/$t.time" timeout -k 10 "$FLOOD_TIMEOUT" bash -c "$c" > "$OUT/flood/$t.out" 2>&1 || rc=$?
+  echo "$rc" > "$OUT/flood/$t.rc"
+  [ $t = softflowd ] && { kill $SINK 2>/dev/null; SINK=; }
+done
+rm -rf "$SCR"
 
 python3 "$HERE/summarize.py" "$OUT" "$CORPUS" "$TOOLS" "$MIN_PPS"

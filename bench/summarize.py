@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Summarize bench/run.sh results: min/median/max wall time, packets/s, CPU seconds and
-peak RSS per tool, ratios of tunnelwatch to each peer, the flood check, and the
+peak RSS per tool, ratios of tunnelwatch to each peer, the flood side by side, and the
 regression gate (exit 1 if tunnelwatch's median rate is below MIN_PPS).
 
 Usage: summarize.py RESULTS_DIR CORPUS "TOOLS" MIN_PPS
@@ -80,15 +80,28 @@ rec = os.path.join(res, "tunnelwatch.records")
 if os.path.exists(rec):
     print(f"tunnelwatch flow records: {open(rec).read().strip()}")
 
-flood = os.path.join(res, "flood.time")
-if os.path.exists(flood):
-    f = parse_time(flood)
-    out = open(os.path.join(res, "flood.out")).read()
-    ev = re.search(r"(\d+) flows evicted", out)
-    peak = re.search(r"peak (\d+) live flows", out)
-    print(f"flood: wall {f['wall']:.2f} s, peak RSS {f['rss'] / 2**20:.0f} MiB, "
-          f"evicted {ev.group(1) if ev else '?'}, peak live flows {peak.group(1) if peak else '?'}"
-          f"{'' if f['ok'] else ' (FAILED)'}")
+# The flood, side by side: one run per tool (bench/run.sh writes flood/TOOL.{time,out,rc}).
+floods = sorted(glob.glob(os.path.join(res, "flood", "*.time")),
+                key=lambda p: (not os.path.basename(p).startswith("tunnelwatch"), p))
+if floods:
+    print()
+    print("flood (distinct spoofed sources, one run each):")
+    print("| tool | wall (s) | CPU s | peak RSS | finished |")
+    print("| --- | ---: | ---: | ---: | --- |")
+    for path in floods:
+        t = os.path.basename(path)[: -len(".time")]
+        f = parse_time(path)
+        rc_path = os.path.join(res, "flood", f"{t}.rc")
+        rc = int(open(rc_path).read().strip() or 0) if os.path.exists(rc_path) else 0
+        done = "yes" if rc == 0 else ("stopped at the time limit" if rc in (124, 137) else f"exit {rc}")
+        print(f"| {t} | {f['wall']:.2f} | {f['cpu']:.2f} | {f['rss'] / 2**20:.0f} MiB | {done} |")
+    out_path = os.path.join(res, "flood", "tunnelwatch.out")
+    if os.path.exists(out_path):
+        out = open(out_path).read()
+        ev = re.search(r"(\d+) flows evicted", out)
+        peak = re.search(r"peak (\d+) live flows", out)
+        print(f"tunnelwatch under the flood: evicted {ev.group(1) if ev else '?'}, "
+              f"peak live flows {peak.group(1) if peak else '?'}")
 
 if "tunnelwatch" not in med:
     sys.exit("summarize: tunnelwatch did not run successfully")
