@@ -343,7 +343,7 @@ impl Moment {
     }
 
     pub(crate) fn is_set(self) -> bool {
-        self.0 != Timestamp::MIN
+        self.get().is_some()
     }
 
     pub(crate) fn set(&mut self, ts: Timestamp) {
