@@ -162,7 +162,10 @@ def zerowin(host, port, n, hold):
 
 def bulk(host, port, nbytes):
     nbytes = int(nbytes)
-    s = _connect(host, port, 30.0)
+    # Room for the whole download in the receive buffer: a benign transfer must not
+    # advertise a zero window when this process is scheduled out for a moment (a CI
+    # run on two busy vCPUs did, and a zero window is attack evidence here).
+    s = _connect(host, port, 30.0, rcvbuf=2 * nbytes)
     s.sendall(f"{nbytes}\n".encode())
     got = 0
     while True:
